@@ -1,0 +1,146 @@
+"""The Trainer callback that turns training into events and obeys stop requests."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from engine.events import Checkpoint, Eval, EventWriter, Phase, Step
+from engine.runs import STOP_FILE
+
+
+class Throughput:
+    """Counts the samples and real tokens the training loader has handed out."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.tokens = 0
+
+    def add(self, tokens: int) -> None:
+        """Count one example of `tokens` tokens."""
+        self.samples += 1
+        self.tokens += tokens
+
+
+class EventsCallback(TrainerCallback):
+    """Writes step / eval / checkpoint events; stops gracefully on a request file or SIGTERM."""
+
+    def __init__(
+        self, writer: EventWriter, run_dir: Path, counter: Throughput, detail: dict[str, Any],
+        checkpoint_minutes: float = 0.0, elapsed_offset: float = 0.0,
+    ) -> None:
+        self.writer = writer
+        self.stop_path = run_dir / STOP_FILE
+        self.counter = counter
+        self.detail = detail
+        self.checkpoint_s = checkpoint_minutes * 60
+        self.elapsed_offset = elapsed_offset
+        self.stop_reason = ""
+        self.t0 = time.monotonic()
+        self.start_step = 0
+        self.last_log = (self.t0, 0, 0)
+        self.last_save = self.t0
+        self.evaluating = False
+        self.training_done = False
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM / SIGINT ask for a graceful stop instead of killing the run mid-step."""
+
+        def handler(signum: int, _frame: Any) -> None:
+            self.stop_reason = f"signal {signal.Signals(signum).name}"
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once a stop was asked for (file or signal)."""
+        if not self.stop_reason and self.stop_path.exists():
+            self.stop_reason = "stop requested"
+        return bool(self.stop_reason)
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        self.t0 = time.monotonic()
+        self.start_step = state.global_step
+        self.counter.samples = self.counter.tokens = 0
+        self.last_log = (self.t0, 0, 0)
+        self.last_save = self.t0
+        self.writer.emit(Phase(name="training"))
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        if self.stop_requested:
+            control.should_training_stop = True
+            control.should_save = True
+        elif self.checkpoint_s and time.monotonic() - self.last_save >= self.checkpoint_s:
+            control.should_save = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102
+        logs = logs or {}
+        if "loss" not in logs:
+            return
+        now = time.monotonic()
+        t_prev, samples_prev, tokens_prev = self.last_log
+        dt = max(now - t_prev, 1e-9)
+        samples = self.counter.samples - samples_prev
+        tokens = self.counter.tokens - tokens_prev
+        self.last_log = (now, self.counter.samples, self.counter.tokens)
+        done = state.global_step - self.start_step
+        session = now - self.t0
+        eta = (state.max_steps - state.global_step) * session / done if done > 0 else None
+        grad_norm = logs.get("grad_norm")
+        self.writer.emit(
+            Step(
+                step=state.global_step,
+                total_steps=state.max_steps,
+                epoch=round(float(state.epoch or 0.0), 4),
+                loss=_finite(logs.get("loss")),
+                learning_rate=_finite(logs.get("learning_rate")),
+                grad_norm=_finite(grad_norm),
+                samples_per_s=round(samples / dt, 2) if samples else None,
+                tokens_per_s=round(tokens / dt, 1) if tokens else None,
+                elapsed_s=round(self.elapsed_offset + session, 2),
+                eta_s=round(eta, 1) if eta is not None else None,
+            )
+        )
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: D102
+        self.training_done = True
+
+    def on_prediction_step(self, args, state, control, **kwargs):  # noqa: D102
+        if not self.evaluating:
+            self.evaluating = True
+            self.writer.emit(Phase(name="evaluating"))
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: D102
+        self.evaluating = False
+        metrics = dict(metrics or {})
+        clean = {k.removeprefix("eval_"): v for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and k not in ("epoch",)}
+        clean.update({k: v for k, v in self.detail.items() if k not in clean})
+        self.writer.emit(
+            Eval(step=state.global_step, epoch=round(float(state.epoch or 0.0), 4), metrics=clean)
+        )
+        if not self.training_done:
+            self.writer.emit(Phase(name="training"))
+        # Time spent evaluating is not training throughput.
+        self.last_log = (time.monotonic(), self.counter.samples, self.counter.tokens)
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: D102
+        self.last_save = time.monotonic()
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        reason = "stop" if self.stop_reason else "scheduled"
+        self.writer.emit(Checkpoint(step=state.global_step, path=str(path), reason=reason))
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

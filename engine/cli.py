@@ -1,0 +1,337 @@
+"""Headless commands: train, runs, resume, stop, predict, export. Exit 0 ok / 2 user error / 1 bug."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.config import RunConfig, all_fields
+from engine.errors import UserError
+from engine.events import Event
+
+COMMANDS = ("train", "runs", "resume", "stop", "predict", "export", "preflight")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field (`--lora_r` and `--lora-r`), all defaulting to 'not given'."""
+    for section, f in all_fields():
+        flags = [f"--{f.name}"]
+        if "_" in f.name:
+            flags.append(f"--{f.name.replace('_', '-')}")
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        extra = {"nargs": "?", "const": "true"} if kind == "bool" else {}
+        parser.add_argument(*flags, dest=f"{section}.{f.name}", default=None,
+                            metavar=kind.upper(), help=f"{f.metadata['help']} [{f.default}]",
+                            **extra)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every headless command."""
+    parser = argparse.ArgumentParser(
+        prog="finetune-tui",
+        description="Fine-tune Hugging Face models with LoRA on a CPU. "
+        "With no command, opens the terminal UI.",
+    )
+    parser.add_argument("--runs-root", "--runs_root", dest="runs_root", default=None,
+                        help="folder of run directories (default: $FINETUNE_TUI_RUNS or the "
+                        "user data folder)")
+    sub = parser.add_subparsers(dest="command")
+
+    train = sub.add_parser("train", help="train headless, printing progress")
+    train.add_argument("--config", help="a TOML config (flags override its values)")
+    train.add_argument("--save-config", "--save_config", dest="save_config",
+                       help="write the resolved config to this TOML file and exit")
+    train.add_argument("--detach", action="store_true",
+                       help="run the engine in the background and return at once")
+    _add_config_flags(train)
+
+    pre = sub.add_parser("preflight", help="time a few steps: speed, run-time and memory estimate")
+    pre.add_argument("--config")
+    pre.add_argument("--steps", type=int, default=6, help="timed steps [6]")
+    _add_config_flags(pre)
+
+    sub.add_parser("runs", help="list runs").add_argument("--json", action="store_true")
+
+    res = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    res.add_argument("run", nargs="?", help="run id (or unique part of it); default newest")
+    res.add_argument("--detach", action="store_true")
+
+    stop = sub.add_parser("stop", help="ask a running run to stop (saves first)")
+    stop.add_argument("run", nargs="?")
+
+    pred = sub.add_parser("predict", help="predict labels with a run's adapter")
+    pred.add_argument("run", help="run id, adapter folder or merged model folder")
+    pred.add_argument("texts", nargs="*", help="texts to classify")
+    pred.add_argument("--file", help="a data file of texts (JSON / JSONL / CSV / TSV / Parquet)")
+    pred.add_argument("--text-column", "--text_column", dest="text_column", default="")
+    pred.add_argument("--out", help="write predictions here (.jsonl or .csv); default stdout")
+    pred.add_argument("--threads", type=int, default=0)
+
+    exp = sub.add_parser("export", help="copy the adapter and/or write a merged model")
+    exp.add_argument("run")
+    exp.add_argument("--merged", metavar="OUT", help="write a merged full model to OUT")
+    exp.add_argument("--adapter", metavar="OUT", help="copy the adapter folder to OUT")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The config file (if any) with every given flag applied on top, validated."""
+    cfg = RunConfig.load(args.config) if getattr(args, "config", None) else RunConfig()
+    for key, value in vars(args).items():
+        if "." in key and value is not None:
+            cfg.set(key, value)
+    return cfg.validate()
+
+
+def check_inputs(cfg: RunConfig) -> None:
+    """Fail fast on bad data or model paths, before a run directory is made."""
+    from engine.data import load_splits
+    from engine.hardware import resolve_precision
+    from engine.model import check_model_source, resolve_model_name
+
+    resolve_precision(cfg.training.precision)
+    load_splits(cfg.data, seed=cfg.training.seed)
+    check_model_source(resolve_model_name(cfg.model.model_name), cfg.model.allow_pickle_weights)
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def format_event(e: Event) -> str | None:
+    """A progress line for an event (None for events not worth a line)."""
+    t = e.type
+    if t == "step":
+        parts = [f"step {e.step}/{e.total_steps}", f"epoch {e.epoch:.2f}"]
+        if e.loss is not None:
+            parts.append(f"loss {e.loss:.4f}")
+        if e.learning_rate is not None:
+            parts.append(f"lr {e.learning_rate:.2e}")
+        if e.samples_per_s:
+            parts.append(f"{e.samples_per_s:.1f} samples/s")
+        if e.tokens_per_s:
+            parts.append(f"{e.tokens_per_s:.0f} tok/s")
+        parts.append(f"{_clock(e.elapsed_s)} elapsed, ETA {_clock(e.eta_s)}")
+        return "  ".join(parts)
+    if t == "eval":
+        m = e.metrics
+        shown = [f"{k} {m[k]:.4f}" for k in ("accuracy", "f1", "loss") if isinstance(m.get(k), float)]
+        return f"eval at step {e.step} (epoch {e.epoch:.2f}): " + ", ".join(shown)
+    if t == "phase":
+        return f"[{e.name}]" + (f" {e.detail}" if e.detail else "")
+    if t == "started":
+        return (f"run {e.run_id}: {e.train_size} train / {e.eval_size} eval examples, "
+                f"{len(e.labels)} labels, {e.total_steps} steps, {e.precision}, {e.threads} threads, "
+                f"{e.trainable_params:,} of {e.total_params:,} parameters trained")
+    if t == "log":
+        return f"{e.level}: {e.message}" if e.level != "info" else e.message
+    if t == "checkpoint":
+        return f"checkpoint saved: {e.path}"
+    if t == "finished":
+        acc = e.metrics.get("accuracy")
+        score = f", accuracy {acc:.4f}" if isinstance(acc, float) else ""
+        return f"finished at step {e.step}{score}; adapter in {e.output_dir}"
+    if t == "stopped":
+        return f"stopped at step {e.step} ({e.reason}); adapter in {e.output_dir}"
+    if t == "failed":
+        where = f"{e.where}: " if e.where else ""
+        return f"error: {where}{e.message}" + (f" ({e.hint})" if e.hint else "")
+    return None
+
+
+def _printer(e: Event) -> None:
+    line = format_event(e)
+    if line:
+        print(line, flush=True)
+
+
+def cmd_train(args: argparse.Namespace, root: Path) -> int:
+    """Train headless (foreground, or detached with --detach)."""
+    cfg = config_from_args(args)
+    if args.save_config:
+        cfg.save(args.save_config)
+        print(f"config written to {args.save_config}")
+        return 0
+    check_inputs(cfg)
+    from engine.runs import new_run_dir
+
+    if args.detach:
+        from engine.launch import launch
+
+        run_dir = launch(cfg, root)
+        print(f"started {run_dir.name} in the background; follow it with: finetune-tui attach "
+              f"{run_dir.name}")
+        return 0
+    run_dir = new_run_dir(cfg, root)
+    print(f"run directory: {run_dir}", flush=True)
+    from engine.train import run_training
+
+    return run_training(run_dir, listeners=[_printer])
+
+
+def cmd_runs(args: argparse.Namespace, root: Path) -> int:
+    """List the runs under the root."""
+    from engine.runs import list_runs
+
+    runs = list_runs(root)
+    if args.json:
+        print(json.dumps([{
+            "id": r.run_id, "state": r.state, "model": r.model, "data": r.data,
+            "step": r.step, "total_steps": r.total_steps, "best": r.best_metric,
+            "started": r.started_at, "duration_s": round(r.duration_s, 1), "path": str(r.path),
+        } for r in runs], indent=2))
+        return 0
+    if not runs:
+        print(f"no runs under {root}")
+        return 0
+    print(f"{'RUN':40} {'STATE':9} {'STEP':>11} {'BEST':>7} {'TIME':>8}  MODEL / DATA")
+    for r in runs:
+        best = f"{r.best_metric:.4f}" if r.best_metric is not None else "-"
+        steps = f"{r.step}/{r.total_steps}"
+        print(f"{r.run_id[:40]:40} {r.state:9} {steps:>11} {best:>7} {_clock(r.duration_s):>8}  "
+              f"{Path(r.model).name} / {r.data}")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace, root: Path) -> int:
+    """Continue a run from its last checkpoint."""
+    from engine.runs import engine_alive, find_run
+
+    run_dir = find_run(args.run, root)
+    if engine_alive(run_dir):
+        raise UserError("the run is still going", where=run_dir.name, hint="attach to it instead")
+    if args.detach:
+        from engine.launch import resume
+
+        resume(run_dir)
+        print(f"resumed {run_dir.name} in the background")
+        return 0
+    from engine.train import run_training
+
+    return run_training(run_dir, resume=True, listeners=[_printer])
+
+
+def cmd_stop(args: argparse.Namespace, root: Path) -> int:
+    """Ask a running engine to stop gracefully."""
+    from engine.launch import request_stop
+    from engine.runs import find_run
+
+    run_dir = find_run(args.run, root)
+    if not request_stop(run_dir):
+        raise UserError("the run is not running", where=run_dir.name)
+    print(f"asked {run_dir.name} to stop; it saves a checkpoint and the adapter first")
+    return 0
+
+
+def _weights_for(ref: str, root: Path) -> Path:
+    from engine.predict import find_weights
+    from engine.runs import find_run
+
+    p = Path(ref).expanduser()
+    if p.is_dir() and ((p / "adapter_config.json").is_file() or (p / "config.json").is_file()):
+        return p
+    return find_weights(find_run(ref, root))
+
+
+def cmd_predict(args: argparse.Namespace, root: Path) -> int:
+    """Predict labels for texts or a file."""
+    texts = list(args.texts)
+    if args.file:
+        from engine.data import TEXT_NAMES, pick_column, read_table
+
+        table = read_table(args.file, field_name="--file")
+        col = pick_column(table.columns, args.text_column, TEXT_NAMES, "text", table, "text_column")
+        texts += [str(r.get(col, "")) for r in table.rows]
+    if not texts:
+        raise UserError("nothing to predict", hint='give texts, e.g. predict RUN "great film", '
+                        "or --file data.jsonl")
+    from engine.predict import Predictor
+
+    predictor = Predictor(_weights_for(args.run, root), threads=args.threads)
+    preds = predictor.predict(texts)
+    rows = [{"text": p.text, "label": p.label, **{f"p_{k}": v for k, v in p.probabilities.items()}}
+            for p in preds]
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() == ".csv":
+            import csv
+
+            with out.open("w", newline="", encoding="utf-8") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+        else:
+            out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        print(f"{len(rows)} predictions written to {out}")
+    elif args.file:
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        for p in preds:
+            probs = "  ".join(f"{k} {v:.3f}" for k, v in p.probabilities.items())
+            print(f"{p.label:12} {probs}  | {p.text}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, root: Path) -> int:
+    """Copy the adapter and/or write a merged model."""
+    if not args.merged and not args.adapter:
+        raise UserError("say what to export", hint="--adapter OUT and/or --merged OUT")
+    from engine.predict import find_weights
+    from engine.runs import find_run
+
+    weights = find_weights(find_run(args.run, root))
+    if args.adapter:
+        from engine.export import copy_adapter
+
+        print(f"adapter copied to {copy_adapter(weights, Path(args.adapter))}")
+    if args.merged:
+        from engine.export import export_merged
+
+        out = export_merged(weights, Path(args.merged))
+        print(f"merged model written to {out}")
+    return 0
+
+
+def cmd_preflight(args: argparse.Namespace, root: Path) -> int:
+    """Time a few training steps and estimate the whole run."""
+    from engine.preflight import preflight
+
+    cfg = config_from_args(args)
+    check_inputs(cfg)
+    report = preflight(cfg, steps=args.steps)
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+HANDLERS = {"train": cmd_train, "runs": cmd_runs, "resume": cmd_resume, "stop": cmd_stop,
+            "predict": cmd_predict, "export": cmd_export, "preflight": cmd_preflight}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a headless command; user mistakes print one line and exit 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    from engine.runs import runs_root
+
+    try:
+        return HANDLERS[args.command](args, runs_root(args.runs_root))
+    except UserError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

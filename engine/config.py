@@ -1,0 +1,358 @@
+"""RunConfig: every setting of one run, with TOML round-trip and per-field validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from engine.errors import ConfigError, UserError
+
+TASKS = ("classification",)
+PRECISIONS = ("auto", "bf16", "fp32", "fp16")
+STRATEGIES = ("epoch", "steps", "no")
+ATTENTION = ("auto", "eager", "sdpa")
+# Learning-rate schedules that run with no extra arguments (transformers' SchedulerType values).
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+              "constant_with_warmup", "inverse_sqrt")
+# Metrics every evaluation reports (engine.metrics + the Trainer's eval loss).
+METRICS = ("accuracy", "f1", "loss")
+
+
+def _f(default: Any, help: str, **choices: Any) -> Any:
+    """A dataclass field with its help text (shared by CLI flags and form labels)."""
+    return field(default=default, metadata={"help": help, **choices})
+
+
+@dataclass
+class ModelConfig:
+    """Which model to fine-tune and how to load it."""
+
+    model_name: str = _f("", "Hub id or local folder; empty = the built-in offline default")
+    max_length: int = _f(128, "Longest tokenized text; longer texts are truncated")
+    trust_remote_code: bool = _f(False, "Run code shipped with the model (only for models you trust)")
+    allow_pickle_weights: bool = _f(
+        False, "Allow .bin (pickle) weights when a model has no safetensors (unsafe for untrusted models)"
+    )
+    attention: str = _f("auto", "Attention kernel: auto, eager or sdpa", choices=ATTENTION)
+
+
+@dataclass
+class DataConfig:
+    """Which data to train on and how to read it."""
+
+    data_file_path: str = _f("", "JSON / JSONL / CSV / TSV / Parquet file; empty = bundled example")
+    eval_file_path: str = _f("", "Optional separate evaluation file (same format rules)")
+    text_column: str = _f("", "Text column; empty = detect from common names")
+    label_column: str = _f("", "Label column; empty = detect from common names")
+    validation_fraction: float = _f(0.1, "Share held out for evaluation when the data has no split")
+    max_train_rows: int = _f(0, "Use only the first N training rows (0 = all)")
+    max_eval_rows: int = _f(0, "Use only the first N evaluation rows (0 = all)")
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapter settings."""
+
+    lora_r: int = _f(8, "LoRA rank")
+    lora_alpha: int = _f(16, "LoRA alpha (scaling = alpha / r)")
+    lora_dropout: float = _f(0.1, "Dropout on the LoRA input")
+    target_modules: str = _f(
+        "auto", "Comma-separated module names, 'auto' (attention query/value) or 'all-linear'"
+    )
+    modules_to_save: str = _f(
+        "auto", "Extra modules trained in full; 'auto' = the classifier head (and pooler)"
+    )
+    use_dora: bool = _f(False, "Weight-decomposed LoRA (DoRA); slower")
+    use_rslora: bool = _f(False, "Rank-stabilised scaling (alpha / sqrt(r))")
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation, precision, evaluation and checkpoint settings."""
+
+    epochs: float = _f(3.0, "Passes over the training data")
+    max_steps: int = _f(0, "Stop after N optimiser steps (0 = use epochs)")
+    batch_size: int = _f(16, "Examples per step per device")
+    grad_accum: int = _f(1, "Gradient accumulation steps")
+    learning_rate: float = _f(2e-3, "Peak learning rate (LoRA likes ~1e-3..3e-3)")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    warmup_ratio: float = _f(0.06, "Share of steps spent warming up the learning rate")
+    lr_scheduler: str = _f("linear", "Learning-rate schedule (linear, cosine, constant...)")
+    precision: str = _f("auto", "auto, bf16 or fp32 (fp16 is refused on CPU)", choices=PRECISIONS)
+    model_dropout: float = _f(0.0, "Dropout inside the base model (0 is much faster on CPU)")
+    group_by_length: bool = _f(True, "Batch texts of similar length together (less padding)")
+    threads: int = _f(0, "Torch threads (0 = the cores available to this process)")
+    eval_strategy: str = _f("epoch", "When to evaluate: epoch, steps or no", choices=STRATEGIES)
+    eval_steps: int = _f(0, "Evaluate every N steps (with eval_strategy=steps)")
+    save_strategy: str = _f("epoch", "When to checkpoint: epoch, steps or no", choices=STRATEGIES)
+    save_steps: int = _f(0, "Checkpoint every N steps (with save_strategy=steps)")
+    checkpoint_minutes: float = _f(10.0, "Also checkpoint every N minutes of wall clock (0 = off)")
+    save_total_limit: int = _f(2, "Keep the last K checkpoints")
+    metric_for_best: str = _f("accuracy", "Metric that picks the best checkpoint")
+    early_stopping_patience: int = _f(0, "Stop after N evaluations without improvement (0 = off)")
+    logging_steps: int = _f(10, "Report loss and throughput every N steps")
+    seed: int = _f(42, "Random seed (data split, init, order)")
+
+
+@dataclass
+class OutputConfig:
+    """Where the result goes."""
+
+    output_dir: str = _f("", "Folder for the final adapter; empty = inside the run directory")
+    run_name: str = _f("", "A name for the run; empty = derived from model and data")
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "lora": LoraSettings,
+    "training": TrainingConfig,
+    "output": OutputConfig,
+}
+
+
+@dataclass
+class RunConfig:
+    """All settings of one run; round-trips to TOML (`config.toml` in the run directory)."""
+
+    task: str = "classification"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    # -- conversion -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A plain nested dict (TOML-ready: no None values)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> RunConfig:
+        """Build from a nested dict; unknown keys and wrong types are ConfigErrors."""
+        problems: dict[str, str] = {}
+        cfg = cls()
+        for key, value in raw.items():
+            if key == "task":
+                cfg.task = str(value)
+            elif key in SECTIONS:
+                if not isinstance(value, dict):
+                    problems[key] = f"[{key}] must be a table of settings"
+                    continue
+                section = getattr(cfg, key)
+                names = {f.name: f for f in fields(section)}
+                for name, item in value.items():
+                    if name not in names:
+                        problems[f"{key}.{name}"] = (
+                            f"unknown setting '{name}' in [{key}]; known: {', '.join(names)}"
+                        )
+                        continue
+                    try:
+                        setattr(section, name, coerce(names[name], item))
+                    except ValueError as exc:
+                        problems[f"{key}.{name}"] = str(exc)
+            else:
+                problems[key] = (
+                    f"unknown section '{key}' in {source}; known: task, {', '.join(SECTIONS)}"
+                )
+        if problems:
+            raise ConfigError(problems)
+        return cfg
+
+    def to_toml(self) -> str:
+        """The config as TOML text."""
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: str = "config") -> RunConfig:
+        """Parse TOML text; a syntax error names the line."""
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(
+                f"not valid TOML: {exc}", where=source, hint="fix the line it names"
+            ) from None
+        return cls.from_dict(raw, source=source)
+
+    def save(self, path: str | Path) -> None:
+        """Write the config to a TOML file."""
+        Path(path).write_text(self.to_toml(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        """Read a TOML config file."""
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(
+                "config file not found", where=str(p), hint="check the path passed to --config"
+            )
+        return cls.from_toml(p.read_text(encoding="utf-8"), source=str(p))
+
+    def copy(self) -> RunConfig:
+        """A deep copy."""
+        return RunConfig.from_dict(self.to_dict())
+
+    # -- flat access (CLI flags and form fields) ------------------------------------------------
+    def get(self, name: str) -> Any:
+        """The value of a flat field name such as 'lora_r' or 'model.max_length'."""
+        section, fname = field_path(name)
+        return getattr(getattr(self, section), fname)
+
+    def set(self, name: str, value: Any) -> None:
+        """Set a flat field from text or a typed value (type-checked)."""
+        section, fname = field_path(name)
+        fdef = {f.name: f for f in fields(SECTIONS[section])}[fname]
+        try:
+            setattr(getattr(self, section), fname, coerce(fdef, value))
+        except ValueError as exc:
+            raise ConfigError({f"{section}.{fname}": str(exc)}) from None
+
+    # -- validation -------------------------------------------------------------------------------
+    def problems(self) -> dict[str, str]:
+        """Every bad field with a message that says how to fix it (empty when valid)."""
+        p: dict[str, str] = {}
+        m, d, lo, t = self.model, self.data, self.lora, self.training
+        if self.task not in TASKS:
+            p["task"] = f"task must be one of {', '.join(TASKS)} (got '{self.task}')"
+        if not 8 <= m.max_length <= 8192:
+            p["model.max_length"] = "max_length must be between 8 and 8192"
+        if m.attention not in ATTENTION:
+            p["model.attention"] = f"attention must be one of {', '.join(ATTENTION)}"
+        if not 0.0 <= d.validation_fraction < 0.9:
+            p["data.validation_fraction"] = "validation_fraction must be in [0, 0.9), e.g. 0.1"
+        if d.max_train_rows < 0:
+            p["data.max_train_rows"] = "max_train_rows must be 0 (all) or a positive count"
+        if d.max_eval_rows < 0:
+            p["data.max_eval_rows"] = "max_eval_rows must be 0 (all) or a positive count"
+        if not 1 <= lo.lora_r <= 1024:
+            p["lora.lora_r"] = "lora_r must be between 1 and 1024 (8 or 16 is typical)"
+        if lo.lora_alpha <= 0:
+            p["lora.lora_alpha"] = "lora_alpha must be positive (often 2 x r)"
+        if not 0.0 <= lo.lora_dropout < 1.0:
+            p["lora.lora_dropout"] = "lora_dropout must be in [0, 1)"
+        if not lo.target_modules.strip():
+            p["lora.target_modules"] = "target_modules is empty: use 'auto' or a list of names"
+        if t.epochs <= 0 and t.max_steps <= 0:
+            p["training.epochs"] = "epochs must be positive (or set max_steps)"
+        if t.max_steps < 0:
+            p["training.max_steps"] = "max_steps must be 0 (use epochs) or positive"
+        if not 1 <= t.batch_size <= 4096:
+            p["training.batch_size"] = "batch_size must be between 1 and 4096"
+        if t.grad_accum < 1:
+            p["training.grad_accum"] = "grad_accum must be at least 1"
+        if not 0 < t.learning_rate < 1:
+            p["training.learning_rate"] = "learning_rate must be between 0 and 1, e.g. 2e-3"
+        if t.weight_decay < 0:
+            p["training.weight_decay"] = "weight_decay must not be negative"
+        if not 0 <= t.warmup_ratio < 1:
+            p["training.warmup_ratio"] = "warmup_ratio must be in [0, 1)"
+        if t.lr_scheduler not in SCHEDULERS:
+            p["training.lr_scheduler"] = (
+                f"lr_scheduler must be one of {', '.join(SCHEDULERS)} (got '{t.lr_scheduler}')"
+            )
+        if t.metric_for_best not in METRICS:
+            p["training.metric_for_best"] = (
+                f"metric_for_best must be one of {', '.join(METRICS)} (got '{t.metric_for_best}')"
+            )
+        if t.precision not in PRECISIONS:
+            p["training.precision"] = f"precision must be one of auto, bf16, fp32 (got '{t.precision}')"
+        elif t.precision == "fp16":
+            p["training.precision"] = (
+                "fp16 does not train on a CPU (no loss scaling; accelerate ignores it): "
+                "use auto, bf16 or fp32"
+            )
+        if not 0 <= t.model_dropout < 1:
+            p["training.model_dropout"] = "model_dropout must be in [0, 1)"
+        if t.threads < 0:
+            p["training.threads"] = "threads must be 0 (auto) or a positive count"
+        for name in ("eval_strategy", "save_strategy"):
+            if getattr(t, name) not in STRATEGIES:
+                p[f"training.{name}"] = f"{name} must be one of {', '.join(STRATEGIES)}"
+        if t.eval_strategy == "steps" and t.eval_steps <= 0:
+            p["training.eval_steps"] = "eval_steps must be positive when eval_strategy is 'steps'"
+        if t.save_strategy == "steps" and t.save_steps <= 0:
+            p["training.save_steps"] = "save_steps must be positive when save_strategy is 'steps'"
+        if t.checkpoint_minutes < 0:
+            p["training.checkpoint_minutes"] = "checkpoint_minutes must be 0 (off) or positive"
+        if t.save_total_limit < 1:
+            p["training.save_total_limit"] = "save_total_limit must be at least 1"
+        if t.early_stopping_patience < 0:
+            p["training.early_stopping_patience"] = "early_stopping_patience must be 0 (off) or more"
+        if t.early_stopping_patience and t.eval_strategy == "no":
+            p["training.early_stopping_patience"] = "early stopping needs evaluation (eval_strategy)"
+        if t.logging_steps < 1:
+            p["training.logging_steps"] = "logging_steps must be at least 1"
+        return p
+
+    def validate(self) -> RunConfig:
+        """Raise ConfigError listing the bad fields; return self when valid."""
+        problems = self.problems()
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+
+def field_path(name: str) -> tuple[str, str]:
+    """Resolve 'lora_r', 'lora-r' or 'lora.lora_r' to (section, field name)."""
+    name = name.replace("-", "_")
+    if "." in name:
+        section, fname = name.split(".", 1)
+        if section in SECTIONS and fname in {f.name for f in fields(SECTIONS[section])}:
+            return section, fname
+    for section, cls in SECTIONS.items():
+        if name in {f.name for f in fields(cls)}:
+            return section, name
+    raise ConfigError({name: f"unknown setting '{name}'"})
+
+
+def all_fields() -> list[tuple[str, dataclasses.Field]]:
+    """Every (section, field) pair, in display order."""
+    return [(section, f) for section, cls in SECTIONS.items() for f in fields(cls)]
+
+
+def coerce(fdef: dataclasses.Field, value: Any) -> Any:
+    """Convert text or a TOML value to the field's type; ValueError says what was expected."""
+    kind = fdef.type if isinstance(fdef.type, str) else fdef.type.__name__
+    name = fdef.name
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name} must be true or false (got '{value}')")
+    if kind == "int":
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a whole number (got {value})")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"{name} must be a whole number (got '{value}')") from None
+    if kind == "float":
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a number (got {value})")
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise ValueError(f"{name} must be a number such as 0.1 or 2e-3 (got '{value}')") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{name} must be a finite number (got '{value}')")
+        return number
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)

@@ -1,0 +1,252 @@
+"""Typed events: the only contract between the engine and any UI (one JSON object per line)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+EVENTS_FILE = "events.jsonl"
+
+
+@dataclass
+class Event:
+    """Base of every event: a `type` tag and a unix timestamp."""
+
+    type: ClassVar[str] = "event"
+    time: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        """One JSON line (no newline)."""
+        return json.dumps({"type": self.type, **asdict(self)}, separators=(",", ":"))
+
+
+@dataclass
+class Started(Event):
+    """The engine began (or resumed) a run: sizes, precision, threads and total steps."""
+
+    type: ClassVar[str] = "started"
+    run_id: str = ""
+    model: str = ""
+    task: str = "classification"
+    config: dict[str, Any] = field(default_factory=dict)
+    train_size: int = 0
+    eval_size: int = 0
+    labels: list[str] = field(default_factory=list)
+    precision: str = ""
+    threads: int = 0
+    total_steps: int = 0
+    trainable_params: int = 0
+    total_params: int = 0
+    resumed_from_step: int = 0
+    pid: int = 0
+
+
+@dataclass
+class Phase(Event):
+    """What the engine is doing now: loading model, tokenizing, training, evaluating, saving."""
+
+    type: ClassVar[str] = "phase"
+    name: str = ""
+    detail: str = ""
+
+
+@dataclass
+class Step(Event):
+    """Training figures at one logging step."""
+
+    type: ClassVar[str] = "step"
+    step: int = 0
+    total_steps: int = 0
+    epoch: float = 0.0
+    loss: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    samples_per_s: float | None = None
+    tokens_per_s: float | None = None
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+
+
+@dataclass
+class Eval(Event):
+    """Evaluation results at one step: accuracy, macro-F1, eval loss, per-class and confusion."""
+
+    type: ClassVar[str] = "eval"
+    step: int = 0
+    epoch: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Checkpoint(Event):
+    """A checkpoint was written."""
+
+    type: ClassVar[str] = "checkpoint"
+    step: int = 0
+    path: str = ""
+    reason: str = ""
+
+
+@dataclass
+class Log(Event):
+    """A message worth showing in the log pane (info, warning, error)."""
+
+    type: ClassVar[str] = "log"
+    level: str = "info"
+    message: str = ""
+
+
+@dataclass
+class Finished(Event):
+    """The run completed; the adapter is in `output_dir`."""
+
+    type: ClassVar[str] = "finished"
+    step: int = 0
+    output_dir: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class Stopped(Event):
+    """The run was stopped on request after saving a checkpoint and the adapter."""
+
+    type: ClassVar[str] = "stopped"
+    step: int = 0
+    output_dir: str = ""
+    checkpoint: str = ""
+    reason: str = ""
+
+
+@dataclass
+class Failed(Event):
+    """The run failed: the message and a hint a person can act on."""
+
+    type: ClassVar[str] = "failed"
+    message: str = ""
+    hint: str = ""
+    where: str = ""
+    user_error: bool = False
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (Started, Phase, Step, Eval, Checkpoint, Log, Finished, Stopped, Failed)
+}
+FINAL_TYPES = frozenset({"finished", "stopped", "failed"})
+
+
+def parse_event(raw: dict[str, Any]) -> Event | None:
+    """A typed event from a decoded JSON object; unknown fields are ignored, unknown types give None."""
+    cls = EVENT_TYPES.get(str(raw.get("type", "")))
+    if cls is None:
+        return None
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def parse_line(line: str) -> Event | None:
+    """Parse one line; a malformed line gives None instead of an exception.
+
+    A line that starts with the torn remains of an event (an engine killed mid-write, before a
+    resumed engine appended to the file) still yields the whole event at its end.
+    """
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        raw = json.loads(line)
+    except ValueError:
+        start = line.rfind('{"type":')
+        if start <= 0:
+            return None
+        return parse_line(line[start:])
+    return parse_event(raw) if isinstance(raw, dict) else None
+
+
+class EventWriter:
+    """Appends events to `events.jsonl`; each line is written whole and flushed."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / EVENTS_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._tail_checked = False
+        self.listeners: list[Callable[[Event], None]] = []
+
+    def _newline_needed(self, fd: int) -> bool:
+        """True when the file ends in a torn line (a previous engine died mid-write)."""
+        size = os.fstat(fd).st_size
+        return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+
+    def emit(self, event: Event) -> Event:
+        """Append one event (and tell in-process listeners, e.g. the CLI's progress printer)."""
+        data = (event.to_json() + "\n").encode("utf-8")
+        with self._lock:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if not self._tail_checked:
+                    # Start on a fresh line so our first event is not glued to a torn one.
+                    if self._newline_needed(fd):
+                        data = b"\n" + data
+                    self._tail_checked = True
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+
+def read_events(run_dir: str | Path) -> list[Event]:
+    """Every complete event in a run directory (a half-written last line is skipped)."""
+    reader = EventReader(run_dir)
+    return reader.read_new()
+
+
+class EventReader:
+    """Reads a growing events file incrementally, holding back a half-written last line."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / EVENTS_FILE
+        self.offset = 0
+        self._partial = b""
+
+    def read_new(self) -> list[Event]:
+        """Events appended since the last call."""
+        try:
+            with open(self.path, "rb") as fh:
+                if os.fstat(fh.fileno()).st_size < self.offset:
+                    # The file was replaced or truncated (a run directory made anew): start over.
+                    self.offset, self._partial = 0, b""
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        if not chunk:
+            return []
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # empty when the chunk ended on a newline
+        events = []
+        for line in lines:
+            event = parse_line(line.decode("utf-8", errors="replace"))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def follow(
+        self, stop: threading.Event | None = None, poll_s: float = 0.25
+    ) -> Iterator[list[Event]]:
+        """Yield batches of new events until `stop` is set (an empty batch when nothing came)."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            yield self.read_new()
+            stop.wait(poll_s)

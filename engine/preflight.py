@@ -1,0 +1,123 @@
+"""Preflight: time a few real training steps to estimate speed, run time and peak memory."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+from engine.config import RunConfig
+
+
+@dataclass
+class PreflightReport:
+    """What a few timed steps tell about the whole run."""
+
+    seconds_per_step: float
+    samples_per_s: float
+    total_steps: int
+    estimated_s: float
+    peak_rss_bytes: int
+    free_bytes: int
+    precision: str
+    threads: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def fits_in_memory(self) -> bool:
+        """False when the estimated peak would not fit in the memory free now."""
+        return self.peak_rss_bytes < self.free_bytes
+
+    def lines(self) -> list[str]:
+        """A human summary."""
+        gb = 1024**3
+        out = [
+            f"{self.seconds_per_step:.3f} s/step, {self.samples_per_s:.1f} samples/s "
+            f"({self.precision}, {self.threads} threads)",
+            f"{self.total_steps} steps: about {_duration(self.estimated_s)} of training",
+            f"peak memory about {self.peak_rss_bytes / gb:.2f} GB; {self.free_bytes / gb:.1f} GB free",
+        ]
+        return out + [f"warning: {w}" for w in self.warnings]
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"
+
+
+def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
+    """Run `steps` timed optimiser steps (after one warm-up) on the real model and data."""
+    import psutil
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    from engine.data import load_splits
+    from engine.encoding import encode
+    from engine.hardware import free_memory_bytes, resolve_precision, resolve_threads
+    from engine.model import load_for_training
+    from engine.train import _quiet_libraries, _total_steps
+
+    cfg = cfg.copy()
+    t = cfg.training
+    precision = resolve_precision(t.precision)
+    threads = resolve_threads(t.threads)
+    torch.set_num_threads(threads)
+    _quiet_libraries()
+    splits = load_splits(cfg.data, seed=t.seed)
+    loaded = load_for_training(cfg, splits.id2label, precision)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    rng = random.Random(t.seed)
+    n = min(len(splits.train_texts), (steps + 1) * t.batch_size)
+    picks = rng.sample(range(len(splits.train_texts)), n)
+    data = encode(tokenizer, [splits.train_texts[i] for i in picks],
+                  [splits.train_labels[i] for i in picks], cfg.model.max_length)
+    collate = DataCollatorWithPadding(tokenizer)
+    batches = [collate([data[i] for i in range(s, min(s + t.batch_size, n))])
+               for s in range(0, n, t.batch_size)]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=t.learning_rate)
+    model.train()
+    rss0 = psutil.Process().memory_info().rss
+
+    def step(batch: dict) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model(**batch).loss
+        loss.backward()
+        optim.step()
+        optim.zero_grad(set_to_none=True)
+
+    step(batches[0])  # warm-up: first-call allocations and kernel selection
+    timed = batches[1:] or batches
+    start = time.perf_counter()
+    for b in timed:
+        step(b)
+    per_step = (time.perf_counter() - start) / len(timed) * t.grad_accum
+    peak = max(psutil.Process().memory_info().rss, rss0)
+    try:
+        import resource
+
+        peak = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    except ImportError:  # pragma: no cover
+        pass
+    total = _total_steps(len(splits.train_texts), cfg)
+    eval_s = 0.0
+    if splits.eval_texts and t.eval_strategy != "no":
+        evals = math.ceil(t.epochs) if t.eval_strategy == "epoch" else total // max(t.eval_steps, 1)
+        # Forward only, bigger batches: roughly a third of a training step per batch.
+        eval_s = evals * math.ceil(len(splits.eval_texts) / t.batch_size) * per_step / 3
+    report = PreflightReport(
+        seconds_per_step=per_step,
+        samples_per_s=t.batch_size * t.grad_accum / per_step,
+        total_steps=total,
+        estimated_s=per_step * total + eval_s,
+        peak_rss_bytes=int(peak * 1.1),
+        free_bytes=free_memory_bytes(),
+        precision=precision,
+        threads=threads,
+    )
+    if not report.fits_in_memory:
+        report.warnings.append("the run may not fit in free memory: lower batch_size or max_length")
+    return report

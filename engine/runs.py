@@ -1,0 +1,238 @@
+"""Run directories: where they live, the status file, and the run list (a scan of the root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.config import RunConfig
+from engine.errors import UserError
+from engine.events import FINAL_TYPES, Eval, Event, Finished, Started, Step, read_events
+
+RUNS_ENV = "FINETUNE_TUI_RUNS"
+CONFIG_FILE = "config.toml"
+STATUS_FILE = "status.json"
+STOP_FILE = "stop.request"
+LOG_FILE = "engine.log"
+ADAPTER_DIR = "adapter"
+CHECKPOINTS_DIR = "checkpoints"
+
+STATES = ("starting", "running", "finished", "stopped", "failed", "crashed")
+
+
+def runs_root(override: str | Path | None = None) -> Path:
+    """The runs root: the flag, else $FINETUNE_TUI_RUNS, else the user data folder."""
+    if override:
+        root = Path(override).expanduser()
+    elif os.environ.get(RUNS_ENV):
+        root = Path(os.environ[RUNS_ENV]).expanduser()
+    else:
+        import platformdirs
+
+        root = Path(platformdirs.user_data_dir("finetune-tui", appauthor=False)) / "runs"
+    return root.resolve()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:40] or "run"
+
+
+def new_run_dir(config: RunConfig, root: Path) -> Path:
+    """Create a fresh, uniquely named run directory holding `config.toml`."""
+    name = config.output.run_name or "-".join(
+        Path(p).name.split(".")[0] for p in (config.model.model_name or "default",
+                                            config.data.data_file_path or "example")
+    )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1000):
+        run_id = f"{stamp}-{_slug(name)}" + (f"-{n}" if n else "")
+        path = root / run_id
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        config.save(path / CONFIG_FILE)
+        return path
+    raise UserError("could not create a run directory", where=str(root))
+
+
+def adapter_dir(run_dir: Path, config: RunConfig) -> Path:
+    """Where the final adapter of a run is written."""
+    return Path(config.output.output_dir).expanduser().resolve() if config.output.output_dir else (
+        run_dir / ADAPTER_DIR
+    )
+
+
+# -- process status -------------------------------------------------------------------------------
+def process_start_time(pid: int) -> float | None:
+    """The start time of a live process (guards against pid reuse), or None when it is gone."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def write_status(run_dir: Path, **values: Any) -> None:
+    """Merge values into `status.json` atomically."""
+    path = run_dir / STATUS_FILE
+    data = read_status(run_dir)
+    data.update(values, updated=time.time())
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """The status file as a dict (empty when missing or unreadable)."""
+    try:
+        return json.loads((run_dir / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def engine_alive(run_dir: Path) -> bool:
+    """True while the run's engine process is alive."""
+    status = read_status(run_dir)
+    pid = status.get("pid")
+    if not pid:
+        return False
+    started = process_start_time(int(pid))
+    if started is None:
+        return False
+    expected = status.get("pid_start")
+    return expected is None or abs(started - float(expected)) < 2.0
+
+
+# -- the run list -----------------------------------------------------------------------------------
+@dataclass
+class RunInfo:
+    """One row of the run list, rebuilt from a run directory."""
+
+    run_id: str
+    path: Path
+    state: str
+    model: str = ""
+    data: str = ""
+    started_at: float = 0.0
+    updated_at: float = 0.0
+    step: int = 0
+    total_steps: int = 0
+    best_metric: float | None = None
+    metric_name: str = "accuracy"
+    message: str = ""
+    events: list[Event] = field(default_factory=list, repr=False)
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from start to the last event."""
+        return max(0.0, self.updated_at - self.started_at) if self.started_at else 0.0
+
+    @property
+    def active(self) -> bool:
+        """True while the engine is (or should be) working."""
+        return self.state in ("starting", "running")
+
+
+def derive_state(events: list[Event], alive: bool, launched_at: float = 0.0) -> str:
+    """The run state from its events, whether its engine lives, and when it was last launched."""
+    last_start = max((i for i, e in enumerate(events) if isinstance(e, Started)), default=-1)
+    final = next(
+        (e for e in reversed(events[last_start + 1 :]) if e.type in FINAL_TYPES), None
+    )
+    if final is not None:
+        # A resumed engine that has not said `started` yet is newer than the old final event.
+        return "starting" if alive and launched_at > final.time else final.type
+    if alive:
+        return "running" if last_start >= 0 else "starting"
+    return "crashed"
+
+
+def run_info(run_dir: Path) -> RunInfo:
+    """Summarise one run directory."""
+    events = read_events(run_dir)
+    alive = engine_alive(run_dir)
+    state = derive_state(events, alive, float(read_status(run_dir).get("launched_at", 0.0)))
+    if state == "crashed" and not events and (run_dir / STATUS_FILE).exists() is False:
+        # The launcher has not written the status yet (a fresh directory): still starting.
+        if time.time() - run_dir.stat().st_mtime < 30:
+            state = "starting"
+    info = RunInfo(run_id=run_dir.name, path=run_dir, state=state, events=events)
+    try:
+        cfg = RunConfig.load(run_dir / CONFIG_FILE)
+        info.model = cfg.model.model_name or "default"
+        info.data = Path(cfg.data.data_file_path).name if cfg.data.data_file_path else "example"
+        info.metric_name = cfg.training.metric_for_best
+    except UserError:
+        pass
+    if events:
+        info.started_at = events[0].time
+        info.updated_at = events[-1].time
+    for e in events:
+        if isinstance(e, Started):
+            info.total_steps = e.total_steps
+            info.model = e.model or info.model
+        elif isinstance(e, Step):
+            info.step = e.step
+        elif isinstance(e, Eval):
+            value = e.metrics.get(info.metric_name)
+            if isinstance(value, (int, float)) and (
+                info.best_metric is None or value > info.best_metric
+            ):
+                info.best_metric = float(value)
+        elif isinstance(e, Finished):
+            info.step = e.step or info.step
+        elif e.type == "failed":
+            info.message = getattr(e, "message", "")
+    return info
+
+
+def list_runs(root: Path) -> list[RunInfo]:
+    """All runs under the root, newest first."""
+    if not root.is_dir():
+        return []
+    dirs = [p for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).exists()]
+    return [run_info(p) for p in sorted(dirs, key=lambda p: p.name, reverse=True)]
+
+
+def find_run(ref: str | None, root: Path) -> Path:
+    """A run directory from an id, a unique id prefix, a path, or None for the newest run."""
+    if ref and Path(ref).expanduser().is_dir() and (Path(ref).expanduser() / CONFIG_FILE).exists():
+        return Path(ref).expanduser().resolve()
+    runs = sorted(
+        (p for p in root.iterdir() if (p / CONFIG_FILE).exists()), key=lambda p: p.name
+    ) if root.is_dir() else []
+    if not runs:
+        raise UserError("no runs yet", where=str(root), hint="start one with 'finetune-tui train'")
+    if not ref:
+        return runs[-1]
+    matches = [p for p in runs if p.name == ref] or [p for p in runs if ref in p.name]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UserError(
+            f"no run matches '{ref}'", where=str(root), hint="'finetune-tui runs' lists the run ids"
+        )
+    raise UserError(
+        f"'{ref}' matches {len(matches)} runs",
+        where=str(root),
+        hint="give more of the id: " + ", ".join(p.name for p in matches[:4]),
+    )
+
+
+def delete_run(run_dir: Path) -> None:
+    """Remove a run directory; refuses while its engine is alive."""
+    if engine_alive(run_dir):
+        raise UserError("the run is still going", where=run_dir.name, hint="stop it first")
+    shutil.rmtree(run_dir)

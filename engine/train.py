@@ -1,0 +1,292 @@
+"""One training run in this process: data -> model -> Trainer on CPU -> adapter, all as events."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.config import RunConfig
+from engine.errors import UserError
+from engine.events import Event, EventWriter, Failed, Finished, Log, Phase, Started, Step, Stopped, read_events
+from engine.runs import CHECKPOINTS_DIR, CONFIG_FILE, LOG_FILE, STOP_FILE, adapter_dir, write_status
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run, if any."""
+    folder = run_dir / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return None
+    found = []
+    for p in folder.glob("checkpoint-*"):
+        if (p / "trainer_state.json").is_file():
+            try:
+                found.append((int(p.name.split("-")[-1]), p))
+            except ValueError:
+                continue
+    return max(found)[1] if found else None
+
+
+def run_training(
+    run_dir: str | Path, *, resume: bool = False, listeners: list[Callable[[Event], None]] = ()
+) -> int:
+    """Train the run in `run_dir`; returns 0 done/stopped, 2 user error, 1 internal error."""
+    run_dir = Path(run_dir).resolve()
+    writer = EventWriter(run_dir)
+    writer.listeners.extend(listeners)
+    import psutil
+
+    write_status(run_dir, pid=os.getpid(), pid_start=psutil.Process().create_time(),
+                 state="running")
+    (run_dir / STOP_FILE).unlink(missing_ok=True)
+    try:
+        outcome = _train(run_dir, writer, resume)
+        write_status(run_dir, state=outcome)
+        return 0
+    except UserError as exc:
+        writer.emit(Failed(message=exc.message, hint=exc.hint, where=exc.where or exc.field,
+                           user_error=True))
+        write_status(run_dir, state="failed")
+        return 2
+    except MemoryError:
+        writer.emit(Failed(message="out of memory", hint="lower batch_size or max_length"))
+        write_status(run_dir, state="failed")
+        return 1
+    except Exception as exc:  # an internal error: keep the traceback in engine.log
+        with open(run_dir / LOG_FILE, "a", encoding="utf-8") as fh:
+            fh.write(traceback.format_exc())
+        writer.emit(Failed(message=f"{type(exc).__name__}: {exc}",
+                           hint=f"the full traceback is in {run_dir / LOG_FILE}"))
+        write_status(run_dir, state="failed")
+        return 1
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    logging.getLogger("accelerate").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
+    from engine.data import load_splits
+    from engine.hardware import resolve_precision, resolve_threads
+
+    cfg = RunConfig.load(run_dir / CONFIG_FILE).validate()
+    t_cfg = cfg.training
+    precision = resolve_precision(t_cfg.precision)
+    threads = resolve_threads(t_cfg.threads)
+    checkpoint = last_checkpoint(run_dir) if resume else None
+    if resume and checkpoint is None:
+        writer.emit(Log(level="warning", message="no checkpoint to resume from: starting over"))
+
+    writer.emit(Phase(name="loading data"))
+    splits = load_splits(cfg.data, seed=t_cfg.seed)
+
+    writer.emit(Phase(name="loading model"))
+    import torch
+
+    torch.set_num_threads(threads)
+    _quiet_libraries()
+    from transformers import DataCollatorWithPadding, Trainer, set_seed
+
+    from engine.callback import EventsCallback, Throughput
+    from engine.encoding import encode_cached
+    from engine.metrics import classification_metrics
+    from engine.model import load_for_training
+
+    set_seed(t_cfg.seed)
+    loaded = load_for_training(cfg, splits.id2label, precision)
+    model, tokenizer = loaded.model, loaded.tokenizer
+
+    writer.emit(Phase(name="tokenizing"))
+    train_data, hit = encode_cached(run_dir, "train", tokenizer, loaded.name, splits.train_texts,
+                                    splits.train_labels, cfg.model.max_length)
+    eval_data = None
+    if splits.eval_texts:
+        eval_data, _ = encode_cached(run_dir, "eval", tokenizer, loaded.name, splits.eval_texts,
+                                     splits.eval_labels, cfg.model.max_length)
+    if hit:
+        writer.emit(Log(message="reused the cached tokenization"))
+
+    counter = Throughput()
+    train_data = _CountingDataset(train_data, counter)
+    detail: dict[str, Any] = {}
+
+    def compute_metrics(pred: Any) -> dict[str, float]:
+        import numpy as np
+
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        result = classification_metrics(pred.label_ids, np.argmax(logits, axis=-1), splits.id2label)
+        detail.clear()
+        detail.update({k: v for k, v in result.items() if not isinstance(v, float)})
+        return {k: v for k, v in result.items() if isinstance(v, float)}
+
+    has_eval = eval_data is not None and len(eval_data) > 0
+    args = _training_arguments(cfg, run_dir, precision, has_eval)
+    elapsed_offset = _previous_elapsed(run_dir) if checkpoint else 0.0
+    callback = EventsCallback(writer, run_dir, counter, detail, t_cfg.checkpoint_minutes,
+                              elapsed_offset)
+    callback.install_signal_handlers()
+    callbacks: list[Any] = [callback]
+    if t_cfg.early_stopping_patience and has_eval:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(t_cfg.early_stopping_patience))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_data,
+        eval_dataset=eval_data if has_eval else None,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=None),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics if has_eval else None,
+        callbacks=callbacks,
+    )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # our events replace its printed dicts
+    total_steps = _total_steps(len(train_data), cfg)
+    trainable, total = model.get_nb_trainable_parameters()
+    writer.emit(Started(
+        run_id=run_dir.name, model=loaded.name, task=cfg.task, config=cfg.to_dict(),
+        train_size=len(train_data), eval_size=len(eval_data) if has_eval else 0,
+        labels=[splits.id2label[i] for i in sorted(splits.id2label)], precision=precision,
+        threads=threads, total_steps=total_steps, trainable_params=int(trainable),
+        total_params=int(total), resumed_from_step=_step_of(checkpoint), pid=os.getpid(),
+    ))
+    writer.emit(Log(message=(
+        f"{len(train_data)} train / {len(eval_data) if has_eval else 0} eval examples "
+        f"({splits.eval_source}); LoRA on {', '.join(loaded.target_modules)}; "
+        f"training {', '.join(loaded.modules_to_save) or 'no extra modules'}; "
+        f"{precision}, {threads} threads, {loaded.attention} attention")))
+    t0 = time.monotonic()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    stopped = callback.stop_requested and trainer.state.global_step < trainer.state.max_steps
+
+    writer.emit(Phase(name="saving"))
+    out = adapter_dir(run_dir, cfg)
+    metrics: dict[str, Any] = {}
+    if has_eval and not stopped:
+        metrics = _final_metrics(trainer, detail)
+    from engine.export import save_adapter
+
+    save_adapter(trainer.model, tokenizer, out, cfg, splits.id2label, metrics, loaded.name)
+    step = trainer.state.global_step
+    if stopped:
+        writer.emit(Stopped(step=step, output_dir=str(out), reason=callback.stop_reason,
+                            checkpoint=str(last_checkpoint(run_dir) or "")))
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        return "stopped"
+    writer.emit(Finished(step=step, output_dir=str(out), metrics=metrics,
+                         elapsed_s=round(elapsed_offset + time.monotonic() - t0, 2)))
+    return "finished"
+
+
+class _CountingDataset:
+    """Wraps the training data so the callback can report samples/s and real tokens/s."""
+
+    def __init__(self, data: Any, counter: Any) -> None:
+        self.data = data
+        self.counter = counter
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.data[i]
+        self.counter.add(len(item["input_ids"]))
+        return item
+
+
+def _final_metrics(trainer: Any, detail: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate the final (best, when kept) model once more for the record."""
+    raw = trainer.evaluate()
+    metrics = {k.removeprefix("eval_"): v for k, v in raw.items()
+               if isinstance(v, (int, float)) and k != "epoch"}
+    metrics.update(detail)
+    return metrics
+
+
+def _step_of(checkpoint: Path | None) -> int:
+    return int(checkpoint.name.split("-")[-1]) if checkpoint else 0
+
+
+def _previous_elapsed(run_dir: Path) -> float:
+    steps = [e for e in read_events(run_dir) if isinstance(e, Step)]
+    return steps[-1].elapsed_s if steps else 0.0
+
+
+def _total_steps(n_train: int, cfg: RunConfig) -> int:
+    t = cfg.training
+    if t.max_steps > 0:
+        return t.max_steps
+    import math
+
+    per_epoch = max(1, math.ceil(math.ceil(n_train / t.batch_size) / t.grad_accum))
+    return max(1, math.ceil(per_epoch * t.epochs))
+
+
+def _training_arguments(cfg: RunConfig, run_dir: Path, precision: str, has_eval: bool) -> Any:
+    from transformers import TrainingArguments
+
+    t = cfg.training
+    eval_strategy = t.eval_strategy if has_eval else "no"
+    keep_best = eval_strategy != "no" and t.save_strategy == eval_strategy and (
+        eval_strategy != "steps" or t.save_steps % max(t.eval_steps, 1) == 0)
+    wanted: dict[str, Any] = {
+        "output_dir": str(run_dir / CHECKPOINTS_DIR),
+        "per_device_train_batch_size": t.batch_size,
+        "per_device_eval_batch_size": max(t.batch_size, 32),
+        "gradient_accumulation_steps": t.grad_accum,
+        "learning_rate": t.learning_rate,
+        "weight_decay": t.weight_decay,
+        "lr_scheduler_type": t.lr_scheduler,
+        "num_train_epochs": t.epochs,
+        "max_steps": t.max_steps if t.max_steps > 0 else -1,
+        "use_cpu": True,
+        "bf16": precision == "bf16",
+        "eval_strategy": eval_strategy,
+        "eval_steps": t.eval_steps or None,
+        "save_strategy": t.save_strategy,
+        "save_steps": t.save_steps or 500,
+        "save_total_limit": t.save_total_limit,
+        "load_best_model_at_end": keep_best,
+        "metric_for_best_model": t.metric_for_best if keep_best else None,
+        "greater_is_better": not t.metric_for_best.endswith("loss") if keep_best else None,
+        "logging_strategy": "steps",
+        "logging_steps": t.logging_steps,
+        "logging_first_step": True,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "seed": t.seed,
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": False,
+        "label_names": ["labels"],
+        "save_safetensors": True,
+    }
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" in names:  # transformers 5
+        wanted["train_sampling_strategy"] = "group_by_length" if t.group_by_length else "random"
+    else:  # transformers 4
+        wanted["group_by_length"] = t.group_by_length
+    if "warmup_ratio" in names:
+        wanted["warmup_ratio"] = t.warmup_ratio
+    else:
+        wanted["warmup_steps"] = t.warmup_ratio
+    return TrainingArguments(**{k: v for k, v in wanted.items() if k in names})
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    """Save metrics as JSON."""
+    path.write_text(json.dumps(metrics, indent=2), encoding="utf-8")

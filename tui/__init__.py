@@ -1,0 +1,1 @@
+"""finetune-tui terminal UI (Textual). Reads engine events; never trains in its own process."""

@@ -1,0 +1,67 @@
+"""The Textual application: owns the runs root and moves between screens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+
+from engine.config import RunConfig
+
+
+class FinetuneApp(App[None]):
+    """finetune-tui: set up a LoRA run, watch it live, try it, export it."""
+
+    TITLE = "finetune-tui"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, runs_root: Path, attach_to: Path | None = None) -> None:
+        super().__init__()
+        self.runs_root = runs_root
+        self.attach_to = attach_to
+
+    def on_mount(self) -> None:
+        """Open the monitor of a run given on the command line, else the run list or setup."""
+        from engine.runs import list_runs
+
+        if self.attach_to is not None:
+            self.open_monitor(self.attach_to)
+        elif self.runs_root.is_dir() and any(self.runs_root.iterdir()) and list_runs(self.runs_root):
+            self.open_runs()
+        else:
+            self.open_setup()
+
+    # -- navigation (screens are imported lazily so start-up stays fast) -------------------------
+    def open_setup(self, config: RunConfig | None = None) -> None:
+        """Show the setup form, optionally filled from a config (e.g. to tweak and run again)."""
+        from tui.screens.setup import SetupScreen
+
+        self.push_screen(SetupScreen(config))
+
+    def open_monitor(self, run_dir: Path) -> None:
+        """Show the live monitor of a run (re-attaching rebuilds it from the event history)."""
+        from tui.screens.monitor import MonitorScreen
+
+        self.push_screen(MonitorScreen(run_dir))
+
+    def open_runs(self) -> None:
+        """Show the run list."""
+        from tui.screens.runs import RunsScreen
+
+        self.push_screen(RunsScreen())
+
+    def open_tryit(self, run_dir: Path) -> None:
+        """Show the try-it screen for a run's adapter."""
+        from tui.screens.tryit import TryItScreen
+
+        self.push_screen(TryItScreen(run_dir))
+
+    def open_export(self, run_dir: Path) -> None:
+        """Show the export dialog for a run."""
+        from tui.screens.export import ExportScreen
+
+        self.push_screen(ExportScreen(run_dir))

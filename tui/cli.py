@@ -1,0 +1,50 @@
+"""The `finetune-tui` console script: the TUI by default, headless engine commands otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch: `finetune-tui [attach [RUN]]` opens the app; train/runs/... run headless."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    from engine.cli import COMMANDS
+
+    positional = [a for i, a in enumerate(args) if not a.startswith("-") and
+                  (i == 0 or args[i - 1] not in ("--runs-root", "--runs_root"))]
+    if positional and positional[0] in COMMANDS:
+        from engine.cli import main as engine_main
+
+        return engine_main(args)
+    parser = argparse.ArgumentParser(
+        prog="finetune-tui",
+        description="Fine-tune Hugging Face models with LoRA on a CPU, in the terminal. "
+        "Headless commands: " + ", ".join(COMMANDS) + " (finetune-tui COMMAND --help).",
+    )
+    parser.add_argument("--runs-root", "--runs_root", dest="runs_root", default=None,
+                        help="folder of run directories")
+    sub = parser.add_subparsers(dest="command")
+    attach = sub.add_parser("attach", help="open the monitor of a run (default: the newest)")
+    attach.add_argument("run", nargs="?")
+    ns = parser.parse_args(args)
+
+    from engine.errors import UserError
+    from engine.runs import find_run, runs_root
+
+    root = runs_root(ns.runs_root)
+    attach_to = None
+    if ns.command == "attach":
+        try:
+            attach_to = find_run(ns.run, root)
+        except UserError as exc:
+            print(f"error: {exc.one_line()}", file=sys.stderr)
+            return 2
+    from tui.app import FinetuneApp
+
+    FinetuneApp(runs_root=root, attach_to=attach_to).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
