@@ -73,8 +73,9 @@ def main() -> None:
     texts, labels = read_rows(SST2 / "train.tsv", a.batch * (a.steps + 1))
     data = encode(loaded.tokenizer, texts, labels, 128)
     collate = DataCollatorWithPadding(loaded.tokenizer)
-    batches = [collate([data[i] for i in range(s, s + a.batch)])
-               for s in range(0, len(texts), a.batch)]
+    batches = [
+        collate([data[i] for i in range(s, s + a.batch)]) for s in range(0, len(texts), a.batch)
+    ]
     optim = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-3)
 
     def step(batch) -> None:
@@ -97,13 +98,19 @@ def main() -> None:
     peak_bf16 = matmul_peak(torch.bfloat16, threads)
     peak_fp32 = matmul_peak(torch.float32, threads)
     tokens = statistics.mean(int(b["attention_mask"].numel()) for b in batches[1:])
-    print(f"model {Path(cfg.model.model_name).name}, batch {a.batch}, ~{tokens:.0f} padded tokens "
-          f"per batch, {precision}, {threads} threads")
-    print(f"training step: {statistics.median(times) * 1000:.1f} ms, "
-          f"{statistics.mean(flops) / 1e9:.2f} GFLOP -> {achieved:.1f} GFLOP/s")
+    print(
+        f"model {Path(cfg.model.model_name).name}, batch {a.batch}, ~{tokens:.0f} padded tokens "
+        f"per batch, {precision}, {threads} threads"
+    )
+    print(
+        f"training step: {statistics.median(times) * 1000:.1f} ms, "
+        f"{statistics.mean(flops) / 1e9:.2f} GFLOP -> {achieved:.1f} GFLOP/s"
+    )
     print(f"matmul peak here: bf16 {peak_bf16:.0f} GFLOP/s, fp32 {peak_fp32:.0f} GFLOP/s")
-    print(f"achieved / bf16 peak: {achieved / peak_bf16:.1%}; achieved / fp32 peak: "
-          f"{achieved / peak_fp32:.1%}")
+    print(
+        f"achieved / bf16 peak: {achieved / peak_bf16:.1%}; achieved / fp32 peak: "
+        f"{achieved / peak_fp32:.1%}"
+    )
 
 
 if __name__ == "__main__":

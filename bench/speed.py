@@ -72,20 +72,40 @@ def run_seed(model: str, rows: int, out: Path) -> dict:
     dev_texts, dev_labels = read_rows(SST2 / "dev.tsv", 0)
     tok = AutoTokenizer.from_pretrained(model)
     model_obj = AutoModelForSequenceClassification.from_pretrained(
-        model, num_labels=2, dtype=torch.float16)
-    model_obj = get_peft_model(model_obj, LoraConfig(
-        task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1,
-        target_modules=["query", "value"]))
+        model, num_labels=2, dtype=torch.float16
+    )
+    model_obj = get_peft_model(
+        model_obj,
+        LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=8,
+            lora_alpha=16,
+            lora_dropout=0.1,
+            target_modules=["query", "value"],
+        ),
+    )
 
     def encode(ts: list[str], ys: list[int]) -> list[dict]:
         enc = tok(ts, truncation=True, max_length=128, padding="max_length")
-        return [{"input_ids": i, "attention_mask": a, "labels": y}
-                for i, a, y in zip(enc["input_ids"], enc["attention_mask"], ys)]
+        return [
+            {"input_ids": i, "attention_mask": a, "labels": y}
+            for i, a, y in zip(enc["input_ids"], enc["attention_mask"], ys)
+        ]
 
     train, dev = encode(texts, labels), encode(dev_texts, dev_labels)
-    kwargs = dict(output_dir=str(out), per_device_train_batch_size=2, gradient_accumulation_steps=4,
-                  learning_rate=2e-4, num_train_epochs=1, logging_steps=50, save_strategy="no",
-                  report_to="none", use_cpu=True, disable_tqdm=True, per_device_eval_batch_size=64)
+    kwargs = dict(
+        output_dir=str(out),
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=4,
+        learning_rate=2e-4,
+        num_train_epochs=1,
+        logging_steps=50,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        per_device_eval_batch_size=64,
+    )
     try:
         args = TrainingArguments(fp16=True, **kwargs)
     except ValueError:  # newer transformers refuse fp16 on CPU outright; the seed then ran fp32
@@ -96,8 +116,12 @@ def run_seed(model: str, rows: int, out: Path) -> dict:
     train_s = time.perf_counter() - start
     pred = trainer.predict(dev)
     acc = float((np.argmax(pred.predictions, -1) == np.array(dev_labels)).mean())
-    return {"train_s": train_s, "samples": len(train), "accuracy": acc,
-            "tokens": real_tokens(tok, texts)}
+    return {
+        "train_s": train_s,
+        "samples": len(train),
+        "accuracy": acc,
+        "tokens": real_tokens(tok, texts),
+    }
 
 
 def run_ours(model: str, rows: int, out: Path, extra: list[str]) -> dict:
@@ -105,10 +129,28 @@ def run_ours(model: str, rows: int, out: Path, extra: list[str]) -> dict:
     from engine.cli import main as cli_main
     from engine.events import Finished, Step, read_events
 
-    code = cli_main(["--runs-root", str(out), "train", "--model_name", model,
-                     "--data_file_path", str(SST2 / "train.tsv"),
-                     "--eval_file_path", str(SST2 / "dev.tsv"), "--max_train_rows", str(rows),
-                     "--epochs", "1", "--save_strategy", "no", "--logging_steps", "25", *extra])
+    code = cli_main(
+        [
+            "--runs-root",
+            str(out),
+            "train",
+            "--model_name",
+            model,
+            "--data_file_path",
+            str(SST2 / "train.tsv"),
+            "--eval_file_path",
+            str(SST2 / "dev.tsv"),
+            "--max_train_rows",
+            str(rows),
+            "--epochs",
+            "1",
+            "--save_strategy",
+            "no",
+            "--logging_steps",
+            "25",
+            *extra,
+        ]
+    )
     if code:
         raise SystemExit(f"our run failed with exit code {code}")
     run_dir = next(out.iterdir())
@@ -118,9 +160,12 @@ def run_ours(model: str, rows: int, out: Path, extra: list[str]) -> dict:
     from transformers import AutoTokenizer
 
     texts, _ = read_rows(SST2 / "train.tsv", rows)
-    return {"train_s": steps[-1].elapsed_s, "samples": len(texts),
-            "accuracy": done.metrics.get("accuracy"),
-            "tokens": real_tokens(AutoTokenizer.from_pretrained(model), texts)}
+    return {
+        "train_s": steps[-1].elapsed_s,
+        "samples": len(texts),
+        "accuracy": done.metrics.get("accuracy"),
+        "tokens": real_tokens(AutoTokenizer.from_pretrained(model), texts),
+    }
 
 
 def real_tokens(tok, texts: list[str]) -> int:
@@ -132,7 +177,8 @@ def child(role: str, model: str, rows: int, extra: list[str]) -> None:
     """Run one recipe and print its figures as JSON (peak RSS of this process included)."""
     with tempfile.TemporaryDirectory() as tmp:
         result = (run_seed if role == "seed" else lambda m, r, o: run_ours(m, r, o, extra))(
-            model, rows, Path(tmp))
+            model, rows, Path(tmp)
+        )
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -157,21 +203,37 @@ def main() -> None:
         for role in ("seed", "ours"):
             if a.only and role != a.only:
                 continue
-            cmd = [sys.executable, __file__, "--role", role, "--model", model, "--rows",
-                   str(a.rows), "--", *a.extra]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--role",
+                role,
+                "--model",
+                model,
+                "--rows",
+                str(a.rows),
+                "--",
+                *a.extra,
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode or not line:
                 print(proc.stdout[-2000:], proc.stderr[-4000:])
                 raise SystemExit(f"{role} failed")
             results[role] = json.loads(line[-1][7:])
-    print(f"\nmodel {Path(model).name if not a.tiny else 'tiny'}, {a.rows} SST-2 rows, 1 epoch, "
-          f"dev = {SST2 / 'dev.tsv'}")
-    print(f"{'recipe':8} {'samples/s':>10} {'tokens/s':>10} {'train s':>9} {'peak RSS':>9} "
-          f"{'dev acc':>8}")
+    print(
+        f"\nmodel {Path(model).name if not a.tiny else 'tiny'}, {a.rows} SST-2 rows, 1 epoch, "
+        f"dev = {SST2 / 'dev.tsv'}"
+    )
+    print(
+        f"{'recipe':8} {'samples/s':>10} {'tokens/s':>10} {'train s':>9} {'peak RSS':>9} "
+        f"{'dev acc':>8}"
+    )
     for role, r in results.items():
-        print(f"{role:8} {r['samples'] / r['train_s']:10.1f} {r['tokens'] / r['train_s']:10.0f} "
-              f"{r['train_s']:9.1f} {r['peak_rss_mb']:7.0f}MB {r['accuracy']:8.4f}")
+        print(
+            f"{role:8} {r['samples'] / r['train_s']:10.1f} {r['tokens'] / r['train_s']:10.0f} "
+            f"{r['train_s']:9.1f} {r['peak_rss_mb']:7.0f}MB {r['accuracy']:8.4f}"
+        )
     if len(results) == 2:
         s, o = results["seed"], results["ours"]
         ratio = (o["samples"] / o["train_s"]) / (s["samples"] / s["train_s"])

@@ -31,8 +31,13 @@ class EventsCallback(TrainerCallback):
     """Writes step / eval / checkpoint events; stops gracefully on a request file or SIGTERM."""
 
     def __init__(
-        self, writer: EventWriter, run_dir: Path, counter: Throughput, detail: dict[str, Any],
-        checkpoint_minutes: float = 0.0, elapsed_offset: float = 0.0,
+        self,
+        writer: EventWriter,
+        run_dir: Path,
+        counter: Throughput,
+        detail: dict[str, Any],
+        checkpoint_minutes: float = 0.0,
+        elapsed_offset: float = 0.0,
     ) -> None:
         self.writer = writer
         self.stop_path = run_dir / STOP_FILE
@@ -120,13 +125,16 @@ class EventsCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: D102
         self.evaluating = False
         metrics = dict(metrics or {})
-        clean = {k.removeprefix("eval_"): v for k, v in metrics.items()
-                 if isinstance(v, (int, float)) and k not in ("epoch",)}
+        clean = {
+            k.removeprefix("eval_"): v
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and k not in ("epoch",)
+        }
         clean.update({k: v for k, v in self.detail.items() if k not in clean})
         self.writer.emit(
             Eval(step=state.global_step, epoch=round(float(state.epoch or 0.0), 4), metrics=clean)
         )
-        if not self.training_done:
+        if not self.training_done and state.global_step < state.max_steps:
             self.writer.emit(Phase(name="training"))
         # Time spent evaluating is not training throughput.
         self.last_log = (time.monotonic(), self.counter.samples, self.counter.tokens)

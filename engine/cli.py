@@ -9,7 +9,7 @@ from pathlib import Path
 
 from engine.config import RunConfig, all_fields
 from engine.errors import UserError
-from engine.events import Event
+from engine.events import Event, read_events
 
 COMMANDS = ("train", "runs", "resume", "stop", "predict", "export", "preflight")
 
@@ -22,9 +22,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             flags.append(f"--{f.name.replace('_', '-')}")
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         extra = {"nargs": "?", "const": "true"} if kind == "bool" else {}
-        parser.add_argument(*flags, dest=f"{section}.{f.name}", default=None,
-                            metavar=kind.upper(), help=f"{f.metadata['help']} [{f.default}]",
-                            **extra)
+        parser.add_argument(
+            *flags,
+            dest=f"{section}.{f.name}",
+            default=None,
+            metavar=kind.upper(),
+            help=f"{f.metadata['help']} [{f.default}]",
+            **extra,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,17 +39,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune Hugging Face models with LoRA on a CPU. "
         "With no command, opens the terminal UI.",
     )
-    parser.add_argument("--runs-root", "--runs_root", dest="runs_root", default=None,
-                        help="folder of run directories (default: $FINETUNE_TUI_RUNS or the "
-                        "user data folder)")
+    parser.add_argument(
+        "--runs-root",
+        "--runs_root",
+        dest="runs_root",
+        default=None,
+        help="folder of run directories (default: $FINETUNE_TUI_RUNS or the user data folder)",
+    )
     sub = parser.add_subparsers(dest="command")
 
     train = sub.add_parser("train", help="train headless, printing progress")
     train.add_argument("--config", help="a TOML config (flags override its values)")
-    train.add_argument("--save-config", "--save_config", dest="save_config",
-                       help="write the resolved config to this TOML file and exit")
-    train.add_argument("--detach", action="store_true",
-                       help="run the engine in the background and return at once")
+    train.add_argument(
+        "--save-config",
+        "--save_config",
+        dest="save_config",
+        help="write the resolved config to this TOML file and exit",
+    )
+    train.add_argument(
+        "--detach", action="store_true", help="run the engine in the background and return at once"
+    )
     _add_config_flags(train)
 
     pre = sub.add_parser("preflight", help="time a few steps: speed, run-time and memory estimate")
@@ -100,7 +114,9 @@ def _clock(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    return (
+        f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    )
 
 
 def format_event(e: Event) -> str | None:
@@ -120,14 +136,18 @@ def format_event(e: Event) -> str | None:
         return "  ".join(parts)
     if t == "eval":
         m = e.metrics
-        shown = [f"{k} {m[k]:.4f}" for k in ("accuracy", "f1", "loss") if isinstance(m.get(k), float)]
+        shown = [
+            f"{k} {m[k]:.4f}" for k in ("accuracy", "f1", "loss") if isinstance(m.get(k), float)
+        ]
         return f"eval at step {e.step} (epoch {e.epoch:.2f}): " + ", ".join(shown)
     if t == "phase":
         return f"[{e.name}]" + (f" {e.detail}" if e.detail else "")
     if t == "started":
-        return (f"run {e.run_id}: {e.train_size} train / {e.eval_size} eval examples, "
-                f"{len(e.labels)} labels, {e.total_steps} steps, {e.precision}, {e.threads} threads, "
-                f"{e.trainable_params:,} of {e.total_params:,} parameters trained")
+        return (
+            f"run {e.run_id}: {e.train_size} train / {e.eval_size} eval examples, "
+            f"{len(e.labels)} labels, {e.total_steps} steps, {e.precision}, {e.threads} threads, "
+            f"{e.trainable_params:,} of {e.total_params:,} parameters trained"
+        )
     if t == "log":
         return f"{e.level}: {e.message}" if e.level != "info" else e.message
     if t == "checkpoint":
@@ -147,7 +167,7 @@ def format_event(e: Event) -> str | None:
 def _printer(e: Event) -> None:
     line = format_event(e)
     if line:
-        print(line, flush=True)
+        print(line, file=sys.stderr if e.type == "failed" else sys.stdout, flush=True)
 
 
 def cmd_train(args: argparse.Namespace, root: Path) -> int:
@@ -164,14 +184,22 @@ def cmd_train(args: argparse.Namespace, root: Path) -> int:
         from engine.launch import launch
 
         run_dir = launch(cfg, root)
-        print(f"started {run_dir.name} in the background; follow it with: finetune-tui attach "
-              f"{run_dir.name}")
+        print(
+            f"started {run_dir.name} in the background; follow it with: finetune-tui attach "
+            f"{run_dir.name}"
+        )
         return 0
     run_dir = new_run_dir(cfg, root)
     print(f"run directory: {run_dir}", flush=True)
     from engine.train import run_training
 
-    return run_training(run_dir, listeners=[_printer])
+    code = run_training(run_dir, listeners=[_printer])
+    if code == 2 and not any(e.type == "started" for e in read_events(run_dir)):
+        # A setup mistake (e.g. a target module name): nothing ran, so leave no failed run behind.
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return code
 
 
 def cmd_runs(args: argparse.Namespace, root: Path) -> int:
@@ -180,11 +208,26 @@ def cmd_runs(args: argparse.Namespace, root: Path) -> int:
 
     runs = list_runs(root)
     if args.json:
-        print(json.dumps([{
-            "id": r.run_id, "state": r.state, "model": r.model, "data": r.data,
-            "step": r.step, "total_steps": r.total_steps, "best": r.best_metric,
-            "started": r.started_at, "duration_s": round(r.duration_s, 1), "path": str(r.path),
-        } for r in runs], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": r.run_id,
+                        "state": r.state,
+                        "model": r.model,
+                        "data": r.data,
+                        "step": r.step,
+                        "total_steps": r.total_steps,
+                        "best": r.best_metric,
+                        "started": r.started_at,
+                        "duration_s": round(r.duration_s, 1),
+                        "path": str(r.path),
+                    }
+                    for r in runs
+                ],
+                indent=2,
+            )
+        )
         return 0
     if not runs:
         print(f"no runs under {root}")
@@ -193,8 +236,10 @@ def cmd_runs(args: argparse.Namespace, root: Path) -> int:
     for r in runs:
         best = f"{r.best_metric:.4f}" if r.best_metric is not None else "-"
         steps = f"{r.step}/{r.total_steps}"
-        print(f"{r.run_id[:40]:40} {r.state:9} {steps:>11} {best:>7} {_clock(r.duration_s):>8}  "
-              f"{Path(r.model).name} / {r.data}")
+        print(
+            f"{r.run_id[:40]:40} {r.state:9} {steps:>11} {best:>7} {_clock(r.duration_s):>8}  "
+            f"{Path(r.model).name} / {r.data}"
+        )
     return 0
 
 
@@ -248,14 +293,18 @@ def cmd_predict(args: argparse.Namespace, root: Path) -> int:
         col = pick_column(table.columns, args.text_column, TEXT_NAMES, "text", table, "text_column")
         texts += [str(r.get(col, "")) for r in table.rows]
     if not texts:
-        raise UserError("nothing to predict", hint='give texts, e.g. predict RUN "great film", '
-                        "or --file data.jsonl")
+        raise UserError(
+            "nothing to predict",
+            hint='give texts, e.g. predict RUN "great film", or --file data.jsonl',
+        )
     from engine.predict import Predictor
 
     predictor = Predictor(_weights_for(args.run, root), threads=args.threads)
     preds = predictor.predict(texts)
-    rows = [{"text": p.text, "label": p.label, **{f"p_{k}": v for k, v in p.probabilities.items()}}
-            for p in preds]
+    rows = [
+        {"text": p.text, "label": p.label, **{f"p_{k}": v for k, v in p.probabilities.items()}}
+        for p in preds
+    ]
     if args.out:
         out = Path(args.out)
         if out.suffix.lower() == ".csv":
@@ -310,8 +359,15 @@ def cmd_preflight(args: argparse.Namespace, root: Path) -> int:
     return 0
 
 
-HANDLERS = {"train": cmd_train, "runs": cmd_runs, "resume": cmd_resume, "stop": cmd_stop,
-            "predict": cmd_predict, "export": cmd_export, "preflight": cmd_preflight}
+HANDLERS = {
+    "train": cmd_train,
+    "runs": cmd_runs,
+    "resume": cmd_resume,
+    "stop": cmd_stop,
+    "predict": cmd_predict,
+    "export": cmd_export,
+    "preflight": cmd_preflight,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

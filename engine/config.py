@@ -21,8 +21,15 @@ PRECISIONS = ("auto", "bf16", "fp32", "fp16")
 STRATEGIES = ("epoch", "steps", "no")
 ATTENTION = ("auto", "eager", "sdpa")
 # Learning-rate schedules that run with no extra arguments (transformers' SchedulerType values).
-SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
-              "constant_with_warmup", "inverse_sqrt")
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
 # Metrics every evaluation reports (engine.metrics + the Trainer's eval loss).
 METRICS = ("accuracy", "f1", "loss")
 
@@ -38,9 +45,12 @@ class ModelConfig:
 
     model_name: str = _f("", "Hub id or local folder; empty = the built-in offline default")
     max_length: int = _f(128, "Longest tokenized text; longer texts are truncated")
-    trust_remote_code: bool = _f(False, "Run code shipped with the model (only for models you trust)")
+    trust_remote_code: bool = _f(
+        False, "Run code shipped with the model (only for models you trust)"
+    )
     allow_pickle_weights: bool = _f(
-        False, "Allow .bin (pickle) weights when a model has no safetensors (unsafe for untrusted models)"
+        False,
+        "Allow .bin (pickle) weights when a model has no safetensors (unsafe for untrusted models)",
     )
     attention: str = _f("auto", "Attention kernel: auto, eager or sdpa", choices=ATTENTION)
 
@@ -266,7 +276,9 @@ class RunConfig:
                 f"metric_for_best must be one of {', '.join(METRICS)} (got '{t.metric_for_best}')"
             )
         if t.precision not in PRECISIONS:
-            p["training.precision"] = f"precision must be one of auto, bf16, fp32 (got '{t.precision}')"
+            p["training.precision"] = (
+                f"precision must be one of auto, bf16, fp32 (got '{t.precision}')"
+            )
         elif t.precision == "fp16":
             p["training.precision"] = (
                 "fp16 does not train on a CPU (no loss scaling; accelerate ignores it): "
@@ -288,9 +300,13 @@ class RunConfig:
         if t.save_total_limit < 1:
             p["training.save_total_limit"] = "save_total_limit must be at least 1"
         if t.early_stopping_patience < 0:
-            p["training.early_stopping_patience"] = "early_stopping_patience must be 0 (off) or more"
+            p["training.early_stopping_patience"] = (
+                "early_stopping_patience must be 0 (off) or more"
+            )
         if t.early_stopping_patience and t.eval_strategy == "no":
-            p["training.early_stopping_patience"] = "early stopping needs evaluation (eval_strategy)"
+            p["training.early_stopping_patience"] = (
+                "early stopping needs evaluation (eval_strategy)"
+            )
         if t.logging_steps < 1:
             p["training.logging_steps"] = "logging_steps must be at least 1"
         return p
@@ -349,7 +365,9 @@ def coerce(fdef: dataclasses.Field, value: Any) -> Any:
         try:
             number = float(str(value).strip())
         except ValueError:
-            raise ValueError(f"{name} must be a number such as 0.1 or 2e-3 (got '{value}')") from None
+            raise ValueError(
+                f"{name} must be a number such as 0.1 or 2e-3 (got '{value}')"
+            ) from None
         if not math.isfinite(number):
             raise ValueError(f"{name} must be a finite number (got '{value}')")
         return number

@@ -12,14 +12,46 @@ from typing import Any
 
 from engine.errors import UserError
 
-TEXT_NAMES = ("text", "sentence", "content", "review", "document", "body", "input", "utterance",
-              "tweet", "comment", "query", "question", "message", "sentence1")
-LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "intent", "y",
-               "output", "gold_label")
+TEXT_NAMES = (
+    "text",
+    "sentence",
+    "content",
+    "review",
+    "document",
+    "body",
+    "input",
+    "utterance",
+    "tweet",
+    "comment",
+    "query",
+    "question",
+    "message",
+    "sentence1",
+)
+LABEL_NAMES = (
+    "label",
+    "labels",
+    "class",
+    "category",
+    "target",
+    "sentiment",
+    "intent",
+    "y",
+    "output",
+    "gold_label",
+)
 TRAIN_SPLITS = ("train", "training")
 EVAL_SPLITS = ("validation", "valid", "val", "dev", "eval", "evaluation")
-FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
-           ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 EXAMPLE_DATA = Path(__file__).parent / "example_data" / "reviews.jsonl"
 
 
@@ -109,26 +141,38 @@ def read_table(
     """
     p = Path(path).expanduser()
     if not p.exists():
-        raise UserError("data file not found", where=str(p), hint="check the path", field=field_name)
+        raise UserError(
+            "data file not found", where=str(p), hint="check the path", field=field_name
+        )
     if p.is_dir():
-        raise UserError("this is a folder, not a data file", where=str(p),
-                        hint="pick a .json/.jsonl/.csv/.tsv/.parquet file", field=field_name)
+        raise UserError(
+            "this is a folder, not a data file",
+            where=str(p),
+            hint="pick a .json/.jsonl/.csv/.tsv/.parquet file",
+            field=field_name,
+        )
     fmt = detect_format(p)
     if p.stat().st_size == 0 or (fmt != "parquet" and _blank_file(p)):
-        raise UserError("the data file is empty", where=str(p), hint="add labelled rows",
-                        field=field_name)
+        raise UserError(
+            "the data file is empty", where=str(p), hint="add labelled rows", field=field_name
+        )
     try:
         table = _READERS[fmt](p, tuple(c for c in columns if c))
     except UserError as exc:
         exc.field = exc.field or field_name
         raise
     except UnicodeDecodeError as exc:
-        raise UserError(f"not UTF-8 text (byte {exc.start})", where=str(p),
-                        hint="save the file as UTF-8", field=field_name) from None
+        raise UserError(
+            f"not UTF-8 text (byte {exc.start})",
+            where=str(p),
+            hint="save the file as UTF-8",
+            field=field_name,
+        ) from None
     total = sum(len(rows) for rows in table.splits.values())
     if total == 0:
-        raise UserError("the data file has no rows", where=str(p), hint="add labelled rows",
-                        field=field_name)
+        raise UserError(
+            "the data file has no rows", where=str(p), hint="add labelled rows", field=field_name
+        )
     return table
 
 
@@ -147,30 +191,41 @@ def _read_json(p: Path, wanted: tuple[str, ...] = ()) -> Table:
         if "\n" in text.strip() and text.lstrip().startswith("{"):
             # Looks like JSON lines saved as .json: read it that way.
             return _read_jsonl(p, wanted)
-        raise UserError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
-                        where=str(p), hint="fix the JSON, or save one object per line as .jsonl"
-                        ) from None
+        raise UserError(
+            f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            where=str(p),
+            hint="fix the JSON, or save one object per line as .jsonl",
+        ) from None
     if isinstance(data, dict):
         lists = {k: v for k, v in data.items() if isinstance(v, list)}
         if not lists:
-            raise UserError("a JSON object needs lists of records, e.g. {\"train\": [...]}",
-                            where=str(p), hint="or make the file a list of {\"text\", \"label\"}")
+            raise UserError(
+                'a JSON object needs lists of records, e.g. {"train": [...]}',
+                where=str(p),
+                hint='or make the file a list of {"text", "label"}',
+            )
         splits = {k.lower(): _check_records(v, p, k) for k, v in lists.items()}
         names = dict.fromkeys(splits, "record")
         return Table(p, "json", _columns(splits), splits, names)
     if isinstance(data, list):
         splits = {"train": _check_records(data, p, None)}
         return Table(p, "json", _columns(splits), splits, {"train": "record"})
-    raise UserError("JSON must be a list of records or an object of splits", where=str(p),
-                    hint='e.g. [{"text": "great film", "label": "pos"}]')
+    raise UserError(
+        "JSON must be a list of records or an object of splits",
+        where=str(p),
+        hint='e.g. [{"text": "great film", "label": "pos"}]',
+    )
 
 
 def _check_records(items: list[Any], p: Path, split: str | None) -> list[dict[str, Any]]:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             where = f"{p.name}" + (f" [{split}]" if split else "") + f" record {i + 1}"
-            raise UserError(f"expected an object like {{\"text\": ..., \"label\": ...}}, "
-                            f"got {type(item).__name__}", where=where, hint="fix that record")
+            raise UserError(
+                f'expected an object like {{"text": ..., "label": ...}}, got {type(item).__name__}',
+                where=where,
+                hint="fix that record",
+            )
     return items
 
 
@@ -183,12 +238,17 @@ def _read_jsonl(p: Path, wanted: tuple[str, ...] = ()) -> Table:
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise UserError(f"not valid JSON: {exc.msg} (column {exc.colno})",
-                                where=f"{p} line {n}", hint="each line must be one JSON object"
-                                ) from None
+                raise UserError(
+                    f"not valid JSON: {exc.msg} (column {exc.colno})",
+                    where=f"{p} line {n}",
+                    hint="each line must be one JSON object",
+                ) from None
             if not isinstance(item, dict):
-                raise UserError(f"expected a JSON object, got {type(item).__name__}",
-                                where=f"{p} line {n}", hint="each line must be one JSON object")
+                raise UserError(
+                    f"expected a JSON object, got {type(item).__name__}",
+                    where=f"{p} line {n}",
+                    hint="each line must be one JSON object",
+                )
             item["__line__"] = n
             rows.append(item)
     table = Table(p, "jsonl", _columns({"train": rows}), {"train": rows}, {"train": "line"})
@@ -199,8 +259,11 @@ def _read_delimited(p: Path, delimiter: str, wanted: tuple[str, ...] = ()) -> Ta
     raw: list[list[str]] = []
     lines: list[int] = []  # the line each record starts on (blank lines and quoted newlines count)
     with p.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter,
-                            quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+        reader = csv.reader(
+            fh,
+            delimiter=delimiter,
+            quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL,
+        )
         try:
             start = 1
             for r in reader:
@@ -209,8 +272,11 @@ def _read_delimited(p: Path, delimiter: str, wanted: tuple[str, ...] = ()) -> Ta
                     lines.append(start)
                 start = reader.line_num + 1
         except csv.Error as exc:
-            raise UserError(f"cannot parse: {exc}", where=f"{p} line {reader.line_num}",
-                            hint="check the quoting on that line") from None
+            raise UserError(
+                f"cannot parse: {exc}",
+                where=f"{p} line {reader.line_num}",
+                hint="check the quoting on that line",
+            ) from None
     if not raw:
         raise UserError("the data file has no rows", where=str(p), hint="add labelled rows")
     header = [c.strip() for c in raw[0]]
@@ -220,18 +286,27 @@ def _read_delimited(p: Path, delimiter: str, wanted: tuple[str, ...] = ()) -> Ta
     else:
         columns, body, body_lines = _headerless_columns(raw), raw, lines
     rows = []
-    for r, line in zip(body, body_lines):
+    for r, line in zip(body, body_lines, strict=True):
         if len(r) != len(columns):
-            raise UserError(f"expected {len(columns)} fields, found {len(r)}",
-                            where=f"{p} line {line}",
-                            hint=f"every row needs: {', '.join(columns)}")
-        row: dict[str, Any] = dict(zip(columns, r))
+            raise UserError(
+                f"expected {len(columns)} fields, found {len(r)}",
+                where=f"{p} line {line}",
+                hint=f"every row needs: {', '.join(columns)}",
+            )
+        row: dict[str, Any] = dict(zip(columns, r, strict=True))
         row["__line__"] = line
         rows.append(row)
     fmt = "tsv" if delimiter == "\t" else "csv"
     first = body_lines[0] if body_lines else 2
-    return Table(p, fmt, columns, {"train": rows}, {"train": "line"}, {"train": first},
-                 guessed_columns=not has_header)
+    return Table(
+        p,
+        fmt,
+        columns,
+        {"train": rows},
+        {"train": "line"},
+        {"train": first},
+        guessed_columns=not has_header,
+    )
 
 
 def _has_header(raw: list[list[str]], header: list[str], wanted: tuple[str, ...]) -> bool:
@@ -240,8 +315,10 @@ def _has_header(raw: list[list[str]], header: list[str], wanted: tuple[str, ...]
     if any(c.lower() in known for c in header) or any(w in header for w in wanted):
         return True
     body = raw[1:201]
-    if body and not any(_looks_numeric(c) for c in header) and any(
-        _looks_numeric(c) for c in body[0]
+    if (
+        body
+        and not any(_looks_numeric(c) for c in header)
+        and any(_looks_numeric(c) for c in body[0])
     ):
         return True
     # A label-like column (few distinct values) whose first-row value never occurs below it:
@@ -291,13 +368,21 @@ def _read_parquet(p: Path, wanted: tuple[str, ...] = ()) -> Table:
     try:
         rows = pq.read_table(p).to_pylist()
     except Exception as exc:  # pyarrow raises several types for a broken file
-        raise UserError(f"cannot read Parquet: {exc}", where=str(p),
-                        hint="re-export the file as Parquet, or use CSV / JSONL") from None
+        raise UserError(
+            f"cannot read Parquet: {exc}",
+            where=str(p),
+            hint="re-export the file as Parquet, or use CSV / JSONL",
+        ) from None
     return Table(p, "parquet", _columns({"train": rows}), {"train": rows}, {"train": "row"})
 
 
-_READERS = {"json": _read_json, "jsonl": _read_jsonl, "csv": _read_csv, "tsv": _read_tsv,
-            "parquet": _read_parquet}
+_READERS = {
+    "json": _read_json,
+    "jsonl": _read_jsonl,
+    "csv": _read_csv,
+    "tsv": _read_tsv,
+    "parquet": _read_parquet,
+}
 
 
 def _columns(splits: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -308,49 +393,80 @@ def _columns(splits: dict[str, list[dict[str, Any]]]) -> list[str]:
     return list(cols)
 
 
-def pick_column(columns: list[str], wanted: str, names: tuple[str, ...], what: str,
-                table: Table, field_name: str) -> str:
+def pick_column(
+    columns: list[str],
+    wanted: str,
+    names: tuple[str, ...],
+    what: str,
+    table: Table,
+    field_name: str,
+) -> str:
     """The requested column, or the first common name present; error lists what exists."""
-    guessed = " (the file has no header row, so these names are guesses)" if (
-        table.guessed_columns) else ""
+    guessed = (
+        " (the file has no header row, so these names are guesses)"
+        if (table.guessed_columns)
+        else ""
+    )
     if wanted:
         if wanted in columns:
             return wanted
-        raise UserError(f"no {what} column '{wanted}'", where=str(table.path),
-                        hint=f"columns are: {', '.join(columns)}{guessed}", field=field_name)
+        raise UserError(
+            f"no {what} column '{wanted}'",
+            where=str(table.path),
+            hint=f"columns are: {', '.join(columns)}{guessed}",
+            field=field_name,
+        )
     lower = {c.lower(): c for c in columns}
     for name in names:
         if name in lower:
             return lower[name]
-    raise UserError(f"cannot find a {what} column", where=str(table.path),
-                    hint=f"columns are: {', '.join(columns)}; set --{field_name.split('.')[-1]}",
-                    field=field_name)
+    raise UserError(
+        f"cannot find a {what} column",
+        where=str(table.path),
+        hint=f"columns are: {', '.join(columns)}; set --{field_name.split('.')[-1]}",
+        field=field_name,
+    )
 
 
-def _extract(table: Table, split: str, text_col: str, label_col: str
-             ) -> tuple[list[str], list[Any]]:
+def _extract(
+    table: Table, split: str, text_col: str, label_col: str
+) -> tuple[list[str], list[Any]]:
     texts, labels = [], []
     for i, row in enumerate(table.splits[split]):
         where = table.locate(split, i)
         if text_col not in row or label_col not in row:
             missing = text_col if text_col not in row else label_col
             present = ", ".join(k for k in row if k != "__line__") or "nothing"
-            raise UserError(f"missing '{missing}'", where=where,
-                            hint=f"every row needs a text and a label; this row has: {present}",
-                            field="data.text_column" if missing == text_col
-                            else "data.label_column")
+            raise UserError(
+                f"missing '{missing}'",
+                where=where,
+                hint=f"every row needs a text and a label; this row has: {present}",
+                field="data.text_column" if missing == text_col else "data.label_column",
+            )
         text, label = row[text_col], row[label_col]
         if text is None or not str(text).strip():
-            raise UserError("empty text", where=where, hint="fill in or remove that row",
-                            field="data.text_column")
+            raise UserError(
+                "empty text",
+                where=where,
+                hint="fill in or remove that row",
+                field="data.text_column",
+            )
         if label is None or (isinstance(label, str) and not label.strip()):
-            raise UserError("missing label", where=where, hint="fill in or remove that row",
-                            field="data.label_column")
+            raise UserError(
+                "missing label",
+                where=where,
+                hint="fill in or remove that row",
+                field="data.label_column",
+            )
         if isinstance(label, float) and label.is_integer():
             label = int(label)
         if isinstance(label, (list, dict, float)):
-            raise UserError(f"label {label!r} is not a class name or number", where=where,
-                            hint="labels must be ints or strings", field="data.label_column")
+            raise UserError(
+                f"label {label!r} is not a class name or number",
+                where=where,
+                hint="labels must be ints or strings",
+                field="data.label_column",
+            )
         texts.append(str(text))
         labels.append(label)
     return texts, labels
@@ -368,8 +484,12 @@ def _normalise_labels(labels: list[Any], table: Table, split: str) -> list[int |
         for i, v in enumerate(labels):
             first.setdefault(type(v).__name__, i)
         examples = ", ".join(f"{k} at {table.locate(split, i)}" for k, i in first.items())
-        raise UserError(f"labels mix types ({examples})", where=str(table.path),
-                        hint="use only numbers or only names for labels", field="data.label_column")
+        raise UserError(
+            f"labels mix types ({examples})",
+            where=str(table.path),
+            hint="use only numbers or only names for labels",
+            field="data.label_column",
+        )
     return [v.strip() if isinstance(v, str) else v for v in labels]
 
 
@@ -397,10 +517,8 @@ def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[lis
     for idx in by_class.values():
         rng.shuffle(idx)
         k = round(len(idx) * fraction)
-        if len(idx) >= 2:
-            k = min(max(k, 1), len(idx) - 1)
-        else:
-            k = 0
+        # Every class keeps a training example; a lone example is never held out.
+        k = min(max(k, 1), len(idx) - 1) if len(idx) >= 2 else 0
         held += idx[:k]
         train += idx[k:]
     return sorted(train), sorted(held)
@@ -410,13 +528,19 @@ def load_splits(data_cfg: Any, seed: int = 42) -> Splits:
     """Read the configured data into train / evaluation texts and label ids."""
     path = Path(data_cfg.data_file_path).expanduser() if data_cfg.data_file_path else EXAMPLE_DATA
     table = read_table(path, columns=(data_cfg.text_column, data_cfg.label_column))
-    text_col = pick_column(table.columns, data_cfg.text_column, TEXT_NAMES, "text", table,
-                           "data.text_column")
-    label_col = pick_column(table.columns, data_cfg.label_column, LABEL_NAMES, "label", table,
-                            "data.label_column")
+    text_col = pick_column(
+        table.columns, data_cfg.text_column, TEXT_NAMES, "text", table, "data.text_column"
+    )
+    label_col = pick_column(
+        table.columns, data_cfg.label_column, LABEL_NAMES, "label", table, "data.label_column"
+    )
     if text_col == label_col:
-        raise UserError(f"text and label are the same column '{text_col}'", where=str(path),
-                        hint="choose two different columns", field="data.label_column")
+        raise UserError(
+            f"text and label are the same column '{text_col}'",
+            where=str(path),
+            hint="choose two different columns",
+            field="data.label_column",
+        )
     train_split = table.train_split
     if data_cfg.max_train_rows:
         table.splits[train_split] = table.splits[train_split][: data_cfg.max_train_rows]
@@ -427,15 +551,28 @@ def load_splits(data_cfg: Any, seed: int = 42) -> Splits:
     eval_raw: list[Any] = []
     eval_source = "none"
     if data_cfg.eval_file_path:
-        etable = read_table(data_cfg.eval_file_path, field_name="data.eval_file_path",
-                            columns=(data_cfg.text_column, data_cfg.label_column))
+        etable = read_table(
+            data_cfg.eval_file_path,
+            field_name="data.eval_file_path",
+            columns=(data_cfg.text_column, data_cfg.label_column),
+        )
         # The training file's column names when the eval file has them, else detect afresh.
-        etext = pick_column(etable.columns, data_cfg.text_column or (
-            text_col if text_col in etable.columns else ""), TEXT_NAMES, "text", etable,
-            "data.text_column")
-        elabel = pick_column(etable.columns, data_cfg.label_column or (
-            label_col if label_col in etable.columns else ""), LABEL_NAMES, "label", etable,
-            "data.label_column")
+        etext = pick_column(
+            etable.columns,
+            data_cfg.text_column or (text_col if text_col in etable.columns else ""),
+            TEXT_NAMES,
+            "text",
+            etable,
+            "data.text_column",
+        )
+        elabel = pick_column(
+            etable.columns,
+            data_cfg.label_column or (label_col if label_col in etable.columns else ""),
+            LABEL_NAMES,
+            "label",
+            etable,
+            "data.label_column",
+        )
         esplit = etable.eval_split or etable.train_split
         eval_texts, eval_raw = _extract(etable, esplit, etext, elabel)
         eval_raw = _normalise_labels(eval_raw, etable, esplit)
@@ -447,22 +584,30 @@ def load_splits(data_cfg: Any, seed: int = 42) -> Splits:
 
     names = sorted(set(raw_labels), key=lambda v: (isinstance(v, str), v))
     if len(names) < 2:
-        raise UserError(f"only one class in the training data ({names[0]!r})", where=str(path),
-                        hint="a classifier needs at least two labels; check the label column",
-                        field="data.label_column")
+        raise UserError(
+            f"only one class in the training data ({names[0]!r})",
+            where=str(path),
+            hint="a classifier needs at least two labels; check the label column",
+            field="data.label_column",
+        )
     label2id = {v: i for i, v in enumerate(names)}
     labels = [label2id[v] for v in raw_labels]
     if eval_raw:
         if {type(v) for v in eval_raw} != {type(v) for v in raw_labels}:
-            raise UserError("evaluation labels are of another type than training labels",
-                            where=data_cfg.eval_file_path or str(path),
-                            hint="use the same label names in both", field="data.eval_file_path")
+            raise UserError(
+                "evaluation labels are of another type than training labels",
+                where=data_cfg.eval_file_path or str(path),
+                hint="use the same label names in both",
+                field="data.eval_file_path",
+            )
         unseen = sorted({str(v) for v in eval_raw if v not in label2id})
         if unseen:
-            raise UserError(f"evaluation labels not in the training data: {', '.join(unseen[:5])}",
-                            where=data_cfg.eval_file_path or str(path),
-                            hint="every evaluation label must occur in training",
-                            field="data.eval_file_path")
+            raise UserError(
+                f"evaluation labels not in the training data: {', '.join(unseen[:5])}",
+                where=data_cfg.eval_file_path or str(path),
+                hint="every evaluation label must occur in training",
+                field="data.eval_file_path",
+            )
         eval_labels = [label2id[v] for v in eval_raw]
     elif data_cfg.validation_fraction > 0 and len(texts) >= 4:
         train_idx, held_idx = stratified_split(labels, data_cfg.validation_fraction, seed)
@@ -474,8 +619,18 @@ def load_splits(data_cfg: Any, seed: int = 42) -> Splits:
     else:
         eval_labels = []
     if data_cfg.max_eval_rows:
-        eval_texts, eval_labels = eval_texts[: data_cfg.max_eval_rows], eval_labels[
-            : data_cfg.max_eval_rows]
-    return Splits(texts, labels, eval_texts, eval_labels,
-                  {i: str(v) for v, i in label2id.items()}, text_col, label_col, table.format,
-                  eval_source)
+        eval_texts, eval_labels = (
+            eval_texts[: data_cfg.max_eval_rows],
+            eval_labels[: data_cfg.max_eval_rows],
+        )
+    return Splits(
+        texts,
+        labels,
+        eval_texts,
+        eval_labels,
+        {i: str(v) for v, i in label2id.items()},
+        text_col,
+        label_col,
+        table.format,
+        eval_source,
+    )

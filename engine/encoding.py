@@ -62,8 +62,13 @@ def cache_key(tokenizer_name: str, max_length: int, texts: list[str], labels: li
 
 
 def encode_cached(
-    run_dir: Path, split: str, tokenizer: Any, tokenizer_name: str, texts: list[str],
-    labels: list[int], max_length: int,
+    run_dir: Path,
+    split: str,
+    tokenizer: Any,
+    tokenizer_name: str,
+    texts: list[str],
+    labels: list[int],
+    max_length: int,
 ) -> tuple[EncodedDataset, bool]:
     """Encode a split, reusing `run_dir/tokenized/<split>-<key>.npz` when present. Returns (data, hit)."""
     key = cache_key(tokenizer_name, max_length, texts, labels)

@@ -14,13 +14,24 @@ LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
 RUN_CONFIG_FILE = "run_config.toml"
 # What a Trainer checkpoint holds beside the adapter: not needed to use or share the adapter.
-TRAINER_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth",
-                       "training_args.bin", "trainer_state.json")
+TRAINER_STATE_FILES = (
+    "optimizer.pt",
+    "scheduler.pt",
+    "scaler.pt",
+    "rng_state.pth",
+    "training_args.bin",
+    "trainer_state.json",
+)
 
 
 def save_adapter(
-    model: Any, tokenizer: Any, out: Path, cfg: RunConfig, id2label: dict[int, str],
-    metrics: dict[str, Any], base_name: str,
+    model: Any,
+    tokenizer: Any,
+    out: Path,
+    cfg: RunConfig,
+    id2label: dict[int, str],
+    metrics: dict[str, Any],
+    base_name: str,
 ) -> Path:
     """Write the adapter so plain peft loads it: adapter, base config with labels, tokenizer, card."""
     out.mkdir(parents=True, exist_ok=True)
@@ -37,8 +48,13 @@ def save_adapter(
     return out
 
 
-def model_card(cfg: RunConfig, base_name: str, id2label: dict[int, str], metrics: dict[str, Any],
-               merged: bool = False) -> str:
+def model_card(
+    cfg: RunConfig,
+    base_name: str,
+    id2label: dict[int, str],
+    metrics: dict[str, Any],
+    merged: bool = False,
+) -> str:
     """A short model card: base model, data, settings, metrics, how to load."""
     lo, t = cfg.lora, cfg.training
     scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)) or "n/a"
@@ -46,10 +62,14 @@ def model_card(cfg: RunConfig, base_name: str, id2label: dict[int, str], metrics
         "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n"
         "model = AutoModelForSequenceClassification.from_pretrained(PATH)\n"
         "tokenizer = AutoTokenizer.from_pretrained(PATH)"
-        if merged else
-        "from peft import AutoPeftModelForSequenceClassification\n"
+        if merged
+        else "from peft import AutoPeftModelForSequenceClassification\n"
         "from transformers import AutoTokenizer\n"
-        "model = AutoPeftModelForSequenceClassification.from_pretrained(PATH)\n"
+        f"id2label = {dict(sorted(id2label.items()))!r}\n"
+        "# Give the label count and names: peft builds the base model from the base's config.\n"
+        "model = AutoPeftModelForSequenceClassification.from_pretrained(\n"
+        "    PATH, num_labels=len(id2label), id2label=id2label,\n"
+        "    label2id={v: k for k, v in id2label.items()}, ignore_mismatched_sizes=True)\n"
         "tokenizer = AutoTokenizer.from_pretrained(PATH)"
     )
     return f"""---
@@ -79,8 +99,11 @@ def load_adapter_config(adapter: Path) -> dict[str, Any]:
     """The adapter_config.json of an adapter folder, or a UserError."""
     path = adapter / "adapter_config.json"
     if not path.is_file():
-        raise UserError("no adapter here yet", where=str(adapter),
-                        hint="wait for a checkpoint or the end of training")
+        raise UserError(
+            "no adapter here yet",
+            where=str(adapter),
+            hint="wait for a checkpoint or the end of training",
+        )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -88,16 +111,25 @@ def output_folder(adapter: Path, out: Path) -> Path:
     """Check and create an export destination: a folder we can write, not the adapter itself."""
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
-        raise UserError("the destination is a file, not a folder", where=str(out),
-                        hint="give a folder path (it is created if missing)")
+        raise UserError(
+            "the destination is a file, not a folder",
+            where=str(out),
+            hint="give a folder path (it is created if missing)",
+        )
     if out.exists() and out.resolve() == Path(adapter).resolve():
-        raise UserError("the destination is the adapter folder itself", where=str(out),
-                        hint="choose another folder")
+        raise UserError(
+            "the destination is the adapter folder itself",
+            where=str(out),
+            hint="choose another folder",
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create the folder ({exc.strerror or exc})", where=str(out),
-                        hint="choose a folder you can write to") from None
+        raise UserError(
+            f"cannot create the folder ({exc.strerror or exc})",
+            where=str(out),
+            hint="choose a folder you can write to",
+        ) from None
     return out
 
 
@@ -107,19 +139,22 @@ def copy_adapter(adapter: Path, out: Path) -> Path:
     load_adapter_config(adapter)
     out = output_folder(adapter, out)
     try:
-        shutil.copytree(adapter, out, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(*TRAINER_STATE_FILES))
+        shutil.copytree(
+            adapter, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*TRAINER_STATE_FILES)
+        )
     except (OSError, shutil.Error) as exc:
-        raise UserError(f"copy failed ({exc})", where=str(out),
-                        hint="check the free space and permissions") from None
+        raise UserError(
+            f"copy failed ({exc})", where=str(out), hint="check the free space and permissions"
+        ) from None
     if not (out / LABELS_FILE).is_file():  # a checkpoint: keep the label map with it
         from engine.predict import _labels_for
 
         labels = _labels_for(adapter)
         if labels:
-            (out / LABELS_FILE).write_text(json.dumps(
-                {"id2label": {str(i): n for i, n in sorted(labels.items())}}, indent=2),
-                encoding="utf-8")
+            (out / LABELS_FILE).write_text(
+                json.dumps({"id2label": {str(i): n for i, n in sorted(labels.items())}}, indent=2),
+                encoding="utf-8",
+            )
     return out
 
 
@@ -136,16 +171,20 @@ def export_merged(adapter: Path, out: Path, threads: int = 0) -> Path:
         merged.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
     except OSError as exc:
-        raise UserError(f"cannot write the merged model ({exc})", where=str(out),
-                        hint="check the free space and permissions") from None
+        raise UserError(
+            f"cannot write the merged model ({exc})",
+            where=str(out),
+            hint="check the free space and permissions",
+        ) from None
     cfg_path = adapter / RUN_CONFIG_FILE
     cfg = RunConfig.load(cfg_path) if cfg_path.is_file() else RunConfig()
     metrics_path = adapter / METRICS_FILE
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     id2label = {int(k): v for k, v in merged.config.id2label.items()}
     base = load_adapter_config(adapter).get("base_model_name_or_path", "")
-    (out / "README.md").write_text(model_card(cfg, base, id2label, metrics, merged=True),
-                                   encoding="utf-8")
+    (out / "README.md").write_text(
+        model_card(cfg, base, id2label, metrics, merged=True), encoding="utf-8"
+    )
     for name in (LABELS_FILE, METRICS_FILE):
         if (adapter / name).is_file():
             (out / name).write_bytes((adapter / name).read_bytes())

@@ -24,8 +24,14 @@ def spawn_engine(run_dir: Path, *, resume: bool = False) -> int:
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(run_dir / LOG_FILE, "ab") as log:
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, env=env, cwd=str(run_dir),
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+            cwd=str(run_dir),
         )
     try:
         start = psutil.Process(proc.pid).create_time()
@@ -54,6 +60,9 @@ def request_stop(run_dir: Path) -> bool:
 def resume(run_dir: Path) -> int:
     """Continue a stopped, failed or crashed run from its last checkpoint in a new engine."""
     if engine_alive(run_dir):
-        raise UserError("the run is still going", where=run_dir.name,
-                        hint="attach to it instead, or stop it first")
+        raise UserError(
+            "the run is still going",
+            where=run_dir.name,
+            hint="attach to it instead, or stop it first",
+        )
     return spawn_engine(run_dir, resume=True)

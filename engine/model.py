@@ -26,9 +26,20 @@ AUTO_TARGETS: tuple[tuple[str, ...], ...] = (
 )
 AUTO_SAVE = ("classifier", "score", "pre_classifier", "pooler")
 DROPOUT_KEYS = (
-    "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
-    "activation_dropout", "classifier_dropout", "seq_classif_dropout", "resid_pdrop", "embd_pdrop",
-    "attn_pdrop", "summary_first_dropout", "hidden_dropout", "pooler_dropout", "attention_probs_dropout",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "dropout",
+    "attention_dropout",
+    "activation_dropout",
+    "classifier_dropout",
+    "seq_classif_dropout",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "summary_first_dropout",
+    "hidden_dropout",
+    "pooler_dropout",
+    "attention_probs_dropout",
 )
 
 
@@ -76,7 +87,9 @@ def known_models() -> list[str]:
 
 def _looks_local(name: str) -> bool:
     """A path rather than a hub id ('org/name' or 'name')."""
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    return (
+        name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    )
 
 
 def check_model_source(name: str, allow_pickle: bool) -> None:
@@ -84,11 +97,19 @@ def check_model_source(name: str, allow_pickle: bool) -> None:
     path = Path(name)
     if path.exists():
         if not path.is_dir():
-            raise UserError("a model must be a folder (with config.json), not a file",
-                            where=name, hint="pick the model's folder", field="model.model_name")
+            raise UserError(
+                "a model must be a folder (with config.json), not a file",
+                where=name,
+                hint="pick the model's folder",
+                field="model.model_name",
+            )
         if not (path / "config.json").is_file():
-            raise UserError("no config.json in this folder", where=name,
-                            hint="pick a folder saved by save_pretrained", field="model.model_name")
+            raise UserError(
+                "no config.json in this folder",
+                where=name,
+                hint="pick a folder saved by save_pretrained",
+                field="model.model_name",
+            )
         has_safe = any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json"))
         has_bin = any(path.glob("*.bin")) or any(path.glob("*.pt"))
         if not has_safe and has_bin and not allow_pickle:
@@ -99,19 +120,29 @@ def check_model_source(name: str, allow_pickle: bool) -> None:
                 field="model.model_name",
             )
     elif _looks_local(name):
-        raise UserError("model folder not found", where=name,
-                        hint="check the path, or give a hub id such as " + DEFAULT_HUB_ID,
-                        field="model.model_name")
+        raise UserError(
+            "model folder not found",
+            where=name,
+            hint="check the path, or give a hub id such as " + DEFAULT_HUB_ID,
+            field="model.model_name",
+        )
 
 
 def _offline_error(name: str, exc: Exception) -> UserError:
     alternatives = known_models()
-    hint = ("models available offline: " + ", ".join(alternatives[:5])) if alternatives else (
-        "download it on a machine with network (huggingface-cli download) and copy the folder"
+    hint = (
+        ("models available offline: " + ", ".join(alternatives[:5]))
+        if alternatives
+        else (
+            "download it on a machine with network (huggingface-cli download) and copy the folder"
+        )
     )
-    return UserError(f"cannot load '{name}' from the Hugging Face Hub or the local cache "
-                     f"({type(exc).__name__})", where="model.model_name", hint=hint,
-                     field="model.model_name")
+    return UserError(
+        f"cannot load '{name}' from the Hugging Face Hub or the local cache ({type(exc).__name__})",
+        where="model.model_name",
+        hint=hint,
+        field="model.model_name",
+    )
 
 
 @dataclass
@@ -141,7 +172,9 @@ def load_tokenizer(name: str, trust_remote_code: bool = False) -> Any:
     return tok
 
 
-def load_base_model(cfg: Any, id2label: dict[int, str], precision: str, tokenizer: Any) -> tuple[Any, str]:
+def load_base_model(
+    cfg: Any, id2label: dict[int, str], precision: str, tokenizer: Any
+) -> tuple[Any, str]:
     """Load the sequence-classification model with our label map, dropout and attention kernel."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -154,12 +187,18 @@ def load_base_model(cfg: Any, id2label: dict[int, str], precision: str, tokenize
         raise _offline_error(name, exc) from None
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
-            raise UserError("this model needs its own code to load", where=name,
-                            hint="turn on trust_remote_code only if you trust its authors",
-                            field="model.trust_remote_code") from None
-        raise UserError(f"not a model config this version of transformers knows: {exc}",
-                        where=name, hint="upgrade transformers or pick another model",
-                        field="model.model_name") from None
+            raise UserError(
+                "this model needs its own code to load",
+                where=name,
+                hint="turn on trust_remote_code only if you trust its authors",
+                field="model.trust_remote_code",
+            ) from None
+        raise UserError(
+            f"not a model config this version of transformers knows: {exc}",
+            where=name,
+            hint="upgrade transformers or pick another model",
+            field="model.model_name",
+        ) from None
     config.num_labels = len(id2label)
     config.id2label = {int(i): str(v) for i, v in id2label.items()}
     config.label2id = {str(v): int(i) for i, v in id2label.items()}
@@ -177,15 +216,20 @@ def load_base_model(cfg: Any, id2label: dict[int, str], precision: str, tokenize
         "trust_remote_code": mcfg.trust_remote_code,
         "use_safetensors": None if mcfg.allow_pickle_weights else True,
         "attn_implementation": attention,
+        # A model fine-tuned before may have a head of another size; ours is trained anew anyway.
+        "ignore_mismatched_sizes": True,
     }
     try:
         model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
-    except (OSError, EnvironmentError) as exc:
+    except OSError as exc:
         text = str(exc)
         if "safetensors" in text.lower() and not mcfg.allow_pickle_weights:
-            raise UserError("this model has no safetensors weights", where=name,
-                            hint="convert it, or allow pickle weights if you trust it",
-                            field="model.allow_pickle_weights") from None
+            raise UserError(
+                "this model has no safetensors weights",
+                where=name,
+                hint="convert it, or allow pickle weights if you trust it",
+                field="model.allow_pickle_weights",
+            ) from None
         raise _offline_error(name, exc) from None
     except ValueError as exc:
         if "attn_implementation" in str(exc) or "attention" in str(exc).lower():
@@ -252,9 +296,12 @@ def choose_modules_to_save(model: Any, setting: str) -> list[str]:
     wanted = [s.strip() for s in setting.split(",") if s.strip()]
     missing = [w for w in wanted if w not in leaf]
     if missing:
-        raise UserError(f"modules_to_save not in this model: {', '.join(missing)}",
-                        where="lora.modules_to_save", hint="use 'auto' (the classifier head)",
-                        field="lora.modules_to_save")
+        raise UserError(
+            f"modules_to_save not in this model: {', '.join(missing)}",
+            where="lora.modules_to_save",
+            hint="use 'auto' (the classifier head)",
+            field="lora.modules_to_save",
+        )
     return wanted
 
 
@@ -271,7 +318,7 @@ def apply_lora(model: Any, cfg: Any) -> tuple[Any, list[str], list[str]]:
         lora_alpha=lo.lora_alpha,
         lora_dropout=lo.lora_dropout,
         target_modules=targets,
-        modules_to_save=to_save or None,
+        modules_to_save=list(to_save) or None,  # peft appends to it
         use_dora=lo.use_dora,
         use_rslora=lo.use_rslora,
         fan_in_fan_out="c_attn" in targets,

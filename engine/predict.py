@@ -34,8 +34,11 @@ def find_weights(run_dir: Path) -> Path:
     ckpt = last_checkpoint(run_dir)
     if ckpt and (ckpt / "adapter_config.json").is_file():
         return ckpt
-    raise UserError("this run has no adapter or checkpoint yet", where=run_dir.name,
-                    hint="wait for the first checkpoint (end of the first epoch)")
+    raise UserError(
+        "this run has no adapter or checkpoint yet",
+        where=run_dir.name,
+        hint="wait for the first checkpoint (end of the first epoch)",
+    )
 
 
 def _labels_for(folder: Path) -> dict[int, str] | None:
@@ -64,8 +67,11 @@ def load_classifier(folder: Path, threads: int = 0) -> tuple[Any, Any]:
     adapter_cfg = folder / "adapter_config.json"
     if not adapter_cfg.is_file():
         if not (folder / "config.json").is_file():
-            raise UserError("neither an adapter nor a model folder", where=str(folder),
-                            hint="give a run id, an adapter folder or a merged model folder")
+            raise UserError(
+                "neither an adapter nor a model folder",
+                where=str(folder),
+                hint="give a run id, an adapter folder or a merged model folder",
+            )
         model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
         return model.eval(), AutoTokenizer.from_pretrained(folder)
     from peft import PeftModel
@@ -78,11 +84,17 @@ def load_classifier(folder: Path, threads: int = 0) -> tuple[Any, Any]:
         config.id2label = labels
         config.label2id = {v: k for k, v in labels.items()}
     try:
+        # The head comes from the adapter (modules_to_save); a base saved with another label
+        # count must not stop the load.
         base = AutoModelForSequenceClassification.from_pretrained(
-            base_name, config=config, use_safetensors=True)
+            base_name, config=config, use_safetensors=True, ignore_mismatched_sizes=True
+        )
     except OSError as exc:
-        raise UserError(f"cannot load the base model '{base_name}' ({type(exc).__name__})",
-                        where=str(folder), hint="the base model must be on this machine") from None
+        raise UserError(
+            f"cannot load the base model '{base_name}' ({type(exc).__name__})",
+            where=str(folder),
+            hint="the base model must be on this machine",
+        ) from None
     model = PeftModel.from_pretrained(base, folder)
     has_tok = (folder / "tokenizer_config.json").is_file()
     tokenizer = AutoTokenizer.from_pretrained(folder if has_tok else base_name)
@@ -104,8 +116,13 @@ class Predictor:
         import torch
 
         with torch.inference_mode():
-            batch = self.tokenizer(texts, truncation=True, max_length=self.max_length,
-                                   padding=True, return_tensors="pt")
+            batch = self.tokenizer(
+                texts,
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
+                return_tensors="pt",
+            )
             return self.model(**batch).logits.float()
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
@@ -114,8 +131,13 @@ class Predictor:
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
             probs = self.logits(chunk).softmax(-1).tolist()
-            for text, p in zip(chunk, probs):
+            for text, p in zip(chunk, probs, strict=True):
                 best = max(range(len(p)), key=p.__getitem__)
-                out.append(Prediction(text, self.id2label[best],
-                                      {self.id2label[i]: round(v, 6) for i, v in enumerate(p)}))
+                out.append(
+                    Prediction(
+                        text,
+                        self.id2label[best],
+                        {self.id2label[i]: round(v, 6) for i, v in enumerate(p)},
+                    )
+                )
         return out

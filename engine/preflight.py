@@ -72,11 +72,17 @@ def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
     rng = random.Random(t.seed)
     n = min(len(splits.train_texts), (steps + 1) * t.batch_size)
     picks = rng.sample(range(len(splits.train_texts)), n)
-    data = encode(tokenizer, [splits.train_texts[i] for i in picks],
-                  [splits.train_labels[i] for i in picks], cfg.model.max_length)
+    data = encode(
+        tokenizer,
+        [splits.train_texts[i] for i in picks],
+        [splits.train_labels[i] for i in picks],
+        cfg.model.max_length,
+    )
     collate = DataCollatorWithPadding(tokenizer)
-    batches = [collate([data[i] for i in range(s, min(s + t.batch_size, n))])
-               for s in range(0, n, t.batch_size)]
+    batches = [
+        collate([data[i] for i in range(s, min(s + t.batch_size, n))])
+        for s in range(0, n, t.batch_size)
+    ]
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=t.learning_rate)
     model.train()

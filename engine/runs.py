@@ -46,8 +46,8 @@ def _slug(text: str) -> str:
 def new_run_dir(config: RunConfig, root: Path) -> Path:
     """Create a fresh, uniquely named run directory holding `config.toml`."""
     name = config.output.run_name or "-".join(
-        Path(p).name.split(".")[0] for p in (config.model.model_name or "default",
-                                            config.data.data_file_path or "example")
+        Path(p).name.split(".")[0]
+        for p in (config.model.model_name or "default", config.data.data_file_path or "example")
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root.mkdir(parents=True, exist_ok=True)
@@ -65,8 +65,10 @@ def new_run_dir(config: RunConfig, root: Path) -> Path:
 
 def adapter_dir(run_dir: Path, config: RunConfig) -> Path:
     """Where the final adapter of a run is written."""
-    return Path(config.output.output_dir).expanduser().resolve() if config.output.output_dir else (
-        run_dir / ADAPTER_DIR
+    return (
+        Path(config.output.output_dir).expanduser().resolve()
+        if config.output.output_dir
+        else (run_dir / ADAPTER_DIR)
     )
 
 
@@ -148,9 +150,7 @@ class RunInfo:
 def derive_state(events: list[Event], alive: bool, launched_at: float = 0.0) -> str:
     """The run state from its events, whether its engine lives, and when it was last launched."""
     last_start = max((i for i, e in enumerate(events) if isinstance(e, Started)), default=-1)
-    final = next(
-        (e for e in reversed(events[last_start + 1 :]) if e.type in FINAL_TYPES), None
-    )
+    final = next((e for e in reversed(events[last_start + 1 :]) if e.type in FINAL_TYPES), None)
     if final is not None:
         # A resumed engine that has not said `started` yet is newer than the old final event.
         return "starting" if alive and launched_at > final.time else final.type
@@ -164,10 +164,9 @@ def run_info(run_dir: Path) -> RunInfo:
     events = read_events(run_dir)
     alive = engine_alive(run_dir)
     state = derive_state(events, alive, float(read_status(run_dir).get("launched_at", 0.0)))
-    if state == "crashed" and not events and (run_dir / STATUS_FILE).exists() is False:
-        # The launcher has not written the status yet (a fresh directory): still starting.
-        if time.time() - run_dir.stat().st_mtime < 30:
-            state = "starting"
+    fresh = time.time() - run_dir.stat().st_mtime < 30
+    if state == "crashed" and not events and not (run_dir / STATUS_FILE).exists() and fresh:
+        state = "starting"  # the launcher has not written the status yet
     info = RunInfo(run_id=run_dir.name, path=run_dir, state=state, events=events)
     try:
         cfg = RunConfig.load(run_dir / CONFIG_FILE)
@@ -187,8 +186,10 @@ def run_info(run_dir: Path) -> RunInfo:
             info.step = e.step
         elif isinstance(e, Eval):
             value = e.metrics.get(info.metric_name)
+            lower_is_better = info.metric_name.endswith("loss")
             if isinstance(value, (int, float)) and (
-                info.best_metric is None or value > info.best_metric
+                info.best_metric is None
+                or (value < info.best_metric if lower_is_better else value > info.best_metric)
             ):
                 info.best_metric = float(value)
         elif isinstance(e, Finished):
@@ -210,9 +211,11 @@ def find_run(ref: str | None, root: Path) -> Path:
     """A run directory from an id, a unique id prefix, a path, or None for the newest run."""
     if ref and Path(ref).expanduser().is_dir() and (Path(ref).expanduser() / CONFIG_FILE).exists():
         return Path(ref).expanduser().resolve()
-    runs = sorted(
-        (p for p in root.iterdir() if (p / CONFIG_FILE).exists()), key=lambda p: p.name
-    ) if root.is_dir() else []
+    runs = (
+        sorted((p for p in root.iterdir() if (p / CONFIG_FILE).exists()), key=lambda p: p.name)
+        if root.is_dir()
+        else []
+    )
     if not runs:
         raise UserError("no runs yet", where=str(root), hint="start one with 'finetune-tui train'")
     if not ref:

@@ -15,7 +15,18 @@ from typing import Any
 
 from engine.config import RunConfig
 from engine.errors import UserError
-from engine.events import Event, EventWriter, Failed, Finished, Log, Phase, Started, Step, Stopped, read_events
+from engine.events import (
+    Event,
+    EventWriter,
+    Failed,
+    Finished,
+    Log,
+    Phase,
+    Started,
+    Step,
+    Stopped,
+    read_events,
+)
 from engine.runs import CHECKPOINTS_DIR, CONFIG_FILE, LOG_FILE, STOP_FILE, adapter_dir, write_status
 
 
@@ -43,16 +54,20 @@ def run_training(
     writer.listeners.extend(listeners)
     import psutil
 
-    write_status(run_dir, pid=os.getpid(), pid_start=psutil.Process().create_time(),
-                 state="running")
+    write_status(
+        run_dir, pid=os.getpid(), pid_start=psutil.Process().create_time(), state="running"
+    )
     (run_dir / STOP_FILE).unlink(missing_ok=True)
     try:
         outcome = _train(run_dir, writer, resume)
         write_status(run_dir, state=outcome)
         return 0
     except UserError as exc:
-        writer.emit(Failed(message=exc.message, hint=exc.hint, where=exc.where or exc.field,
-                           user_error=True))
+        writer.emit(
+            Failed(
+                message=exc.message, hint=exc.hint, where=exc.where or exc.field, user_error=True
+            )
+        )
         write_status(run_dir, state="failed")
         return 2
     except MemoryError:
@@ -62,8 +77,12 @@ def run_training(
     except Exception as exc:  # an internal error: keep the traceback in engine.log
         with open(run_dir / LOG_FILE, "a", encoding="utf-8") as fh:
             fh.write(traceback.format_exc())
-        writer.emit(Failed(message=f"{type(exc).__name__}: {exc}",
-                           hint=f"the full traceback is in {run_dir / LOG_FILE}"))
+        writer.emit(
+            Failed(
+                message=f"{type(exc).__name__}: {exc}",
+                hint=f"the full traceback is in {run_dir / LOG_FILE}",
+            )
+        )
         write_status(run_dir, state="failed")
         return 1
 
@@ -73,6 +92,7 @@ def _quiet_libraries() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     logging.getLogger("accelerate").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -110,12 +130,26 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     model, tokenizer = loaded.model, loaded.tokenizer
 
     writer.emit(Phase(name="tokenizing"))
-    train_data, hit = encode_cached(run_dir, "train", tokenizer, loaded.name, splits.train_texts,
-                                    splits.train_labels, cfg.model.max_length)
+    train_data, hit = encode_cached(
+        run_dir,
+        "train",
+        tokenizer,
+        loaded.name,
+        splits.train_texts,
+        splits.train_labels,
+        cfg.model.max_length,
+    )
     eval_data = None
     if splits.eval_texts:
-        eval_data, _ = encode_cached(run_dir, "eval", tokenizer, loaded.name, splits.eval_texts,
-                                     splits.eval_labels, cfg.model.max_length)
+        eval_data, _ = encode_cached(
+            run_dir,
+            "eval",
+            tokenizer,
+            loaded.name,
+            splits.eval_texts,
+            splits.eval_labels,
+            cfg.model.max_length,
+        )
     if hit:
         writer.emit(Log(message="reused the cached tokenization"))
 
@@ -135,8 +169,9 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     has_eval = eval_data is not None and len(eval_data) > 0
     args = _training_arguments(cfg, run_dir, precision, has_eval)
     elapsed_offset = _previous_elapsed(run_dir) if checkpoint else 0.0
-    callback = EventsCallback(writer, run_dir, counter, detail, t_cfg.checkpoint_minutes,
-                              elapsed_offset)
+    callback = EventsCallback(
+        writer, run_dir, counter, detail, t_cfg.checkpoint_minutes, elapsed_offset
+    )
     callback.install_signal_handlers()
     callbacks: list[Any] = [callback]
     if t_cfg.early_stopping_patience and has_eval:
@@ -158,18 +193,34 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     trainer.remove_callback(PrinterCallback)  # our events replace its printed dicts
     total_steps = _total_steps(len(train_data), cfg)
     trainable, total = model.get_nb_trainable_parameters()
-    writer.emit(Started(
-        run_id=run_dir.name, model=loaded.name, task=cfg.task, config=cfg.to_dict(),
-        train_size=len(train_data), eval_size=len(eval_data) if has_eval else 0,
-        labels=[splits.id2label[i] for i in sorted(splits.id2label)], precision=precision,
-        threads=threads, total_steps=total_steps, trainable_params=int(trainable),
-        total_params=int(total), resumed_from_step=_step_of(checkpoint), pid=os.getpid(),
-    ))
-    writer.emit(Log(message=(
-        f"{len(train_data)} train / {len(eval_data) if has_eval else 0} eval examples "
-        f"({splits.eval_source}); LoRA on {', '.join(loaded.target_modules)}; "
-        f"training {', '.join(loaded.modules_to_save) or 'no extra modules'}; "
-        f"{precision}, {threads} threads, {loaded.attention} attention")))
+    writer.emit(
+        Started(
+            run_id=run_dir.name,
+            model=loaded.name,
+            task=cfg.task,
+            config=cfg.to_dict(),
+            train_size=len(train_data),
+            eval_size=len(eval_data) if has_eval else 0,
+            labels=[splits.id2label[i] for i in sorted(splits.id2label)],
+            precision=precision,
+            threads=threads,
+            total_steps=total_steps,
+            trainable_params=int(trainable),
+            total_params=int(total),
+            resumed_from_step=_step_of(checkpoint),
+            pid=os.getpid(),
+        )
+    )
+    writer.emit(
+        Log(
+            message=(
+                f"{len(train_data)} train / {len(eval_data) if has_eval else 0} eval examples "
+                f"({splits.eval_source}); LoRA on {', '.join(loaded.target_modules)}; "
+                f"training {', '.join(loaded.modules_to_save) or 'no extra modules'}; "
+                f"{precision}, {threads} threads, {loaded.attention} attention"
+            )
+        )
+    )
     t0 = time.monotonic()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     stopped = callback.stop_requested and trainer.state.global_step < trainer.state.max_steps
@@ -184,12 +235,24 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     save_adapter(trainer.model, tokenizer, out, cfg, splits.id2label, metrics, loaded.name)
     step = trainer.state.global_step
     if stopped:
-        writer.emit(Stopped(step=step, output_dir=str(out), reason=callback.stop_reason,
-                            checkpoint=str(last_checkpoint(run_dir) or "")))
+        writer.emit(
+            Stopped(
+                step=step,
+                output_dir=str(out),
+                reason=callback.stop_reason,
+                checkpoint=str(last_checkpoint(run_dir) or ""),
+            )
+        )
         (run_dir / STOP_FILE).unlink(missing_ok=True)
         return "stopped"
-    writer.emit(Finished(step=step, output_dir=str(out), metrics=metrics,
-                         elapsed_s=round(elapsed_offset + time.monotonic() - t0, 2)))
+    writer.emit(
+        Finished(
+            step=step,
+            output_dir=str(out),
+            metrics=metrics,
+            elapsed_s=round(elapsed_offset + time.monotonic() - t0, 2),
+        )
+    )
     return "finished"
 
 
@@ -212,8 +275,11 @@ class _CountingDataset:
 def _final_metrics(trainer: Any, detail: dict[str, Any]) -> dict[str, Any]:
     """Evaluate the final (best, when kept) model once more for the record."""
     raw = trainer.evaluate()
-    metrics = {k.removeprefix("eval_"): v for k, v in raw.items()
-               if isinstance(v, (int, float)) and k != "epoch"}
+    metrics = {
+        k.removeprefix("eval_"): v
+        for k, v in raw.items()
+        if isinstance(v, (int, float)) and k != "epoch"
+    }
     metrics.update(detail)
     return metrics
 
@@ -242,8 +308,11 @@ def _training_arguments(cfg: RunConfig, run_dir: Path, precision: str, has_eval:
 
     t = cfg.training
     eval_strategy = t.eval_strategy if has_eval else "no"
-    keep_best = eval_strategy != "no" and t.save_strategy == eval_strategy and (
-        eval_strategy != "steps" or t.save_steps % max(t.eval_steps, 1) == 0)
+    keep_best = (
+        eval_strategy != "no"
+        and t.save_strategy == eval_strategy
+        and (eval_strategy != "steps" or t.save_steps % max(t.eval_steps, 1) == 0)
+    )
     wanted: dict[str, Any] = {
         "output_dir": str(run_dir / CHECKPOINTS_DIR),
         "per_device_train_batch_size": t.batch_size,

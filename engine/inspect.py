@@ -1,0 +1,176 @@
+"""Look at a model or a data file before training: what the setup form shows (no Textual here)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+
+PREVIEW_ROWS = 8
+
+
+@dataclass
+class ModelInfo:
+    """What the form needs to know about a model: kind, size and the layers LoRA can adapt."""
+
+    name: str
+    architecture: str = ""
+    model_type: str = ""
+    parameters: int = 0
+    layers: int = 0
+    hidden_size: int = 0
+    max_positions: int = 0
+    linear_modules: list[str] = field(default_factory=list)
+    auto_targets: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line such as 'BertModel (bert), 22.7M parameters, 6 layers x 384'."""
+        size = f"{self.parameters / 1e6:.1f}M" if self.parameters >= 1e5 else f"{self.parameters:,}"
+        parts = [
+            f"{self.architecture or self.model_type} ({self.model_type})",
+            f"{size} parameters",
+        ]
+        if self.layers:
+            parts.append(f"{self.layers} layers x {self.hidden_size}")
+        return ", ".join(parts)
+
+
+@dataclass
+class DataInfo:
+    """A data file as the form shows it: format, columns, first rows, label counts, split sizes."""
+
+    path: str
+    format: str
+    columns: list[str]
+    preview: list[dict[str, Any]]
+    total_rows: int
+    text_column: str = ""
+    label_column: str = ""
+    label_counts: dict[str, int] = field(default_factory=dict)
+    train_size: int = 0
+    eval_size: int = 0
+    eval_source: str = ""
+    error: UserError | None = None
+
+
+def _config_value(config: Any, *names: str) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0
+
+
+def inspect_model(
+    name: str, *, trust_remote_code: bool = False, allow_pickle: bool = False
+) -> ModelInfo:
+    """Read a model's config and build it on the meta device (no weights are loaded)."""
+    from engine.model import (
+        _offline_error,
+        check_model_source,
+        choose_targets,
+        linear_module_names,
+        resolve_model_name,
+    )
+
+    resolved = resolve_model_name(name)
+    check_model_source(resolved, allow_pickle)
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    try:
+        config = AutoConfig.from_pretrained(resolved, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise _offline_error(resolved, exc) from None
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise UserError(
+                "this model needs its own code to load",
+                where=resolved,
+                hint="turn on trust_remote_code only if you trust its authors",
+                field="model.model_name",
+            ) from None
+        raise UserError(
+            f"not a model this version of transformers knows: {exc}",
+            where=resolved,
+            hint="pick another model",
+            field="model.model_name",
+        ) from None
+    try:
+        with torch.device("meta"):
+            model = AutoModelForSequenceClassification.from_config(
+                config, trust_remote_code=trust_remote_code
+            )
+    except ValueError as exc:
+        raise UserError(
+            f"this model cannot classify text: {exc}",
+            where=resolved,
+            hint="pick an encoder such as BERT, RoBERTa or MiniLM",
+            field="model.model_name",
+        ) from None
+    archs = getattr(config, "architectures", None) or [type(model).__name__]
+    return ModelInfo(
+        name=resolved,
+        architecture=str(archs[0]),
+        model_type=str(getattr(config, "model_type", "")),
+        parameters=sum(p.numel() for p in model.parameters()),
+        layers=_config_value(config, "num_hidden_layers", "n_layer", "num_layers"),
+        hidden_size=_config_value(config, "hidden_size", "n_embd", "d_model", "dim"),
+        max_positions=_config_value(config, "max_position_embeddings", "n_positions"),
+        linear_modules=linear_module_names(model),
+        auto_targets=choose_targets(model, "auto"),
+    )
+
+
+def inspect_data(data_cfg: Any, seed: int = 42, preview_rows: int = PREVIEW_ROWS) -> DataInfo:
+    """Read a data file for the form; a problem with columns or labels is kept in `.error`.
+
+    A file that cannot be read at all raises its UserError.
+    """
+    from engine.data import EXAMPLE_DATA, load_splits, read_table
+
+    path = Path(data_cfg.data_file_path).expanduser() if data_cfg.data_file_path else EXAMPLE_DATA
+    table = read_table(path)
+    preview = [
+        {k: v for k, v in row.items() if k != "__line__"} for row in table.rows[:preview_rows]
+    ]
+    info = DataInfo(
+        path=str(path),
+        format=table.format,
+        columns=list(table.columns),
+        preview=preview,
+        total_rows=sum(len(rows) for rows in table.splits.values()),
+    )
+    try:
+        splits = load_splits(data_cfg, seed=seed)
+    except UserError as exc:
+        exc.field = exc.field or "data.data_file_path"
+        info.error = exc
+        return info
+    info.text_column, info.label_column = splits.text_column, splits.label_column
+    info.label_counts = splits.label_counts
+    info.train_size, info.eval_size = len(splits.train_texts), len(splits.eval_texts)
+    info.eval_source = splits.eval_source
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m engine.inspect MODEL`: print the model summary as JSON (exit 2 on a user error)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        info = inspect_model(args[0] if args else "")
+    except UserError as exc:
+        print(json.dumps({"error": exc.one_line(), "field": exc.field}))
+        return 2
+    print(json.dumps(asdict(info)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
