@@ -74,9 +74,13 @@ class LoraSettings:
 
     lora_r: int = _f(8, "LoRA rank")
     lora_alpha: int = _f(16, "LoRA alpha (scaling = alpha / r)")
-    lora_dropout: float = _f(0.1, "Dropout on the LoRA input")
+    # 0 by default: dropout's random numbers cost ~13% of a bf16 step here, for no accuracy gain.
+    lora_dropout: float = _f(0.0, "Dropout on the LoRA input (0 is faster on CPU)")
+    # all-linear by default: on 2,000 SST-2 rows it scored 80-82% where query/value scored 77-78%.
     target_modules: str = _f(
-        "auto", "Comma-separated module names, 'auto' (attention query/value) or 'all-linear'"
+        "all-linear",
+        "'all-linear' (every linear layer but the head), 'auto' (attention query/value: "
+        "faster, for big data) or comma-separated module names",
     )
     modules_to_save: str = _f(
         "auto", "Extra modules trained in full; 'auto' = the classifier head (and pooler)"

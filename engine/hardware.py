@@ -98,3 +98,20 @@ def free_memory_bytes() -> int:
     import psutil
 
     return int(psutil.virtual_memory().available)
+
+
+def tune_allocator() -> None:
+    """Make glibc return freed memory: dynamic padding's many tensor shapes otherwise
+    fragment the heap (MiniLM training grew from 0.6 to 1.5 GB in 100 steps; 0.6 GB with this)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-1, 64 * 1024)  # M_TRIM_THRESHOLD
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc
+        pass

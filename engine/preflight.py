@@ -56,10 +56,16 @@ def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
 
     from engine.data import load_splits
     from engine.encoding import encode
-    from engine.hardware import free_memory_bytes, resolve_precision, resolve_threads
+    from engine.hardware import (
+        free_memory_bytes,
+        resolve_precision,
+        resolve_threads,
+        tune_allocator,
+    )
     from engine.model import load_for_training
     from engine.train import _quiet_libraries, _total_steps
 
+    tune_allocator()
     cfg = cfg.copy()
     t = cfg.training
     precision = resolve_precision(t.precision)
@@ -78,7 +84,7 @@ def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
         [splits.train_labels[i] for i in picks],
         cfg.model.max_length,
     )
-    collate = DataCollatorWithPadding(tokenizer)
+    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
     batches = [
         collate([data[i] for i in range(s, min(s + t.batch_size, n))])
         for s in range(0, n, t.batch_size)

@@ -100,8 +100,9 @@ def _quiet_libraries() -> None:
 
 def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     from engine.data import load_splits
-    from engine.hardware import resolve_precision, resolve_threads
+    from engine.hardware import resolve_precision, resolve_threads, tune_allocator
 
+    tune_allocator()
     cfg = RunConfig.load(run_dir / CONFIG_FILE).validate()
     t_cfg = cfg.training
     precision = resolve_precision(t_cfg.precision)
@@ -183,7 +184,8 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
         args=args,
         train_dataset=train_data,
         eval_dataset=eval_data if has_eval else None,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=None),
+        # Multiples of 8 bound the number of distinct shapes (kernel caches, memory) at little cost.
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         processing_class=tokenizer,
         compute_metrics=compute_metrics if has_eval else None,
         callbacks=callbacks,

@@ -122,7 +122,7 @@ def test_missing_folder_and_bad_folder(tmp_path: Path) -> None:
 
 
 def test_gpt2_without_pad_token_trains_a_step(tmp_path: Path) -> None:
-    """A GPT-2 style model (no pad token, Conv1D layers) gets a pad token and LoRA on c_attn."""
+    """A GPT-2 style model (no pad token, Conv1D layers) gets a pad token and LoRA on its Conv1Ds."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
@@ -140,7 +140,7 @@ def test_gpt2_without_pad_token_trains_a_step(tmp_path: Path) -> None:
     cfg.training.precision = "fp32"
     loaded = load_for_training(cfg, {0: "neg", 1: "pos"}, "fp32")
     assert loaded.tokenizer.pad_token is not None
-    assert loaded.target_modules == ["c_attn"]
+    assert {"c_attn", "c_fc", "c_proj"} <= set(loaded.target_modules)
     batch = loaded.tokenizer(["good film", "very very bad film"], padding=True, return_tensors="pt")
     out = loaded.model(**batch, labels=torch.tensor([1, 0]))
     out.loss.backward()
