@@ -1,0 +1,148 @@
+"""Take a run's result away: copy its adapter and/or write a merged model (a modal dialog)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.validation import Length
+from textual.widgets import Button, Input, Label, Static
+
+from engine.errors import UserError
+
+
+class ExportScreen(ModalScreen[None]):
+    """Copy the run's adapter to a folder and/or merge it into the base model and save that."""
+
+    CSS_PATH = "export.tcss"
+    BINDINGS = [Binding("escape", "close", "Close")]
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.weights: Path | None = None
+        self.results: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        """Where the adapter is, two destinations with their buttons, and the outcome."""
+        run_id = self.run_dir.name
+        not_empty = [Length(minimum=1, failure_description="give a folder")]
+        with Vertical(id="dialog"):
+            yield Static(Text(f"Export {run_id}", style="bold"), id="title")
+            yield Static("looking for the adapter…", id="where")
+            yield Label("Copy the adapter to (load with peft):")
+            with Horizontal(classes="row"):
+                yield Input(
+                    f"./{run_id}-adapter", id="adapter-out", validators=not_empty, compact=True
+                )
+                yield Button("Copy", id="copy", compact=True, disabled=True)
+            yield Label("Write a merged model to (load with transformers alone):")
+            with Horizontal(classes="row"):
+                yield Input(
+                    f"./{run_id}-merged", id="merged-out", validators=not_empty, compact=True
+                )
+                yield Button("Merge", id="merge", compact=True, disabled=True)
+            yield Static(id="result")
+            with Horizontal(id="buttons"):
+                yield Button("Close (esc)", id="close", compact=True)
+
+    def on_mount(self) -> None:
+        """Find the adapter in the background."""
+        self.find()
+
+    @work(thread=True, group="export-find", exit_on_error=False)
+    def find(self) -> None:
+        """Locate the run's final adapter (or newest checkpoint) off the UI thread."""
+        from engine.predict import find_weights
+
+        try:
+            weights = find_weights(self.run_dir)
+        except UserError as exc:
+            self.app.call_from_thread(self._found, None, exc.one_line())
+            return
+        self.app.call_from_thread(self._found, weights, "")
+
+    def _found(self, weights: Path | None, error: str) -> None:
+        self.weights = weights
+        where = self.query_one("#where", Static)
+        if weights is None:
+            where.update(Text(error, style="bold red"))
+            return
+        kind = (
+            "newest checkpoint (the run is not finished)"
+            if weights.parent.name == "checkpoints"
+            else "adapter"
+        )
+        where.update(Text.assemble((f"{kind}: ", "dim"), str(weights)))
+        for button in self.query(".row Button").results(Button):
+            button.disabled = False
+
+    # -- exporting happens in a thread ------------------------------------------------------------
+    @on(Button.Pressed, "#copy")
+    @on(Input.Submitted, "#adapter-out")
+    def copy(self) -> None:
+        """Copy the adapter to the chosen folder."""
+        self._start("adapter", self.query_one("#adapter-out", Input))
+
+    @on(Button.Pressed, "#merge")
+    @on(Input.Submitted, "#merged-out")
+    def merge(self) -> None:
+        """Write a merged model to the chosen folder."""
+        self._start("merged", self.query_one("#merged-out", Input))
+
+    def _start(self, kind: str, field: Input) -> None:
+        if self.weights is None:
+            return
+        check = field.validate(field.value)
+        if check is not None and not check.is_valid:
+            self.show_result("; ".join(check.failure_descriptions), error=True)
+            return
+        note = "copying…" if kind == "adapter" else "merging… (loads the base model)"
+        self.show_result(note, progress=True)
+        for button in self.query(".row Button").results(Button):
+            button.disabled = True
+        self.export(kind, self.weights, Path(field.value.strip()))
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def export(self, kind: str, weights: Path, out: Path) -> None:
+        """Run the copy or the merge; post the outcome (or the one-line error)."""
+        from engine.export import copy_adapter, export_merged
+        from tui.screens.tryit import set_threads, training_engine_alive
+
+        try:
+            if kind == "adapter":
+                done = copy_adapter(weights, out)
+                message = f"adapter copied to {done.resolve()}"
+            else:
+                threads = set_threads(training_engine_alive(self.run_dir.parent))
+                done = export_merged(weights, out, threads=threads)
+                message = f"merged model written to {done.resolve()}"
+        except UserError as exc:
+            self.app.call_from_thread(self.show_result, exc.one_line(), True)
+        except Exception as exc:  # noqa: BLE001 - show it, keep the app alive
+            self.app.call_from_thread(self.show_result, f"{type(exc).__name__}: {exc}", True)
+        else:
+            self.app.call_from_thread(self.show_result, message)
+        self.app.call_from_thread(self._enable)
+
+    def _enable(self) -> None:
+        for button in self.query(".row Button").results(Button):
+            button.disabled = self.weights is None
+
+    def show_result(self, message: str, error: bool = False, progress: bool = False) -> None:
+        """Show an outcome (kept in `results`) or a progress note under the fields."""
+        if not progress:
+            self.results.append(message)
+        result = self.query_one("#result", Static)
+        result.update(Text(message))
+        result.set_class(error, "error")
+
+    @on(Button.Pressed, "#close")
+    def action_close(self) -> None:
+        """Close the dialog."""
+        self.dismiss(None)

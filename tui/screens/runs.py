@@ -1,0 +1,387 @@
+"""The run list: every run under the runs root, live or not, with the keys to act on one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Header, Static
+from textual.worker import get_current_worker
+
+from engine.errors import UserError
+from tui.widgets.runfmt import clock, metric, model_label, run_name, short, started, state_text
+from tui.widgets.runlist import RunRow, RunScanner
+
+SCAN_SECONDS = 2.0
+COLUMNS = ("name", "model", "data", "status", "best", "time", "started")
+NARROW = {"name": 16, "model": 11, "data": 8, "status": 12, "best": 5, "time": 7, "started": 6}
+GROWTH = {"name": (0.4, 40), "model": (0.35, 32), "data": (0.25, 24)}
+MARK = "●"
+
+
+def column_widths(width: int) -> dict[str, int]:
+    """Column widths that fit `width` cells (80 and up), giving extra room to the text columns."""
+    widths = dict(NARROW)
+    extra = max(0, width - (sum(widths.values()) + 2 * len(widths) + 1))
+    if extra >= 6:
+        widths["started"] += 6  # room for the date and the time
+        extra -= 6
+    for name, (share, cap) in GROWTH.items():
+        widths[name] = min(cap, widths[name] + int(extra * share))
+    return widths
+
+
+class RunsScreen(Screen[None]):
+    """Every run under the runs root; open, stop, resume, try, export, delete or compare them."""
+
+    CSS_PATH = "runs.tcss"
+    BINDINGS = [
+        Binding("enter", "open", "Open"),
+        Binding("n", "new", "New"),
+        Binding("space", "mark", "Mark", key_display="space"),
+        Binding("c", "compare", "Compare"),
+        Binding("t", "tryit", "Try"),
+        Binding("e", "export", "Export"),
+        Binding("s", "stop", "Stop"),
+        Binding("u", "resume", "Resume"),
+        Binding("d", "delete", "Delete"),
+        Binding("r", "rescan", "Refresh", show=False),
+    ]
+
+    def __init__(self, runs_root: Path | None = None) -> None:
+        super().__init__()
+        self._root = runs_root
+        self.rows: dict[str, RunRow] = {}
+        self.order: list[str] = []
+        self.marked: list[str] = []
+        self._cells: dict[str, list[Any]] = {}
+        self._widths: dict[str, int] = {}
+        self._timer: Timer | None = None
+        self._scanner: RunScanner | None = None
+        self._scanning = False
+
+    @property
+    def root(self) -> Path:
+        """The runs root (the app's unless one was given)."""
+        return self._root or Path(getattr(self.app, "runs_root"))  # noqa: B009
+
+    # -- layout ---------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        """Header, the run table, a detail line, an inline notice, and the keys."""
+        yield Header()
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Static(id="empty")
+        yield Static(id="detail")
+        yield Static(id="notice")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        """Build the columns and start the periodic scan (paused while another screen is on top)."""
+        self.sub_title = "runs"
+        self._scanner = RunScanner(self.root)
+        self._build_columns(self.size.width or 80)
+        empty = self.query_one("#empty", Static)
+        empty.update(Text(f"No runs yet under {self.root}.\nPress n to start one.", style="dim"))
+        empty.display = False
+        self._timer = self.set_interval(SCAN_SECONDS, self.scan)
+        self.scan()
+
+    def on_screen_suspend(self) -> None:
+        """Stop scanning while another screen covers this one."""
+        if self._timer is not None:
+            self._timer.pause()
+
+    def on_screen_resume(self) -> None:
+        """Scan at once when shown again, then every few seconds."""
+        if self._timer is not None:
+            self._timer.resume()
+            self.scan()
+
+    def on_resize(self) -> None:
+        """Re-fit the columns when the terminal size changes."""
+        if self._scanner is None:
+            return
+        widths = column_widths(self.size.width)
+        if widths != self._widths:
+            self._build_columns(self.size.width)
+            self._fill(force=True)
+
+    def _build_columns(self, width: int) -> None:
+        table = self.query_one(DataTable)
+        self._widths = column_widths(width)
+        table.clear(columns=True)
+        for name in COLUMNS:
+            label = "start" if name == "started" and self._widths[name] < 7 else name
+            table.add_column(label, key=name, width=self._widths[name])
+        self._cells.clear()
+
+    # -- scanning (disk work happens in a thread worker) -----------------------------------------
+    def scan(self) -> None:
+        """Start a scan unless one is still going (a slow disk must not starve the list)."""
+        if not self._scanning:
+            self._scanning = True
+            self._scan()
+
+    @work(thread=True, group="scan", exit_on_error=False)
+    def _scan(self) -> None:
+        """Re-read the runs root in a thread and post the rows to the UI thread."""
+        assert self._scanner is not None
+        try:
+            rows = self._scanner.scan()
+        finally:
+            self._scanning = False
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.show_rows, rows)
+
+    def action_rescan(self) -> None:
+        """Refresh now."""
+        self.scan()
+
+    def show_rows(self, rows: list[RunRow]) -> None:
+        """Put freshly scanned rows in the table, keeping the cursor on the same run."""
+        self.rows = {r.run_id: r for r in rows}
+        self.marked = [m for m in self.marked if m in self.rows]
+        self._fill(force=[r.run_id for r in rows] != self.order)
+        self.query_one("#empty", Static).display = not rows
+        self.query_one(DataTable).display = bool(rows)
+        self._show_detail()
+        self.refresh_bindings()
+
+    def _row_cells(self, row: RunRow) -> list[Any]:
+        w, info = self._widths, row.info
+        mark = MARK if row.run_id in self.marked else " "
+        return [
+            Text(
+                f"{mark} {short(run_name(info.run_id), w['name'] - 2)}",
+                style="bold" if mark != " " else "",
+            ),
+            short(model_label(info.model), w["model"]),
+            short(info.data or "-", w["data"]),
+            state_text(info.state, info.step, info.total_steps),
+            metric(info.best_metric),
+            clock(info.duration_s),
+            started(info.started_at, wide=w["started"] > 8),
+        ]
+
+    def _fill(self, force: bool = False) -> None:
+        table = self.query_one(DataTable)
+        ids = [r.run_id for r in self.rows.values()]
+        if force:
+            current = self.selected.run_id if self.selected else None
+            old_index = table.cursor_row
+            table.clear()
+            self._cells.clear()
+            for run_id in ids:
+                cells = self._row_cells(self.rows[run_id])
+                table.add_row(*cells, key=run_id)
+                self._cells[run_id] = cells
+            self.order = ids
+            if ids:
+                index = ids.index(current) if current in ids else min(old_index, len(ids) - 1)
+                table.move_cursor(row=max(index, 0))
+            return
+        for run_id in ids:
+            cells = self._row_cells(self.rows[run_id])
+            for name, old, new in zip(COLUMNS, self._cells.get(run_id, []), cells, strict=False):
+                if old != new:
+                    table.update_cell(run_id, name, new)
+            self._cells[run_id] = cells
+
+    # -- the selected row ------------------------------------------------------------------------
+    @property
+    def selected(self) -> RunRow | None:
+        """The run under the cursor, if any."""
+        table = self.query_one(DataTable)
+        if not table.row_count or not self.order:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except Exception:  # noqa: BLE001 - the table is being rebuilt
+            return None
+        return self.rows.get(str(key.value))
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self._show_detail()
+        self.refresh_bindings()
+
+    @on(DataTable.RowSelected)
+    def _selected(self) -> None:
+        self.action_open()
+
+    def _show_detail(self) -> None:
+        row = self.selected
+        detail = self.query_one("#detail", Static)
+        if row is None:
+            detail.update("")
+            return
+        info = row.info
+        text = Text.assemble(
+            (info.run_id, "bold"),
+            "  ",
+            state_text(info.state),
+            f"  step {info.step}/{info.total_steps or '?'}",
+            f"  best {info.metric_name} {metric(info.best_metric)}" if info.best_metric else "",
+            ("  marked" if row.run_id in self.marked else "", "bold"),
+        )
+        hint = {
+            "running": "live: s stops it (it saves first)",
+            "starting": "starting up",
+            "stopped": "u resumes it from the last checkpoint",
+            "crashed": "the engine died without saying why: u resumes it; engine.log may tell",
+            "failed": "",
+        }.get(info.state, "")
+        second = Text(info.message, style="red") if info.message else Text(hint, style="dim")
+        second.truncate(max(self.size.width - 2, 20), overflow="ellipsis")
+        detail.update(Text("\n").join([text, second]))
+
+    def notice(self, message: str, error: bool = False) -> None:
+        """Show a one-line message under the table (red for errors)."""
+        widget = self.query_one("#notice", Static)
+        widget.update(Text(message))
+        widget.set_class(error, "error")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Grey out the keys that do nothing for the selected run."""
+        row = self.selected
+        state = row.info.state if row else ""
+        enabled = {
+            "open": row is not None,
+            "mark": row is not None,
+            "compare": len(self.marked) >= 2,
+            "tryit": row is not None and row.has_weights,
+            "export": row is not None and row.has_weights,
+            "stop": state in ("starting", "running"),
+            "resume": state in ("stopped", "failed", "crashed"),
+            # A live run keeps `d` so that pressing it explains why it is not deleted.
+            "delete": row is not None,
+        }.get(action, True)
+        return True if enabled else None
+
+    # -- actions ----------------------------------------------------------------------------------
+    def action_open(self) -> None:
+        """Open the monitor of the selected run (its whole history, live if it still runs)."""
+        if (row := self.selected) is not None:
+            self.app.open_monitor(row.info.path)  # type: ignore[attr-defined]
+
+    def action_new(self) -> None:
+        """Set up a new run."""
+        self.app.open_setup()  # type: ignore[attr-defined]
+
+    def action_tryit(self) -> None:
+        """Try the selected run's model on your own text."""
+        if (row := self.selected) is not None:
+            self.app.open_tryit(row.info.path)  # type: ignore[attr-defined]
+
+    def action_export(self) -> None:
+        """Export the selected run's adapter or a merged model."""
+        if (row := self.selected) is not None:
+            self.app.open_export(row.info.path)  # type: ignore[attr-defined]
+
+    def action_mark(self) -> None:
+        """Mark or unmark the selected run for comparison."""
+        row = self.selected
+        if row is None:
+            return
+        if row.run_id in self.marked:
+            self.marked.remove(row.run_id)
+        else:
+            self.marked.append(row.run_id)
+        self._fill()
+        self._show_detail()
+        self.refresh_bindings()
+        if len(self.marked) == 1:
+            self.notice("marked 1 run: mark another (space) to compare (c)")
+        elif self.marked:
+            self.notice(f"marked {len(self.marked)} runs: c compares their loss curves")
+
+    def action_compare(self) -> None:
+        """Overlay the loss curves of the marked runs."""
+        from tui.widgets.compare import CompareScreen
+
+        paths = [self.rows[m].info.path for m in self.marked if m in self.rows]
+        if len(paths) >= 2:
+            self.app.push_screen(CompareScreen(paths))
+
+    def action_stop(self) -> None:
+        """Ask the selected run's engine to stop gracefully."""
+        if (row := self.selected) is not None:
+            self._stop(row.info.path)
+
+    def action_resume(self) -> None:
+        """Continue the selected run from its last checkpoint in a new engine."""
+        if (row := self.selected) is not None:
+            self._resume(row.info.path)
+
+    def action_delete(self) -> None:
+        """Delete the selected run after a confirmation (a live run is refused)."""
+        from tui.widgets.dialogs import Confirm
+
+        row = self.selected
+        if row is None:
+            return
+        if row.info.active:
+            self.notice(f"{row.run_id} is still running: stop it (s) before deleting", error=True)
+            return
+        path = row.info.path
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._delete(path)
+
+        self.app.push_screen(
+            Confirm(
+                f"Delete run {row.run_id}?\nIts folder {path}, checkpoints and adapter "
+                "included, is removed for good.",
+                yes="Delete",
+            ),
+            answered,
+        )
+
+    # -- engine talk in workers ---------------------------------------------------------------------
+    @work(thread=True, group="control", exit_on_error=False)
+    def _stop(self, run_dir: Path) -> None:
+        from engine.launch import request_stop
+
+        ok = request_stop(run_dir)
+        message = (
+            f"asked {run_dir.name} to stop: it finishes the step and saves first"
+            if ok
+            else f"{run_dir.name} is not running"
+        )
+        self.app.call_from_thread(self.notice, message, not ok)
+        self.app.call_from_thread(self.scan)
+
+    @work(thread=True, group="control", exit_on_error=False)
+    def _resume(self, run_dir: Path) -> None:
+        from engine.launch import resume
+
+        try:
+            pid = resume(run_dir)
+        except (UserError, OSError) as exc:
+            message = exc.one_line() if isinstance(exc, UserError) else str(exc)
+            self.app.call_from_thread(self.notice, f"cannot resume: {message}", True)
+        else:
+            self.app.call_from_thread(
+                self.notice, f"resumed {run_dir.name} (engine pid {pid}); enter opens it"
+            )
+        self.app.call_from_thread(self.scan)
+
+    @work(thread=True, group="control", exit_on_error=False)
+    def _delete(self, run_dir: Path) -> None:
+        from engine.runs import delete_run
+
+        try:
+            delete_run(run_dir)
+        except (UserError, OSError) as exc:
+            message = exc.one_line() if isinstance(exc, UserError) else str(exc)
+            self.app.call_from_thread(self.notice, f"not deleted: {message}", True)
+        else:
+            self.app.call_from_thread(self.notice, f"deleted {run_dir.name}")
+        self.app.call_from_thread(self.scan)

@@ -1,0 +1,80 @@
+"""How runs are written on screen: names, durations, start times and state colours."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from rich.text import Text
+
+STAMP = re.compile(r"^\d{8}-\d{6}-")
+STATE_STYLES = {
+    "starting": "cyan",
+    "running": "bold cyan",
+    "finished": "green",
+    "stopped": "yellow",
+    "failed": "bold red",
+    "crashed": "red",
+}
+
+
+def short(label: str, width: int = 12) -> str:
+    """A label cut to `width` characters (with an ellipsis when cut)."""
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
+def run_name(run_id: str) -> str:
+    """The run id without its leading `YYYYMMDD-HHMMSS-` stamp (the start column shows it)."""
+    return STAMP.sub("", run_id) or run_id
+
+
+GENERIC = {"model", "models", "adapter", "final", "merged", "checkpoint", "main", "snapshot"}
+
+
+def model_label(model: str) -> str:
+    """A short model name: `org/name` for hub-cache paths, `parent/name` for generic folders."""
+    if not model:
+        return "-"
+    parts = [p for p in model.replace("\\", "/").split("/") if p]
+    for part in parts:
+        if part.startswith("models--"):
+            return part.removeprefix("models--").replace("--", "/")
+    name = parts[-1] if parts else model
+    if len(parts) > 1 and (name.lower() in GENERIC or re.fullmatch(r"[0-9a-f]{40}", name)):
+        return f"{parts[-2]}/{name}"
+    return name
+
+
+def clock(seconds: float | None) -> str:
+    """`m:ss` or `h:mm:ss`; `-` when unknown."""
+    if seconds is None or seconds <= 0:
+        return "-"
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def started(ts: float, wide: bool = False, now: float | None = None) -> str:
+    """A start time: `HH:MM` today, else `DD Mon` (with the time too when `wide`)."""
+    if not ts:
+        return "-"
+    now = time.time() if now is None else now
+    local = time.localtime(ts)
+    same_day = time.strftime("%Y%m%d", local) == time.strftime("%Y%m%d", time.localtime(now))
+    if wide:
+        return time.strftime("%d %b %H:%M", local)
+    return time.strftime("%H:%M" if same_day else "%d %b", local)
+
+
+def state_text(state: str, step: int = 0, total: int = 0) -> Text:
+    """The state, coloured; a live run shows its progress in percent."""
+    label = state
+    if state == "running" and total:
+        label = f"running {min(100, int(100 * step / total))}%"
+    return Text(label, style=STATE_STYLES.get(state, ""))
+
+
+def metric(value: float | None) -> str:
+    """A metric with three decimals, `-` when missing."""
+    return "-" if value is None else f"{value:.3f}"
