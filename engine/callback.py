@@ -118,12 +118,14 @@ class EventsCallback(TrainerCallback):
         self.training_done = True
 
     def on_prediction_step(self, args, state, control, **kwargs):  # noqa: D102
-        if not self.evaluating:
+        if not self.evaluating and not self.training_done:
             self.evaluating = True
             self.writer.emit(Phase(name="evaluating"))
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: D102
         self.evaluating = False
+        if self.training_done:
+            return  # the final score of the kept (best) model goes into `finished`, not a new row
         metrics = dict(metrics or {})
         clean = {
             k.removeprefix("eval_"): v

@@ -227,11 +227,13 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     stopped = callback.stop_requested and trainer.state.global_step < trainer.state.max_steps
 
-    writer.emit(Phase(name="saving"))
     out = adapter_dir(run_dir, cfg)
     metrics: dict[str, Any] = {}
     if has_eval and not stopped:
+        kept = "best checkpoint" if args.load_best_model_at_end else "final model"
+        writer.emit(Phase(name="evaluating", detail=kept))
         metrics = _final_metrics(trainer, detail)
+    writer.emit(Phase(name="saving"))
     from engine.export import save_adapter
 
     save_adapter(trainer.model, tokenizer, out, cfg, splits.id2label, metrics, loaded.name)
