@@ -178,7 +178,7 @@ def test_set_rejects_bad_text_with_the_field_named():
         cfg.set("learning_rate", "two")
     assert info.value.field == "training.learning_rate"
     assert "two" in info.value.one_line()
-    assert cfg.training.learning_rate == 2e-3  # unchanged
+    assert cfg.training.learning_rate == 1e-3  # unchanged
 
 
 def test_unknown_flat_name():
@@ -213,7 +213,7 @@ def _with(**changes):
         ({"max_steps": -1}, "training.max_steps", "positive"),
         ({"batch_size": 0}, "training.batch_size", "between 1 and 4096"),
         ({"grad_accum": 0}, "training.grad_accum", "at least 1"),
-        ({"learning_rate": 0.0}, "training.learning_rate", "e.g. 2e-3"),
+        ({"learning_rate": 0.0}, "training.learning_rate", "e.g. 1e-3"),
         ({"learning_rate": 5.0}, "training.learning_rate", "between 0 and 1"),
         ({"weight_decay": -0.1}, "training.weight_decay", "negative"),
         ({"warmup_ratio": 1.0}, "training.warmup_ratio", "[0, 1)"),
