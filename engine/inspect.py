@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ from typing import Any
 from engine.errors import UserError
 
 PREVIEW_ROWS = 8
+# One inspection at a time: two threads importing transformers at once can fail half-way
+# ("cannot import name 'AutoConfig'"), and a newer request waits for the older one anyway.
+_MODEL_LOCK = threading.Lock()
 
 
 @dataclass
@@ -69,6 +73,11 @@ def inspect_model(
     name: str, *, trust_remote_code: bool = False, allow_pickle: bool = False
 ) -> ModelInfo:
     """Read a model's config and build it on the meta device (no weights are loaded)."""
+    with _MODEL_LOCK:
+        return _inspect_model(name, trust_remote_code, allow_pickle)
+
+
+def _inspect_model(name: str, trust_remote_code: bool, allow_pickle: bool) -> ModelInfo:
     from engine.model import (
         _offline_error,
         check_model_source,

@@ -18,6 +18,8 @@ class FinetuneApp(App[None]):
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
 
     def __init__(self, runs_root: Path, attach_to: Path | None = None) -> None:
         super().__init__()
@@ -30,16 +32,51 @@ class FinetuneApp(App[None]):
 
         if self.attach_to is not None:
             self.open_monitor(self.attach_to)
-        elif self.runs_root.is_dir() and any(self.runs_root.iterdir()) and list_runs(self.runs_root):
+        elif (
+            self.runs_root.is_dir() and any(self.runs_root.iterdir()) and list_runs(self.runs_root)
+        ):
             self.open_runs()
         else:
             self.open_setup()
 
+    async def action_quit(self) -> None:
+        """Quit; when a run is being watched live, ask first (the run keeps going either way)."""
+        if not any(getattr(s, "run_active", False) for s in self.screen_stack):
+            self.exit()
+            return
+        from tui.widgets.dialogs import Confirm
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        if not isinstance(self.screen, Confirm):
+            self.push_screen(
+                Confirm(
+                    "A run is still training. Quit the app?\n\nThe run keeps going; "
+                    "`finetune-tui attach` shows it again.",
+                    yes="Quit",
+                    no="Stay",
+                ),
+                answered,
+            )
+
     # -- navigation (screens are imported lazily so start-up stays fast) -------------------------
     def open_setup(self, config: RunConfig | None = None) -> None:
-        """Show the setup form, optionally filled from a config (e.g. to tweak and run again)."""
+        """Show the setup form, optionally filled from a config (e.g. to tweak and run again).
+
+        When the screen below the current one is a setup form, go back to it instead of
+        stacking another one.
+        """
         from tui.screens.setup import SetupScreen
 
+        stack = self.screen_stack
+        below = stack[-2] if len(stack) >= 2 else None
+        if isinstance(below, SetupScreen):
+            self.pop_screen()
+            if config is not None:
+                below.load_config(config)
+            return
         self.push_screen(SetupScreen(config))
 
     def open_monitor(self, run_dir: Path) -> None:

@@ -1,0 +1,144 @@
+"""Snapshots of the setup and monitor screens at 80x24 and 120x40 (fixed inputs, no clock)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.events import Mount
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+
+import tui.app
+from engine.config import RunConfig
+from tui.app import FinetuneApp
+from tui.screens.monitor import MonitorScreen
+from tui.screens.setup import SetupScreen
+
+SMALL, BIG = (80, 24), (120, 40)
+
+
+class SetupApp(FinetuneApp):
+    """The app opened straight on a setup form filled from `config`."""
+
+    CSS_PATH = str(Path(tui.app.__file__).with_name("app.tcss"))
+
+    def __init__(self, runs_root: Path, config: RunConfig) -> None:
+        super().__init__(runs_root)
+        self.config = config
+
+    def on_mount(self, event: Mount) -> None:
+        """Open the form with the given settings (instead of what the app opens by default)."""
+        event.prevent_default()
+        self.open_setup(self.config)
+
+
+@pytest.fixture
+def setup_app(runs_root: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> SetupApp:
+    """A setup form on the tiny model (a relative path, so the drawn text is always the same)."""
+    monkeypatch.chdir(tiny_model.parent)
+    monkeypatch.setattr("engine.hardware.describe_auto_precision", lambda: "bf16 (native AMX)")
+    monkeypatch.setattr("engine.hardware.available_cores", lambda: 4)
+    config = RunConfig()
+    config.model.model_name = tiny_model.name
+    return SetupApp(runs_root, config)
+
+
+async def settled(pilot: Pilot) -> None:
+    """Wait until the form has inspected the model and the data."""
+    screen = pilot.app.screen
+    assert isinstance(screen, SetupScreen)
+    for _ in range(1200):
+        summary = str(screen.query_one("#data-summary", Static).render())
+        if screen.model_modules and "rows" in summary:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
+
+
+def on_tab(tab: str, then: Callable[[Pilot], object] | None = None) -> Callable:
+    """A run_before hook: wait for the form, show a tab, then do `then`."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await settled(pilot)
+        pilot.app.screen.query_one("TabbedContent").active = f"tab-{tab}"
+        await pilot.pause()
+        if then is not None:
+            result = then(pilot)
+            if result is not None:
+                await result
+        await pilot.pause(0.2)
+
+    return run_before
+
+
+async def bad_learning_rate(pilot: Pilot) -> None:
+    """Type 'abc' as the learning rate, then leave the field."""
+    editor = pilot.app.screen.query_one("#in-learning_rate", Input)
+    editor.focus()
+    editor.value = ""
+    await pilot.press("a", "b", "c")
+    pilot.app.screen.query_one("ContentTabs").focus()
+
+
+def test_setup_model_small(snap_compare: Callable, setup_app: SetupApp) -> None:
+    assert snap_compare(setup_app, terminal_size=SMALL, run_before=on_tab("model"))
+
+
+def test_setup_data_small(snap_compare: Callable, setup_app: SetupApp) -> None:
+    assert snap_compare(setup_app, terminal_size=SMALL, run_before=on_tab("data"))
+
+
+def test_setup_invalid_training_small(snap_compare: Callable, setup_app: SetupApp) -> None:
+    assert snap_compare(
+        setup_app, terminal_size=SMALL, run_before=on_tab("training", bad_learning_rate)
+    )
+
+
+def test_setup_data_big(snap_compare: Callable, setup_app: SetupApp) -> None:
+    assert snap_compare(setup_app, terminal_size=BIG, run_before=on_tab("data"))
+
+
+def test_setup_training_big(snap_compare: Callable, setup_app: SetupApp) -> None:
+    assert snap_compare(setup_app, terminal_size=BIG, run_before=on_tab("training"))
+
+
+def monitor_ready(*keys: str) -> Callable:
+    """A run_before hook: wait until the monitor has drawn the run's history, press keys."""
+
+    async def run_before(pilot: Pilot) -> None:
+        screen = pilot.app.screen
+        assert isinstance(screen, MonitorScreen)
+        for _ in range(600):
+            if screen.state:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+        await pilot.press(*keys)
+        await pilot.pause(0.2)
+
+    return run_before
+
+
+@pytest.mark.parametrize(
+    ("outcome", "size", "keys"),
+    [
+        ("finished", SMALL, ()),
+        ("finished", BIG, ()),
+        ("failed", SMALL, ()),
+        ("crashed", SMALL, ("v",)),
+        ("crashed", BIG, ()),
+    ],
+    ids=["finished-small", "finished-big", "failed-small", "crashed-plot-small", "crashed-big"],
+)
+def test_monitor(
+    snap_compare: Callable,
+    fake_run: Callable[..., Path],
+    runs_root: Path,
+    outcome: str,
+    size: tuple[int, int],
+    keys: tuple[str, ...],
+) -> None:
+    app = FinetuneApp(runs_root, attach_to=fake_run(outcome))
+    assert snap_compare(app, terminal_size=size, run_before=monitor_ready(*keys))

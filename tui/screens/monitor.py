@@ -1,0 +1,201 @@
+"""The live monitor of one run: progress, figures, evaluation, loss plot and the engine's log."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Label, Sparkline
+from textual.worker import get_current_worker
+
+from engine.events import Finished, Stopped
+from tui.messages import RunEvents
+from tui.watcher import RunProgress, RunWatcher
+from tui.widgets.event_log import EventLog
+from tui.widgets.loss_plot import LossPlot
+from tui.widgets.metric_tables import EvalTable, StepTable
+from tui.widgets.run_header import RunHeader
+
+SPARK_POINTS = 120
+TICK_S = 1.0  # at most one frame a second while a run trains: drawing costs it CPU
+
+
+class MonitorScreen(Screen[None]):
+    """Watch a run live (or its history): the run keeps going whatever this screen does."""
+
+    CSS_PATH = "monitor.tcss"
+    BINDINGS = [
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("e", "setup", "Setup"),
+        Binding("v", "toggle_view", "Plot"),
+        Binding("t", "tryit", "Try"),
+        Binding("x", "export", "Export"),
+        Binding("l", "runs", "Runs"),
+        Binding("q", "app.quit", "Quit", show=False),
+    ]
+
+    state: reactive[str] = reactive("", bindings=True)
+    stop_sent: reactive[bool] = reactive(False, bindings=True)
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.progress = RunProgress()
+        self.has_adapter = False
+        self._dirty = False
+
+    @property
+    def run_active(self) -> bool:
+        """True while the engine works on this run (quitting asks first)."""
+        return self.state in ("starting", "running")
+
+    def compose(self) -> ComposeResult:
+        """Header, tables, sparklines, then the plot and the log."""
+        yield RunHeader(id="run-header")
+        with Horizontal(id="tables"):
+            yield StepTable(id="steps-table")
+            yield EvalTable(id="eval-table")
+        with Horizontal(id="sparks"):
+            yield Label("loss", classes="spark-label")
+            yield Sparkline([], id="loss-spark")
+            yield Label("samples/s", classes="spark-label")
+            yield Sparkline([], id="speed-spark")
+        with Horizontal(id="bottom"):
+            yield LossPlot(id="loss-plot")
+            yield EventLog(id="log")
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        """Draw the empty frame, then follow the run in a thread worker."""
+        self.add_class("-view-log")
+        self.render_progress()
+        self.set_interval(TICK_S, self._tick)
+        self.watch_run()
+
+    @work(thread=True, exit_on_error=False, group="watcher")
+    def watch_run(self) -> None:
+        """Tail the run's events (the UI thread never waits on the engine)."""
+        worker = get_current_worker()
+        RunWatcher(self.run_dir, self.post_message).run(lambda: worker.is_cancelled)
+
+    def on_run_events(self, message: RunEvents) -> None:
+        """Fold a batch of events in and redraw once (a whole history is one batch)."""
+        lines = self.progress.apply(message.events)
+        self.progress.state = message.state
+        changed = message.state != self.state
+        if changed:
+            self.state = message.state
+            self.has_adapter = self._adapter_saved()
+        log = self.query_one(EventLog)
+        for line in lines:
+            log.add(line.text, line.level)
+        if changed and message.state == "crashed":
+            log.add("the engine process is gone without a final event (see engine.log)", "error")
+        if message.history or changed:
+            self.render_progress()
+            self._dirty = False
+        elif message.events:
+            self._dirty = True  # drawn by the next tick: one frame a second at most
+
+    def render_progress(self, tables: bool = True) -> None:
+        """Redraw header, tables, sparklines and the plot from the folded events."""
+        p = self.progress
+        self.query_one(RunHeader).show(p, self.run_dir, time.time() if p.active else None)
+        if not tables:
+            return
+        self.query_one(StepTable).show(p.steps)
+        self.query_one(EvalTable).show(p.evals)
+        recent = p.steps[-SPARK_POINTS:]
+        self.query_one("#loss-spark", Sparkline).data = [
+            s.loss for s in recent if s.loss is not None
+        ]
+        self.query_one("#speed-spark", Sparkline).data = [
+            s.samples_per_s for s in recent if s.samples_per_s
+        ]
+        self.query_one(LossPlot).show(p.steps, p.evals)
+
+    def _tick(self) -> None:
+        """Once a second: draw what arrived, and move elapsed / ETA on while the run is active."""
+        if self._dirty:
+            self._dirty = False
+            self.render_progress()
+        elif self.progress.active:
+            self.query_one(RunHeader).show(self.progress, self.run_dir, time.time())
+
+    def _adapter_saved(self) -> bool:
+        final = self.progress.final
+        if isinstance(final, (Finished, Stopped)) and final.output_dir:
+            return (Path(final.output_dir) / "adapter_config.json").is_file()
+        return (self.run_dir / "adapter" / "adapter_config.json").is_file()
+
+    # -- keys --------------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Grey out keys that do nothing right now."""
+        if action == "stop":
+            return True if self.run_active and not self.stop_sent else None
+        if action == "resume":
+            return True if self.state in ("stopped", "failed", "crashed") else None
+        if action in ("tryit", "export"):
+            return True if self.has_adapter else None
+        return True
+
+    def action_stop(self) -> None:
+        """Ask the engine to stop gracefully (it finishes the step and saves first)."""
+        from engine.launch import request_stop
+
+        if request_stop(self.run_dir):
+            self.stop_sent = True
+            self.notify("Stopping: the engine finishes this step and saves the adapter.")
+        else:
+            self.notify("The engine is not running.", severity="warning")
+
+    def action_resume(self) -> None:
+        """Continue the run from its last checkpoint in a new engine process."""
+        from engine.errors import UserError
+        from engine.launch import resume
+
+        try:
+            resume(self.run_dir)
+        except UserError as exc:
+            self.notify(exc.one_line(), severity="error")
+            return
+        self.stop_sent = False
+        self.state = "starting"
+        self.notify("Resuming from the last checkpoint.")
+
+    def action_setup(self) -> None:
+        """Back to the setup form, prefilled with this run's settings (the run keeps going)."""
+        from engine.config import RunConfig
+        from engine.errors import UserError
+
+        try:
+            config = RunConfig.load(self.run_dir / "config.toml")
+        except UserError as exc:
+            self.notify(f"cannot read this run's config: {exc.one_line()}", severity="warning")
+            config = RunConfig()
+        self.app.open_setup(config)
+
+    def action_toggle_view(self) -> None:
+        """On a small terminal, switch the bottom pane between the log and the loss plot."""
+        plot = self.has_class("-view-log")
+        self.set_class(not plot, "-view-log")
+        self.set_class(plot, "-view-plot")
+
+    def action_tryit(self) -> None:
+        """Try the trained adapter on a sentence."""
+        self.app.open_tryit(self.run_dir)
+
+    def action_export(self) -> None:
+        """Export the adapter or a merged model."""
+        self.app.open_export(self.run_dir)
+
+    def action_runs(self) -> None:
+        """Show the run list."""
+        self.app.open_runs()

@@ -1,0 +1,317 @@
+"""The setup form: model, data, LoRA and training settings, validated as you type; Start launches."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import (
+    Button,
+    Collapsible,
+    Footer,
+    Label,
+    Select,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+
+from engine.config import RunConfig, coerce
+from engine.errors import ConfigError, UserError
+from tui.messages import RunLaunched
+from tui.widgets.data_preview import DataPreview
+from tui.widgets.form_field import FIELDS, SECTION_OF, FormField, field_label
+from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
+from tui.widgets.inspection import InspectionMixin
+from tui.widgets.target_modules import TargetModules
+
+
+class SetupScreen(InspectionMixin, Screen[None]):
+    """Set up a run: every field is checked as you type and Start stays greyed until all pass."""
+
+    CSS_PATH = "setup.tcss"
+    BINDINGS = [
+        Binding("ctrl+r", "start", "Start", priority=True),
+        Binding("ctrl+o", "load", "Load"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+t", "browse", "Pick data file", show=False),
+        Binding("ctrl+l", "runs", "Runs"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    valid: reactive[bool] = reactive(False, bindings=True)
+    starting: reactive[bool] = reactive(False, bindings=True)
+
+    def __init__(self, config: RunConfig | None = None) -> None:
+        super().__init__()
+        self.initial = config.copy() if config is not None else RunConfig()
+        special = field_options()
+        self.fields: dict[str, FormField] = {}
+        self.targets = TargetModules(self.initial.lora.target_modules)
+        for name in TAB_OF:
+            if name != "target_modules":
+                self.fields[name] = FormField(
+                    name,
+                    partial(self.form_config, skip=name),
+                    placeholder=PLACEHOLDERS.get(name, ""),
+                    **special.get(name, {}),
+                )
+        self.model_key: tuple[Any, ...] = ()
+        self.data_key: tuple[Any, ...] = ()
+        self.model_modules: list[str] = []
+        self._check_timer: Timer | None = None
+        self._revalidate_pending = False
+
+    # -- layout ----------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        """Four tabs of fields, a status line and the keys."""
+        with TabbedContent(id="setup-tabs"):
+            for tab, (title, main, more) in TABS.items():
+                with TabPane(title, id=f"tab-{tab}"), VerticalScroll(classes="form"):
+                    yield from self._tab_body(tab, main, more)
+        yield Static("", id="setup-status", markup=False)
+        yield Footer()
+
+    def _tab_body(self, tab: str, main: list[str], more: list[str]) -> ComposeResult:
+        for name in main:
+            if name == "data_file_path":
+                with Horizontal(id="data-path-row"):
+                    yield self.fields[name]
+                    yield Button("Browse…", id="browse", compact=True)
+            else:
+                yield self.fields[name]
+            if name == "model_name":
+                yield Static("checking the model…", id="model-info", markup=False)
+                with Horizontal(classes="field-row form-field"):
+                    yield Label("task", classes="field-label")
+                    yield Select(
+                        [("classification", "classification")],
+                        value="classification",
+                        allow_blank=False,
+                        compact=True,
+                        id="in-task",
+                    )
+                    yield Static("Text classification (causal-lm is planned)", classes="field-help")
+            elif name == "lora_dropout":
+                yield self.targets
+        if tab == "data":
+            yield DataPreview(id="data-preview")
+        with Collapsible(title=f"More {TABS[tab][0]} settings", classes="more"):
+            for name in more:
+                yield self.fields[name]
+
+    def on_mount(self) -> None:
+        """Fill the form, then look at the model and data in the background."""
+        self.load_config(self.initial)
+        self.find_models()
+        if self.app.size.height >= 34:  # room for everything: open the extra settings too
+            for more in self.query(Collapsible):
+                more.collapsed = False
+
+    # -- the config in the form ------------------------------------------------------------------
+    def form_config(self, skip: str | None = None) -> RunConfig:
+        """The config the form shows (fields that do not convert keep their defaults)."""
+        return self._read_form(skip)[0]
+
+    def _read_form(self, skip: str | None = None) -> tuple[RunConfig, dict[str, str]]:
+        """The form's config, and the fields whose text does not convert (name -> message)."""
+        cfg = RunConfig()
+        bad: dict[str, str] = {}
+        if self.is_mounted:
+            cfg.task = str(self.query_one("#in-task", Select).value)
+        for name, field in self.fields.items():
+            if name != skip:
+                try:
+                    setattr(getattr(cfg, SECTION_OF[name]), name, coerce(FIELDS[name], field.value))
+                except ValueError as exc:
+                    bad[name] = str(exc)
+        if skip != "target_modules" and self.targets.is_mounted:
+            cfg.lora.target_modules = self.targets.value
+        return cfg, bad
+
+    def load_config(self, config: RunConfig) -> None:
+        """Show a config in every field (e.g. a loaded file or a previous run's settings)."""
+        self.initial = config.copy()
+        for name, field in self.fields.items():
+            if name in ("text_column", "label_column"):
+                self._set_column_options(field, [], config.get(name))
+            field.set_value(config.get(name))
+        self.targets.set_value(config.lora.target_modules)
+        self.revalidate()
+        self.schedule_checks(delay=0.0)
+
+    # -- validation --------------------------------------------------------------------------------
+    def revalidate(self) -> None:
+        """Check every field against the rest of the form; update messages, tabs and Start."""
+        self._revalidate_pending = False
+        cfg, problems = self._read_form()
+        rules = cfg.problems()
+        for name, field in self.fields.items():
+            message = field.show_problem(problems.get(name) or rules.get(field.path))
+            if message:
+                problems[name] = message
+        target_problem = rules.get("lora.target_modules")
+        missing = [
+            m
+            for m in self.targets.value.split(",")
+            if self.model_modules
+            and m not in ("auto", "all-linear", "")
+            and m not in self.model_modules
+        ]
+        if not target_problem and missing:
+            target_problem = (
+                f"not in this model: {', '.join(missing)} (it has {', '.join(self.model_modules)})"
+            )
+        self.targets.show_error(target_problem)
+        if target_problem:
+            problems["target_modules"] = target_problem
+        tabs = self.query_one(TabbedContent)
+        for tab, (title, _, _) in TABS.items():
+            label = title + (" !" if any(TAB_OF[name] == tab for name in problems) else "")
+            if tabs.get_tab(f"tab-{tab}").label_text != label:
+                tabs.get_tab(f"tab-{tab}").label = label
+        for more in self.query(Collapsible):
+            if more.collapsed and more.query(".form-field.-invalid"):
+                more.collapsed = False
+        self.valid = not problems
+        status = self.query_one("#setup-status", Static)
+        status.set_class(bool(problems), "-invalid")
+        if problems:
+            name, message = next(iter(problems.items()))
+            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+            status.update(f"{TABS[TAB_OF[name]][0]} › {field_label(name)}: {message}{more}")
+        else:
+            status.update("Ready: ctrl+r starts training")
+
+    @on(FormField.Changed)
+    @on(TargetModules.Changed)
+    def _field_changed(self, event: FormField.Changed | TargetModules.Changed) -> None:
+        if not self._revalidate_pending:  # one check for a burst of changes (e.g. a loaded file)
+            self._revalidate_pending = True
+            self.call_after_refresh(self.revalidate)
+        name = getattr(getattr(event, "field", None), "field_name", "")
+        if name in MODEL_KEYS or name in DATA_KEYS:
+            self.schedule_checks(delay=0.5)
+
+    # -- actions -----------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Grey out Start while the form is invalid or a launch is under way."""
+        if action == "start":
+            return None if self.starting or not self.valid else True
+        if action == "back":
+            return True if len(self.app.screen_stack) > 2 else None
+        return True
+
+    def action_start(self) -> None:
+        """Launch the engine with the form's config, then open the monitor."""
+        self.revalidate()
+        if not self.valid or self.starting:
+            return
+        self.starting = True
+        self.query_one("#setup-status", Static).update("Starting the engine…")
+        self.launch_run(self.form_config())
+
+    @work(thread=True, exit_on_error=False, group="launch")
+    def launch_run(self, config: RunConfig) -> None:
+        """Create the run directory and start the engine process."""
+        from engine.launch import launch
+
+        try:
+            run_dir = launch(config, self.app.runs_root)
+        except UserError as exc:
+            self.post_message(RunLaunched(error=exc))
+        except OSError as exc:
+            self.post_message(RunLaunched(error=UserError(f"cannot start the engine: {exc}")))
+        else:
+            self.post_message(RunLaunched(run_dir=run_dir))
+
+    def on_run_launched(self, message: RunLaunched) -> None:
+        """Open the monitor, or show why the run could not start."""
+        self.starting = False
+        if message.run_dir is not None:
+            self.revalidate()
+            self.app.open_monitor(message.run_dir)
+            return
+        exc = message.error
+        assert exc is not None
+        problems = exc.problems if isinstance(exc, ConfigError) else {exc.field: exc.message}
+        for path, text in problems.items():
+            field = self.fields.get(path.split(".")[-1])
+            if field is not None:
+                field.set_external(text)
+        self.revalidate()
+        self.notify(exc.one_line(), title="Could not start", severity="error")
+
+    def action_browse(self) -> None:
+        """Pick the data file in a folder tree."""
+        from tui.widgets.file_picker import FilePicker
+
+        current = self.fields["data_file_path"].value
+        start = Path(current).expanduser() if current else Path.cwd()
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.fields["data_file_path"].set_value(str(path))
+                self.query_one(TabbedContent).active = "tab-data"
+
+        self.app.push_screen(FilePicker(start), chosen)
+
+    @on(Button.Pressed, "#browse")
+    def _browse_pressed(self) -> None:
+        self.action_browse()
+
+    def action_save(self) -> None:
+        """Save the form as a TOML config."""
+        from tui.widgets.dialogs import PathPrompt
+
+        def save(path: str | None) -> None:
+            if path:
+                self.form_config().save(Path(path).expanduser())
+                self.notify(f"config saved to {path}")
+
+        def check(path: str) -> str | None:
+            parent = Path(path).expanduser().parent
+            return None if parent.is_dir() else f"no such folder: {parent}"
+
+        self.app.push_screen(PathPrompt("Save the settings as TOML", "finetune.toml", check), save)
+
+    def action_load(self) -> None:
+        """Fill the form from a TOML config."""
+        from tui.widgets.dialogs import PathPrompt
+
+        loaded: list[RunConfig] = []
+
+        def check(path: str) -> str | None:
+            try:
+                loaded.append(RunConfig.load(Path(path).expanduser()))
+            except ConfigError as exc:
+                return "; ".join(f"{k}: {v}" for k, v in exc.problems.items())
+            except UserError as exc:
+                return exc.one_line()
+            return None
+
+        def apply(path: str | None) -> None:
+            if path and loaded:
+                self.load_config(loaded[-1])
+                self.notify(f"settings loaded from {path}")
+
+        self.app.push_screen(
+            PathPrompt("Load settings from a TOML file", "finetune.toml", check), apply
+        )
+
+    def action_runs(self) -> None:
+        """Show the run list."""
+        self.app.open_runs()
+
+    def action_back(self) -> None:
+        """Back to the previous screen (runs keep going)."""
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()

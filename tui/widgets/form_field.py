@@ -1,0 +1,172 @@
+"""One setting of the run config in the form: label, editor, help text and its message."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.suggester import Suggester
+from textual.widget import Widget
+from textual.widgets import Input, Label, Select, Static, Switch
+
+from engine.config import RunConfig, all_fields
+from tui.validators import ConfigFieldValidator
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for _, f in all_fields()}
+SECTION_OF: dict[str, str] = {f.name: section for section, f in all_fields()}
+LABELS = {
+    "model_name": "model",
+    "max_length": "max length",
+    "data_file_path": "data file",
+    "eval_file_path": "eval file",
+    "lora_r": "rank r",
+    "lora_alpha": "alpha",
+    "lora_dropout": "dropout",
+    "use_dora": "DoRA",
+    "use_rslora": "rsLoRA",
+    "grad_accum": "grad accumulation",
+    "output_dir": "output folder",
+    "lr_scheduler": "LR schedule",
+    "metric_for_best": "best metric",
+    "early_stopping_patience": "early stopping",
+    "allow_pickle_weights": "allow .bin weights",
+    "validation_fraction": "held-out share",
+}
+
+
+def format_value(value: Any) -> str:
+    """A config value as form text (floats without trailing noise: 3.0 -> '3', 0.002 stays)."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
+def field_label(name: str) -> str:
+    """The label shown for a config field."""
+    return LABELS.get(name, name.replace("_", " "))
+
+
+class FormField(Vertical):
+    """A config field: `[label] [Input | Select | Switch] [help]`, and the message below it."""
+
+    @dataclass
+    class Changed(Message):
+        """The user changed this field's value."""
+
+        field: FormField
+
+    def __init__(
+        self,
+        name: str,
+        current: Callable[[], RunConfig],
+        *,
+        editor: Widget | None = None,
+        help: str | None = None,
+        placeholder: str = "",
+        suggester: Suggester | None = None,
+        options: list[tuple[str, Any]] | None = None,
+    ) -> None:
+        fdef = FIELDS[name]
+        super().__init__(id=f"field-{name}", classes="form-field")
+        self.field_name = name
+        self.path = f"{SECTION_OF[name]}.{name}"
+        self.current = current
+        self.help_text = fdef.metadata["help"] if help is None else help
+        self.problem: str | None = None
+        self.external: str | None = None
+        self._shown: str | None = None
+        kind = fdef.type if isinstance(fdef.type, str) else fdef.type.__name__
+        default = fdef.default
+        if editor is not None:
+            self.editor = editor
+        elif kind == "bool":
+            self.editor = Switch(value=bool(default), id=f"in-{name}")
+            self.editor.compact = True
+        elif options is not None or fdef.metadata.get("choices"):
+            opts = options or [(c, c) for c in fdef.metadata["choices"]]
+            self.editor = Select(
+                opts, value=default, allow_blank=False, compact=True, id=f"in-{name}"
+            )
+        else:
+            self.editor = Input(
+                format_value(default),
+                placeholder=placeholder,
+                compact=True,
+                id=f"in-{name}",
+                validators=[ConfigFieldValidator(name, self.current)],
+                suggester=suggester,
+                valid_empty=False,
+            )
+        self.editor.tooltip = self.help_text
+
+    def compose(self) -> ComposeResult:
+        """Label, editor and help on one row; the message on the next."""
+        with Horizontal(classes="field-row"):
+            yield Label(field_label(self.field_name), classes="field-label")
+            yield self.editor
+            yield Static(self.help_text, classes="field-help", markup=False)
+        yield Static("", classes="field-error", markup=False)
+
+    # -- value -------------------------------------------------------------------------------
+    @property
+    def value(self) -> Any:
+        """The editor's value (text for an Input, the option for a Select, bool for a Switch)."""
+        return self.editor.value
+
+    def set_value(self, value: Any) -> None:
+        """Show a config value in the editor."""
+        if isinstance(self.editor, Input):
+            self.editor.value = format_value(value)
+        elif isinstance(self.editor, Switch):
+            self.editor.value = bool(value)
+        elif isinstance(self.editor, Select):
+            self.editor.value = value
+
+    # -- validation ----------------------------------------------------------------------------
+    def show_problem(self, message: str | None) -> str | None:
+        """Show the form's verdict on this field; return the message shown (with any external)."""
+        if (
+            message != self.problem
+            or isinstance(self.editor, Input)
+            and (self.editor.has_class("-invalid") != bool(message))
+        ):
+            self.problem = message
+            if isinstance(self.editor, Input):
+                self.editor.set_class(bool(message), "-invalid")
+                self.editor.set_class(not message, "-valid")
+            self._show()
+        return self.problem or self.external
+
+    def set_external(self, message: str | None) -> None:
+        """Show an error found outside the form (the data file, the model) next to this field."""
+        self.external = message
+        self._show()
+
+    def _show(self) -> None:
+        message = self.problem or self.external
+        if message == self._shown:
+            return
+        self._shown = message
+        self.query_one(".field-error", Static).update(message or "")
+        self.set_class(bool(message), "-invalid")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Typing: tell the form."""
+        event.stop()
+        self.post_message(self.Changed(self))
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """A choice: tell the form."""
+        event.stop()
+        self.post_message(self.Changed(self))
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        """A toggle: tell the form."""
+        event.stop()
+        self.post_message(self.Changed(self))

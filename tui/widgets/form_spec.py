@@ -1,0 +1,96 @@
+"""Which settings the setup form shows on which tab, and their special editors and texts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TABS = {
+    "model": (
+        "Model",
+        ["model_name", "max_length"],
+        ["attention", "trust_remote_code", "allow_pickle_weights"],
+    ),
+    "data": (
+        "Data",
+        ["data_file_path", "text_column", "label_column"],
+        ["eval_file_path", "validation_fraction", "max_train_rows", "max_eval_rows"],
+    ),
+    "lora": (
+        "LoRA",
+        ["lora_r", "lora_alpha", "lora_dropout", "use_dora", "use_rslora"],
+        ["modules_to_save"],
+    ),
+    "training": (
+        "Training",
+        [
+            "epochs",
+            "batch_size",
+            "grad_accum",
+            "learning_rate",
+            "precision",
+            "threads",
+            "eval_strategy",
+            "save_strategy",
+            "output_dir",
+            "run_name",
+        ],
+        [
+            "max_steps",
+            "eval_steps",
+            "save_steps",
+            "logging_steps",
+            "warmup_ratio",
+            "weight_decay",
+            "lr_scheduler",
+            "model_dropout",
+            "group_by_length",
+            "checkpoint_minutes",
+            "save_total_limit",
+            "metric_for_best",
+            "early_stopping_patience",
+            "seed",
+        ],
+    ),
+}
+TAB_OF = {name: tab for tab, (_, main, more) in TABS.items() for name in main + more}
+TAB_OF["target_modules"] = "lora"
+MODEL_KEYS = ("model_name", "trust_remote_code", "allow_pickle_weights")
+DATA_KEYS = (
+    "data_file_path",
+    "eval_file_path",
+    "text_column",
+    "label_column",
+    "validation_fraction",
+    "max_train_rows",
+    "max_eval_rows",
+    "seed",
+)
+PLACEHOLDERS = {
+    "model_name": "empty = the built-in default (all-MiniLM-L6-v2)",
+    "data_file_path": "empty = the bundled example (reviews.jsonl)",
+    "eval_file_path": "empty = hold out a share of the training data",
+    "output_dir": "empty = inside the run folder",
+    "run_name": "empty = from model and data names",
+}
+
+
+def field_options() -> dict[str, dict[str, Any]]:
+    """Per-field editor options that depend on this machine (precision, threads) or the data."""
+    from engine.hardware import available_cores, describe_auto_precision
+
+    special: dict[str, dict[str, Any]] = {
+        "precision": {
+            "options": [
+                (f"auto → {describe_auto_precision().split()[0]}", "auto"),
+                ("bf16", "bf16"),
+                ("fp32", "fp32"),
+            ],
+            "help": f"auto here = {describe_auto_precision()}; fp16 does not train on a CPU",
+        },
+        "threads": {
+            "help": f"Torch threads (0 = all {available_cores()} cores this process may use)"
+        },
+        "text_column": {"options": [("auto", "")]},
+        "label_column": {"options": [("auto", "")]},
+    }
+    return special

@@ -1,0 +1,73 @@
+"""Tables of the latest training figures and of the evaluation results."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from engine.events import Eval, Step
+
+STEP_ROWS = 30
+# Fixed widths: the table does not jump about as numbers grow, and snapshots stay stable.
+STEP_COLUMNS = [
+    ("step", 11),
+    ("epoch", 5),
+    ("loss", 6),
+    ("lr", 8),
+    ("grad norm", 9),
+    ("samples/s", 9),
+    ("tokens/s", 8),
+]
+EVAL_COLUMNS = [("epoch", 5), ("step", 6), ("accuracy", 8), ("F1", 6), ("eval loss", 9)]
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+class StepTable(DataTable):
+    """The latest logged steps, newest first: step, epoch, loss, lr, grad norm, throughput."""
+
+    def on_mount(self) -> None:
+        """Set up the columns."""
+        self.cursor_type = "none"
+        self.zebra_stripes = True
+        for label, width in STEP_COLUMNS:
+            self.add_column(label, width=width)
+
+    def show(self, steps: list[Step]) -> None:
+        """Show the last rows of `steps` (called once per batch of events)."""
+        self.clear()
+        for s in reversed(steps[-STEP_ROWS:]):
+            self.add_row(
+                f"{s.step}/{s.total_steps}" if s.total_steps else str(s.step),
+                f"{s.epoch:.2f}",
+                _num(s.loss, ".4f"),
+                _num(s.learning_rate, ".2e"),
+                _num(s.grad_norm, ".3f"),
+                _num(s.samples_per_s, ".1f"),
+                _num(s.tokens_per_s, ".0f"),
+            )
+
+
+class EvalTable(DataTable):
+    """One row per evaluation, newest first: epoch, step, accuracy, F1, eval loss."""
+
+    def on_mount(self) -> None:
+        """Set up the columns."""
+        self.cursor_type = "none"
+        self.zebra_stripes = True
+        for label, width in EVAL_COLUMNS:
+            self.add_column(label, width=width)
+
+    def show(self, evals: list[Eval]) -> None:
+        """Show every evaluation so far."""
+        self.clear()
+        for e in reversed(evals):
+            m = e.metrics
+            self.add_row(
+                f"{e.epoch:.2f}",
+                str(e.step),
+                _num(m.get("accuracy"), ".4f"),
+                _num(m.get("f1"), ".4f"),
+                _num(m.get("loss"), ".4f"),
+            )
