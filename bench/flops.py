@@ -51,6 +51,7 @@ def main() -> None:
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
+    from speed import SST2, model_path, read_rows
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import DataCollatorWithPadding
 
@@ -59,7 +60,6 @@ def main() -> None:
     from engine.hardware import resolve_precision, resolve_threads
     from engine.model import load_for_training
     from engine.train import _quiet_libraries
-    from speed import SST2, model_path, read_rows
 
     tmp = Path(tempfile.mkdtemp())
     cfg = RunConfig()

@@ -7,7 +7,7 @@
 
 Each recipe runs in its own process (so peak RSS is its own) on the same rows of
 ../shared/data/sst2/train.tsv and is scored on dev.tsv. The seed recipe is the script we replace:
-fp16 requested on CPU, model weights in fp16, batch 2 x accumulation 4, padding to 128, lr 2e-4,
+fp16 requested on CPU (accelerate ignores it: fp32), batch 2 x accumulation 4, padding to 128, lr 2e-4,
 LoRA r=8/alpha=16/dropout 0.1 on query/value. Ours is `finetune-tui train` with its defaults.
 """
 
@@ -61,19 +61,20 @@ def read_rows(path: Path, n: int) -> tuple[list[str], list[int]]:
 def run_seed(model: str, rows: int, out: Path) -> dict:
     """The seed recipe, as a plain transformers + peft script."""
     import numpy as np
-    import torch
     from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer
-    from transformers import TrainingArguments
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        Trainer,
+        TrainingArguments,
+    )
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     texts, labels = read_rows(SST2 / "train.tsv", rows)
     dev_texts, dev_labels = read_rows(SST2 / "dev.tsv", 0)
     tok = AutoTokenizer.from_pretrained(model)
-    model_obj = AutoModelForSequenceClassification.from_pretrained(
-        model, num_labels=2, dtype=torch.float16
-    )
+    model_obj = AutoModelForSequenceClassification.from_pretrained(model, num_labels=2)
     model_obj = get_peft_model(
         model_obj,
         LoraConfig(
@@ -89,7 +90,7 @@ def run_seed(model: str, rows: int, out: Path) -> dict:
         enc = tok(ts, truncation=True, max_length=128, padding="max_length")
         return [
             {"input_ids": i, "attention_mask": a, "labels": y}
-            for i, a, y in zip(enc["input_ids"], enc["attention_mask"], ys)
+            for i, a, y in zip(enc["input_ids"], enc["attention_mask"], ys, strict=True)
         ]
 
     train, dev = encode(texts, labels), encode(dev_texts, dev_labels)

@@ -167,7 +167,7 @@ async def test_live_run_is_tailed_and_quit_asks_first(tmp_path: Path, runs_root:
         await pilot.press("n")
         await wait_for(pilot, lambda: app.screen is screen)
 
-        await pilot.press("e")  # tweak and run again: setup prefilled with this run's config
+        await pilot.press("n")  # tweak and run again: setup prefilled with this run's config
         await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen))
         assert app.screen.query_one("#in-lora_r", Input).value == "4"
         assert (run / "events.jsonl").exists()

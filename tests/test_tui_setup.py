@@ -251,3 +251,19 @@ async def test_file_picker_chooses_a_data_file(runs_root: Path, tmp_path: Path) 
         await wait_for(
             pilot, lambda: "20 rows" in str(app.screen.query_one("#data-summary", Static).render())
         )
+
+
+async def test_estimate_times_a_few_steps_before_starting(runs_root: Path, tiny_model: Path) -> None:
+    """ctrl+e runs a preflight in its own process and shows seconds per step and the run time."""
+    config = RunConfig()
+    config.model.model_name = str(tiny_model)
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_setup(config)
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.valid)
+        screen = app.screen
+        await pilot.press("ctrl+e")
+        await wait_for(pilot, lambda: not screen.estimating, timeout=120)
+        status = str(screen.query_one("#setup-status", Static).render())
+        assert "s/step" in status and "samples/s" in status, status
+        assert "of training" in status, status

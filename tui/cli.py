@@ -11,8 +11,11 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     from engine.cli import COMMANDS
 
-    positional = [a for i, a in enumerate(args) if not a.startswith("-") and
-                  (i == 0 or args[i - 1] not in ("--runs-root", "--runs_root"))]
+    positional = [
+        a
+        for i, a in enumerate(args)
+        if not a.startswith("-") and (i == 0 or args[i - 1] not in ("--runs-root", "--runs_root"))
+    ]
     if positional and positional[0] in COMMANDS:
         from engine.cli import main as engine_main
 
@@ -22,8 +25,13 @@ def main(argv: list[str] | None = None) -> int:
         description="Fine-tune Hugging Face models with LoRA on a CPU, in the terminal. "
         "Headless commands: " + ", ".join(COMMANDS) + " (finetune-tui COMMAND --help).",
     )
-    parser.add_argument("--runs-root", "--runs_root", dest="runs_root", default=None,
-                        help="folder of run directories")
+    parser.add_argument(
+        "--runs-root",
+        "--runs_root",
+        dest="runs_root",
+        default=None,
+        help="folder of run directories",
+    )
     sub = parser.add_subparsers(dest="command")
     attach = sub.add_parser("attach", help="open the monitor of a run (default: the newest)")
     attach.add_argument("run", nargs="?")

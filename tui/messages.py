@@ -46,3 +46,11 @@ class RunLaunched(Message):
 
     run_dir: Path | None = None
     error: UserError | None = None
+
+
+@dataclass
+class PreflightDone(Message):
+    """The estimate of a few timed training steps (speed, run time, memory), or why it failed."""
+
+    lines: list[str] = field(default_factory=list)
+    error: str = ""

@@ -32,11 +32,11 @@ class MonitorScreen(Screen[None]):
     CSS_PATH = "monitor.tcss"
     BINDINGS = [
         Binding("s", "stop", "Stop"),
-        Binding("r", "resume", "Resume"),
-        Binding("e", "setup", "Setup"),
+        Binding("u", "resume", "Resume"),
+        Binding("n", "setup", "Tweak"),
         Binding("v", "toggle_view", "Plot"),
         Binding("t", "tryit", "Try"),
-        Binding("x", "export", "Export"),
+        Binding("e", "export", "Export"),
         Binding("l", "runs", "Runs"),
         Binding("q", "app.quit", "Quit", show=False),
     ]

@@ -26,7 +26,7 @@ from textual.widgets import (
 
 from engine.config import RunConfig, coerce
 from engine.errors import ConfigError, UserError
-from tui.messages import RunLaunched
+from tui.messages import PreflightDone, RunLaunched
 from tui.widgets.data_preview import DataPreview
 from tui.widgets.form_field import FIELDS, SECTION_OF, FormField, field_label
 from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
@@ -40,6 +40,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
     CSS_PATH = "setup.tcss"
     BINDINGS = [
         Binding("ctrl+r", "start", "Start", priority=True),
+        Binding("ctrl+e", "estimate", "Estimate"),
         Binding("ctrl+o", "load", "Load"),
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+t", "browse", "Pick data file", show=False),
@@ -48,7 +49,11 @@ class SetupScreen(InspectionMixin, Screen[None]):
     ]
 
     valid: reactive[bool] = reactive(False, bindings=True)
+    """True when every field passes its checks (Start and Estimate are enabled)."""
     starting: reactive[bool] = reactive(False, bindings=True)
+    """True while the engine is being launched."""
+    estimating: reactive[bool] = reactive(False, bindings=True)
+    """True while a preflight estimate runs."""
 
     def __init__(self, config: RunConfig | None = None) -> None:
         super().__init__()
@@ -206,6 +211,8 @@ class SetupScreen(InspectionMixin, Screen[None]):
         """Grey out Start while the form is invalid or a launch is under way."""
         if action == "start":
             return None if self.starting or not self.valid else True
+        if action == "estimate":
+            return None if self.estimating or not self.valid else True
         if action == "back":
             return True if len(self.app.screen_stack) > 2 else None
         return True
@@ -249,6 +256,54 @@ class SetupScreen(InspectionMixin, Screen[None]):
                 field.set_external(text)
         self.revalidate()
         self.notify(exc.one_line(), title="Could not start", severity="error")
+
+    def action_estimate(self) -> None:
+        """Time a few real training steps: speed, run time and peak memory, before starting."""
+        self.revalidate()
+        if not self.valid or self.estimating:
+            return
+        self.estimating = True
+        self.query_one("#setup-status", Static).update("Estimating: timing a few steps…")
+        self.run_preflight(self.form_config())
+
+    @work(thread=True, exit_on_error=False, group="preflight")
+    def run_preflight(self, config: RunConfig) -> None:
+        """Run `finetune-tui preflight` in its own process (torch stays out of the UI)."""
+        import subprocess
+        import sys
+        import tempfile
+
+        from engine.runs import list_runs
+
+        if any(r.active for r in list_runs(self.app.runs_root)):
+            # Two trainings on the same cores slow each other badly and skew the estimate.
+            self.post_message(PreflightDone(error="a run is training now: estimate once it ends"))
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "preflight.toml"
+            config.save(path)
+            proc = subprocess.run(
+                [sys.executable, "-m", "engine.cli", "preflight", "--config", str(path)],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+            )
+        if proc.returncode:
+            error = (proc.stderr.strip().splitlines() or ["the estimate failed"])[-1]
+            self.post_message(PreflightDone(error=error.removeprefix("error: ")))
+        else:
+            self.post_message(PreflightDone(lines=proc.stdout.strip().splitlines()))
+
+    def on_preflight_done(self, message: PreflightDone) -> None:
+        """Show the estimate in the status line (and as a notification)."""
+        self.estimating = False
+        status = self.query_one("#setup-status", Static)
+        if message.error:
+            status.update(f"Estimate: {message.error}")
+            self.notify(message.error, title="Estimate", severity="warning")
+            return
+        status.update("Estimate: " + " · ".join(message.lines[:2]))
+        self.notify("\n".join(message.lines), title="Estimate", timeout=15)
 
     def action_browse(self) -> None:
         """Pick the data file in a folder tree."""
