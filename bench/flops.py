@@ -51,7 +51,7 @@ def main() -> None:
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-    from speed import SST2, model_path, read_rows
+    from speed import SST2, model_label, model_path, read_rows
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import DataCollatorWithPadding
 
@@ -99,7 +99,7 @@ def main() -> None:
     peak_fp32 = matmul_peak(torch.float32, threads)
     tokens = statistics.mean(int(b["attention_mask"].numel()) for b in batches[1:])
     print(
-        f"model {Path(cfg.model.model_name).name}, batch {a.batch}, ~{tokens:.0f} padded tokens "
+        f"model {model_label(cfg.model.model_name)}, batch {a.batch}, ~{tokens:.0f} padded tokens "
         f"per batch, {precision}, {threads} threads"
     )
     print(

@@ -44,6 +44,12 @@ def model_path(tiny: bool, tmp: Path) -> str:
     return str(path)
 
 
+def model_label(path: str) -> str:
+    """A readable model name (the wheel's folder is just called 'model')."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.name == "model" else p.name
+
+
 def read_rows(path: Path, n: int) -> tuple[list[str], list[int]]:
     """First n rows of an SST-2 TSV."""
     texts, labels = [], []
@@ -223,7 +229,7 @@ def main() -> None:
                 raise SystemExit(f"{role} failed")
             results[role] = json.loads(line[-1][7:])
     print(
-        f"\nmodel {Path(model).name if not a.tiny else 'tiny'}, {a.rows} SST-2 rows, 1 epoch, "
+        f"\nmodel {model_label(model) if not a.tiny else 'tiny'}, {a.rows} SST-2 rows, 1 epoch, "
         f"dev = {SST2 / 'dev.tsv'}"
     )
     print(
