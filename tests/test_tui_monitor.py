@@ -212,6 +212,6 @@ async def test_start_watch_and_stop_a_real_run(tiny_model: Path, runs_root: Path
         assert "stopped at step" in log_text(monitor)
         assert monitor.check_action("tryit", ()) is True
         assert monitor.check_action("stop", ()) is None
-        await pilot.press("e")  # back to the same form, to tweak and run again
+        await pilot.press("n")  # back to the same form, to tweak and run again
         await wait_for(pilot, lambda: app.screen is setup)
         assert len(app.screen_stack) == 2 and setup.fields["epochs"].value == "40"
