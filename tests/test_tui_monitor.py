@@ -215,3 +215,50 @@ async def test_start_watch_and_stop_a_real_run(tiny_model: Path, runs_root: Path
         await pilot.press("n")  # back to the same form, to tweak and run again
         await wait_for(pilot, lambda: app.screen is setup)
         assert len(app.screen_stack) == 2 and setup.fields["epochs"].value == "40"
+
+
+async def test_confusion_matrix_of_the_latest_evaluation(tmp_path: Path) -> None:
+    """`m` shows the newest evaluation's confusion matrix and per-class table instead of the log."""
+    from engine.events import Eval
+    from tests.conftest import fixed_events, write_run
+    from tui.widgets.confusion import ConfusionView
+
+    events = fixed_events()
+    events.append(
+        Eval(
+            time=events[-1].time + 1,
+            step=60,
+            epoch=3.0,
+            metrics={
+                "accuracy": 0.75,
+                "f1": 0.74,
+                "loss": 0.5,
+                "labels": ["negative", "positive"],
+                "confusion": [[13, 3], [5, 11]],
+                "per_class": {
+                    "negative": {"precision": 0.72, "recall": 0.81, "f1": 0.76, "support": 16},
+                    "positive": {"precision": 0.79, "recall": 0.69, "f1": 0.73, "support": 16},
+                },
+            },
+        )
+    )
+    run_dir = write_run(tmp_path / "runs" / "demo", events)
+    app = FinetuneApp(tmp_path / "runs", attach_to=run_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.state)
+        monitor = app.screen
+        await wait_for(pilot, lambda: monitor.check_action("toggle_metrics", ()) is True)
+        await pilot.press("m")
+        await pilot.pause()
+        view = monitor.query_one(ConfusionView)
+        assert view.display
+        from rich.console import Console
+
+        from tui.widgets.confusion import metrics_renderable
+
+        console = Console(width=110, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+        console.print(metrics_renderable(view.metrics, view.step))
+        text = console.export_text()
+        assert view.step == 60
+        assert "negative" in text and "positive" in text
+        assert "13" in text and "11" in text

@@ -17,6 +17,7 @@ from textual.worker import get_current_worker
 from engine.events import Finished, Stopped
 from tui.messages import RunEvents
 from tui.watcher import RunProgress, RunWatcher
+from tui.widgets.confusion import ConfusionView
 from tui.widgets.event_log import EventLog
 from tui.widgets.loss_plot import LossPlot
 from tui.widgets.metric_tables import EvalTable, StepTable
@@ -35,6 +36,7 @@ class MonitorScreen(Screen[None]):
         Binding("u", "resume", "Resume"),
         Binding("n", "setup", "Tweak"),
         Binding("v", "toggle_view", "Plot"),
+        Binding("m", "toggle_metrics", "Matrix"),
         Binding("t", "tryit", "Try"),
         Binding("e", "export", "Export"),
         Binding("l", "runs", "Runs"),
@@ -70,6 +72,7 @@ class MonitorScreen(Screen[None]):
         with Horizontal(id="bottom"):
             yield LossPlot(id="loss-plot")
             yield EventLog(id="log")
+            yield ConfusionView(id="confusion")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -120,6 +123,9 @@ class MonitorScreen(Screen[None]):
             s.samples_per_s for s in recent if s.samples_per_s
         ]
         self.query_one(LossPlot).show(p.steps, p.evals)
+        if p.evals and p.evals[-1].metrics.get("confusion"):
+            self.query_one(ConfusionView).show_eval(p.evals[-1].metrics, p.evals[-1].step)
+            self.refresh_bindings()  # the Confusion key comes alive with the first evaluation
 
     def _tick(self) -> None:
         """Once a second: draw what arrived, and move elapsed / ETA on while the run is active."""
@@ -142,6 +148,8 @@ class MonitorScreen(Screen[None]):
             return True if self.run_active and not self.stop_sent else None
         if action == "resume":
             return True if self.state in ("stopped", "failed", "crashed") else None
+        if action == "toggle_metrics":
+            return True if any(e.metrics.get("confusion") for e in self.progress.evals) else None
         if action in ("tryit", "export"):
             return True if self.has_adapter else None
         return True
@@ -187,6 +195,10 @@ class MonitorScreen(Screen[None]):
         plot = self.has_class("-view-log")
         self.set_class(not plot, "-view-log")
         self.set_class(plot, "-view-plot")
+
+    def action_toggle_metrics(self) -> None:
+        """Show the latest confusion matrix and per-class table in place of the log (and back)."""
+        self.toggle_class("-view-metrics")
 
     def action_tryit(self) -> None:
         """Try the trained adapter on a sentence."""
