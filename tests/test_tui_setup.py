@@ -253,7 +253,9 @@ async def test_file_picker_chooses_a_data_file(runs_root: Path, tmp_path: Path) 
         )
 
 
-async def test_estimate_times_a_few_steps_before_starting(runs_root: Path, tiny_model: Path) -> None:
+async def test_estimate_times_a_few_steps_before_starting(
+    runs_root: Path, tiny_model: Path
+) -> None:
     """ctrl+e runs a preflight in its own process and shows seconds per step and the run time."""
     config = RunConfig()
     config.model.model_name = str(tiny_model)
