@@ -79,38 +79,21 @@ def inspect_model(
 
 def _inspect_model(name: str, trust_remote_code: bool, allow_pickle: bool) -> ModelInfo:
     from engine.model import (
-        _offline_error,
         check_model_source,
         choose_targets,
         linear_module_names,
+        load_model_config,
         resolve_model_name,
     )
 
     resolved = resolve_model_name(name)
     check_model_source(resolved, allow_pickle)
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    try:
-        config = AutoConfig.from_pretrained(resolved, trust_remote_code=trust_remote_code)
-    except OSError as exc:
-        raise _offline_error(resolved, exc) from None
-    except ValueError as exc:
-        if "trust_remote_code" in str(exc):
-            raise UserError(
-                "this model needs its own code to load",
-                where=resolved,
-                hint="turn on trust_remote_code only if you trust its authors",
-                field="model.model_name",
-            ) from None
-        raise UserError(
-            f"not a model this version of transformers knows: {exc}",
-            where=resolved,
-            hint="pick another model",
-            field="model.model_name",
-        ) from None
+    config = load_model_config(resolved, trust_remote_code)
     try:
         with torch.device("meta"):
             model = AutoModelForSequenceClassification.from_config(

@@ -172,17 +172,12 @@ def load_tokenizer(name: str, trust_remote_code: bool = False) -> Any:
     return tok
 
 
-def load_base_model(
-    cfg: Any, id2label: dict[int, str], precision: str, tokenizer: Any
-) -> tuple[Any, str]:
-    """Load the sequence-classification model with our label map, dropout and attention kernel."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+def load_model_config(name: str, trust_remote_code: bool = False) -> Any:
+    """A model's AutoConfig; an offline hub, remote code or an unknown type is a UserError."""
+    from transformers import AutoConfig
 
-    mcfg = cfg.model
-    name = resolve_model_name(mcfg.model_name)
-    check_model_source(name, mcfg.allow_pickle_weights)
     try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=mcfg.trust_remote_code)
+        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except OSError as exc:
         raise _offline_error(name, exc) from None
     except ValueError as exc:
@@ -199,6 +194,18 @@ def load_base_model(
             hint="upgrade transformers or pick another model",
             field="model.model_name",
         ) from None
+
+
+def load_base_model(
+    cfg: Any, id2label: dict[int, str], precision: str, tokenizer: Any
+) -> tuple[Any, str]:
+    """Load the sequence-classification model with our label map, dropout and attention kernel."""
+    from transformers import AutoModelForSequenceClassification
+
+    mcfg = cfg.model
+    name = resolve_model_name(mcfg.model_name)
+    check_model_source(name, mcfg.allow_pickle_weights)
+    config = load_model_config(name, mcfg.trust_remote_code)
     config.num_labels = len(id2label)
     config.id2label = {int(i): str(v) for i, v in id2label.items()}
     config.label2id = {str(v): int(i) for i, v in id2label.items()}
