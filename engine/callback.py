@@ -78,6 +78,8 @@ class EventsCallback(TrainerCallback):
         self.writer.emit(Phase(name="training"))
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        if state.global_step >= state.max_steps or self.stop_requested:
+            control.should_log = True  # the last step always gets its row, whatever logging_steps
         if self.stop_requested:
             control.should_training_stop = True
             control.should_save = True

@@ -95,7 +95,7 @@ class TrainingConfig:
 
     epochs: float = _f(3.0, "Passes over the training data")
     max_steps: int = _f(0, "Stop after N optimiser steps (0 = use epochs)")
-    batch_size: int = _f(16, "Examples per step per device")
+    batch_size: int = _f(12, "Examples per step per device")
     grad_accum: int = _f(1, "Gradient accumulation steps")
     # 1e-3: 2e-3 scored a little higher on 2,000 rows but collapsed mid-epoch on 67k (bench/).
     learning_rate: float = _f(1e-3, "Peak learning rate (LoRA likes ~5e-4..2e-3)")

@@ -333,6 +333,36 @@ def apply_lora(model: Any, cfg: Any) -> tuple[Any, list[str], list[str]]:
     return get_peft_model(model, lora_config), targets, to_save
 
 
+def store_frozen_linears_in_bf16(model: Any) -> int:
+    """Keep frozen linear layers in bf16 so autocast stops re-casting them on every step.
+
+    Autocast would round these weights to bf16 for each matmul anyway, so the numbers are the
+    same; what goes is a copy of every weight per forward pass. Trainable parts (LoRA, the head)
+    stay fp32. Returns how many layers were converted.
+    """
+    import torch
+
+    count = 0
+    for module in model.modules():
+        if type(module) is torch.nn.Linear and not any(
+            p.requires_grad for p in module.parameters()
+        ):
+            module.to(torch.bfloat16)
+            count += 1
+    return count
+
+
+def keep_lora_inputs_in_bf16(model: Any) -> None:
+    """Stop peft casting bf16 activations to the fp32 LoRA weights' dtype in each layer.
+
+    Under autocast the LoRA matmuls run in bf16 anyway, so that fp32 copy was cast straight
+    back: two copies per adapted layer per pass, for identical numbers. Only for autocast use.
+    """
+    for module in model.modules():
+        if hasattr(module, "cast_input_dtype_enabled"):
+            module.cast_input_dtype_enabled = False
+
+
 def load_for_training(cfg: Any, id2label: dict[int, str], precision: str) -> LoadedModel:
     """Tokenizer + base model + LoRA, per the config."""
     name = resolve_model_name(cfg.model.model_name)
@@ -340,4 +370,10 @@ def load_for_training(cfg: Any, id2label: dict[int, str], precision: str) -> Loa
     tokenizer = load_tokenizer(name, cfg.model.trust_remote_code)
     model, attention = load_base_model(cfg, id2label, precision, tokenizer)
     model, targets, to_save = apply_lora(model, cfg)
+    if precision == "bf16" and not cfg.lora.use_dora:
+        from engine.fused_lora import fuse_lora_layers
+
+        store_frozen_linears_in_bf16(model)
+        keep_lora_inputs_in_bf16(model)
+        fuse_lora_layers(model)
     return LoadedModel(model, tokenizer, name, targets, to_save, attention)

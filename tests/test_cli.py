@@ -283,7 +283,7 @@ MAX_STEPS = 4
 
 @pytest.fixture(scope="module")
 def trained(model_dir, tmp_path_factory):
-    """`finetune-tui --runs-root R train` with the seed's flags, 4 steps, eval every 2."""
+    """`finetune-tui --runs-root R train` with the seed's flags, 4 steps, log every 3, eval every 2."""
     base = tmp_path_factory.mktemp("e2e")
     root, out = base / "runs", base / "my adapter"
     proc = subprocess.run(
@@ -301,7 +301,7 @@ def trained(model_dir, tmp_path_factory):
             "--max_steps",
             str(MAX_STEPS),
             "--logging_steps",
-            "2",
+            "3",
             "--eval_strategy",
             "steps",
             "--eval_steps",
@@ -332,8 +332,8 @@ def test_train_prints_a_progress_line_per_logging_step(trained):
     assert "Traceback" not in out + trained.proc.stderr
     assert f"run directory: {trained.run_dir}" in out
     steps = [int(m) for m in re.findall(rf"^step (\d+)/{MAX_STEPS} ", out, flags=re.M)]
-    assert steps == [1, 2, 4]  # the first step, then every logging_steps
-    step_line = next(line for line in out.splitlines() if line.startswith("step 2/"))
+    assert steps == [1, 3, 4]  # the first step, every logging_steps, and always the last
+    step_line = next(line for line in out.splitlines() if line.startswith("step 3/"))
     assert "loss " in step_line and "elapsed" in step_line
     assert re.search(r"^eval at step 2 .*accuracy \d\.\d{4}", out, flags=re.M)
     assert f"finished at step {MAX_STEPS}" in out
@@ -356,7 +356,7 @@ def test_train_writes_the_events(trained):
     assert started.threads == 1
     assert 0 < started.trainable_params < started.total_params
     steps = [e for e in events if e.type == "step"]
-    assert [e.step for e in steps] == [1, 2, 4]
+    assert [e.step for e in steps] == [1, 3, 4]
     assert all(e.loss is not None and e.loss > 0 for e in steps)
     evals = [e for e in events if e.type == "eval"]
     assert {e.step for e in evals} >= {2, 4}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,3 +146,123 @@ def test_gpt2_without_pad_token_trains_a_step(tmp_path: Path) -> None:
     out = loaded.model(**batch, labels=torch.tensor([1, 0]))
     out.loss.backward()
     assert torch.isfinite(out.loss)
+
+
+def _loss_and_grads(model: Any, tokenizer: Any, train: bool = True) -> tuple[Any, dict, dict]:
+    """One bf16-autocast forward/backward on a fixed batch."""
+    import torch
+
+    model.train(train)
+    batch = tokenizer(["a good film", "a very bad film indeed"], padding=True, return_tensors="pt")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(**batch, labels=torch.tensor([1, 0])).loss
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    return loss.detach(), grads, {n: p.dtype for n, p in model.named_parameters()}
+
+
+def _load(tiny_model: Path, precision: str, fuse: bool = True, **lora: Any) -> Any:
+    """The tiny model with LoRA, B made non-zero (so A gets gradients too), seeded."""
+    import torch
+    from transformers import set_seed
+
+    from engine import fused_lora
+
+    cfg = RunConfig()
+    cfg.model.model_name = str(tiny_model)
+    cfg.model.attention = "eager"
+    for key, value in lora.items():
+        cfg.set(key, value)
+    set_seed(0)
+    real = fused_lora.fuse_lora_layers
+    if not fuse:
+        fused_lora.fuse_lora_layers = lambda model: 0
+    try:
+        loaded = load_for_training(cfg, {0: "neg", 1: "pos"}, precision)
+    finally:
+        fused_lora.fuse_lora_layers = real
+    for name, param in loaded.model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.02, generator=torch.Generator().manual_seed(1))
+    return loaded
+
+
+def test_bf16_storage_of_frozen_layers_changes_no_numbers(tiny_model: Path) -> None:
+    """Frozen linears kept in bf16 (and no peft input casts) give autocast's loss and gradients."""
+    import torch
+
+    plain = _load(tiny_model, "fp32")  # every weight fp32, peft's forward
+    stored = _load(tiny_model, "bf16", fuse=False)
+    loss32, grads32, _ = _loss_and_grads(plain.model, plain.tokenizer)
+    loss16, grads16, dtypes16 = _loss_and_grads(stored.model, stored.tokenizer)
+    assert torch.equal(loss16, loss32)
+    assert grads16.keys() == grads32.keys()
+    for name in grads16:
+        assert torch.allclose(grads16[name], grads32[name], rtol=1e-3, atol=1e-6), name
+    assert all(dt == torch.float32 for n, dt in dtypes16.items() if "lora_" in n)
+    frozen = [dt for n, dt in dtypes16.items() if n.endswith("key.base_layer.weight")]
+    assert frozen and all(dt == torch.bfloat16 for dt in frozen)
+
+
+def test_fused_lora_matches_peft(tiny_model: Path) -> None:
+    """The fused LoRA layers give peft's loss and gradients (to bf16 rounding); eval is peft's own."""
+    import torch
+
+    plain = _load(tiny_model, "bf16", fuse=False)
+    fused = _load(tiny_model, "bf16")
+    assert sum(m.forward.__name__ == "_fused_forward" for m in fused.model.modules()) > 0
+    loss_p, grads_p, _ = _loss_and_grads(plain.model, plain.tokenizer)
+    loss_f, grads_f, _ = _loss_and_grads(fused.model, fused.tokenizer)
+    assert torch.allclose(loss_f, loss_p, rtol=1e-2)
+    lora_grads = [n for n in grads_p if "lora_A" in n or "lora_B" in n]
+    assert lora_grads and all(grads_f[n].abs().sum() > 0 for n in lora_grads)
+    for name in grads_p:
+        cos = torch.nn.functional.cosine_similarity(
+            grads_f[name].flatten().float(), grads_p[name].flatten().float(), dim=0
+        )
+        assert cos > 0.85, (name, float(cos))  # bf16 noise of a tiny random model; math below
+    # eval mode (and so every prediction) goes through peft's forward: identical numbers
+    eval_p, _, _ = _loss_and_grads(plain.model, plain.tokenizer, train=False)
+    eval_f, _, _ = _loss_and_grads(fused.model, fused.tokenizer, train=False)
+    assert torch.equal(eval_p, eval_f)
+
+
+def test_fused_lora_backward_is_exact_in_float64() -> None:
+    """gradcheck: the hand-written backward is the derivative of the forward."""
+    import torch
+
+    from engine.fused_lora import _function
+
+    fn = _function()
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape: int) -> Any:
+        return torch.randn(*shape, dtype=torch.float64, generator=gen).requires_grad_()
+
+    x, a, b = rand(2, 3, 5), rand(2, 5), rand(4, 2)
+    weight = torch.randn(4, 5, dtype=torch.float64, generator=gen)
+    bias = torch.randn(4, dtype=torch.float64, generator=gen)
+    assert torch.autograd.gradcheck(lambda x, a, b: fn.apply(x, weight, bias, a, b, 0.5), (x, a, b))
+    expected = x @ weight.t() + bias + 0.5 * (x @ a.t()) @ b.t()
+    assert torch.allclose(fn.apply(x, weight, bias, a, b, 0.5), expected)
+
+
+def test_fused_lora_steps_aside_for_dropout(tiny_model: Path) -> None:
+    """With LoRA dropout the layers take peft's path: random masks are peft's business."""
+    import torch
+
+    loaded = _load(tiny_model, "bf16", lora_dropout=0.5)
+    calls = []
+    real = torch.autograd.Function.apply
+
+    def spy(cls: Any, *args: Any) -> Any:
+        calls.append(cls.__name__)
+        return real.__func__(cls, *args)
+
+    torch.autograd.Function.apply = classmethod(spy)
+    try:
+        _loss_and_grads(loaded.model, loaded.tokenizer)
+    finally:
+        torch.autograd.Function.apply = real
+    assert "LoraLinear" not in calls
