@@ -46,7 +46,7 @@ def main() -> None:
     """Measure and print."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--tiny", action="store_true")
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=0, help="examples per step (0 = our default)")
     p.add_argument("--steps", type=int, default=10)
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -63,6 +63,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     cfg = RunConfig()
+    a.batch = a.batch or cfg.training.batch_size
     cfg.model.model_name = model_path(a.tiny, tmp)
     precision = resolve_precision("auto")
     threads = resolve_threads(0)
