@@ -231,6 +231,16 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     t0 = time.monotonic()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     stopped = callback.stop_requested and trainer.state.global_step < trainer.state.max_steps
+    ended_early = trainer.state.global_step < trainer.state.max_steps
+    if not stopped and ended_early and t_cfg.early_stopping_patience:
+        writer.emit(
+            Log(
+                message=(
+                    f"stopped early at step {trainer.state.global_step}: {t_cfg.metric_for_best} "
+                    f"did not improve for {t_cfg.early_stopping_patience} evaluations"
+                )
+            )
+        )
 
     out = adapter_dir(run_dir, cfg)
     metrics: dict[str, Any] = {}
@@ -340,8 +350,11 @@ def _training_arguments(cfg: RunConfig, run_dir: Path, precision: str, has_eval:
         "save_steps": t.save_steps or 500,
         "save_total_limit": t.save_total_limit,
         "load_best_model_at_end": keep_best,
-        "metric_for_best_model": t.metric_for_best if keep_best else None,
-        "greater_is_better": not t.metric_for_best.endswith("loss") if keep_best else None,
+        # Also without kept checkpoints: early stopping watches this metric.
+        "metric_for_best_model": t.metric_for_best if eval_strategy != "no" else None,
+        "greater_is_better": (
+            not t.metric_for_best.endswith("loss") if eval_strategy != "no" else None
+        ),
         "logging_strategy": "steps",
         "logging_steps": t.logging_steps,
         "logging_first_step": True,
