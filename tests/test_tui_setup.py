@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
-from textual.widgets import Input, Select, Static
+from textual.widgets import Input, Select, Static, Tabs
 
 from engine.config import RunConfig
 from tui.app import FinetuneApp
@@ -92,6 +92,36 @@ async def test_bad_learning_rate_shows_message_and_greys_start(runs_root: Path) 
         assert error_text(app, "learning_rate") == ""
         assert app.screen.valid and start_enabled(app)
         assert app.screen.form_config().training.learning_rate == 1e-3
+
+
+async def test_switch_tabs_by_keyboard_then_type_into_a_field(runs_root: Path) -> None:
+    """shift+tab to the tab bar, arrows to another tab, tab into its first field, type.
+
+    The typed text lands in that field (the form's scroll area takes no focus of its own).
+    """
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.valid)
+        screen = app.screen
+        tabs = screen.query_one("TabbedContent")
+        field(app, "model_name").editor.focus()
+        await pilot.pause()
+        await pilot.press("shift+tab", "right", "right", "right", "tab", "5")
+        await pilot.pause()
+        epochs = screen.query_one("#in-epochs", Input)
+        assert epochs.value == "5", f"typed into {app.focused!r} on {tabs.active}"
+        assert tabs.active == "tab-training" and app.focused is epochs
+        await wait_for(pilot, lambda: screen.form_config().training.epochs == 5.0)
+
+        await pilot.press("shift+tab")  # from the first field straight back to the tab bar
+        assert isinstance(app.focused, Tabs)
+        await pilot.press("left", "tab", "8")
+        await pilot.pause()
+        lora_r = screen.query_one("#in-lora_r", Input)
+        assert lora_r.value == "8", f"typed into {app.focused!r} on {tabs.active}"
+        assert tabs.active == "tab-lora" and app.focused is lora_r
+        await wait_for(pilot, lambda: screen.form_config().lora.lora_r == 8)
+        assert screen.form_config().training.epochs == 5.0 and screen.valid
 
 
 async def test_rules_that_span_fields_are_checked_together(runs_root: Path) -> None:

@@ -38,9 +38,11 @@ class SetupScreen(InspectionMixin, Screen[None]):
     """Set up a run: every field is checked as you type and Start stays greyed until all pass."""
 
     CSS_PATH = "setup.tcss"
+    AUTO_FOCUS = "#in-model_name"  # type straight away; shift+tab reaches the tab bar
     BINDINGS = [
         Binding("ctrl+r", "start", "Start", priority=True),
-        Binding("ctrl+e", "estimate", "Estimate"),
+        # priority: an Input would otherwise take ctrl+e as "end of line"
+        Binding("ctrl+e", "estimate", "Estimate", priority=True),
         Binding("ctrl+o", "load", "Load"),
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+t", "browse", "Pick data file", show=False),
@@ -80,7 +82,12 @@ class SetupScreen(InspectionMixin, Screen[None]):
         """Four tabs of fields, a status line and the keys."""
         with TabbedContent(id="setup-tabs"):
             for tab, (title, main, more) in TABS.items():
-                with TabPane(title, id=f"tab-{tab}"), VerticalScroll(classes="form"):
+                # The scroll area takes no focus of its own: tab from the tab bar goes straight to
+                # the first field (a focused VerticalScroll shows nothing and swallows typing), and
+                # shift+tab from the first field goes straight back to the tab bar. Focusing a
+                # field still scrolls it into view; the mouse wheel still scrolls.
+                form = VerticalScroll(classes="form", can_focus=False)
+                with TabPane(title, id=f"tab-{tab}"), form:
                     yield from self._tab_body(tab, main, more)
         yield Static("", id="setup-status", markup=False)
         yield Footer()
