@@ -62,6 +62,8 @@ def on_tab(tab: str, then: Callable[[Pilot], object] | None = None) -> Callable:
 
     async def run_before(pilot: Pilot) -> None:
         await settled(pilot)
+        for editor in pilot.app.screen.query(Input):
+            editor.cursor_blink = False  # a blinking cursor would make the picture random
         pilot.app.screen.query_one("TabbedContent").active = f"tab-{tab}"
         await pilot.pause()
         if then is not None:
