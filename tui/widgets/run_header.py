@@ -11,6 +11,7 @@ from textual.widgets import ProgressBar, Static
 
 from engine.events import Failed, Finished, Stopped
 from tui.watcher import RunProgress
+from tui.widgets.runfmt import model_label
 
 STATE_TEXT = {
     "starting": "starting",
@@ -51,7 +52,7 @@ class RunHeader(Vertical):
 
     def show(self, p: RunProgress, run_dir: Path, now: float | None) -> None:
         """Draw from the folded run (now = wall time while active, None for a still frame)."""
-        model = "/".join(Path(p.model).parts[-2:]) if p.model.startswith("/") else p.model
+        model = model_label(p.model) if p.model.startswith("/") else p.model
         title = p.run_id or run_dir.name
         self._set(
             "#run-title", Content.assemble((title, "bold"), (f"  {model}" if model else "", "dim"))

@@ -7,6 +7,8 @@ import time
 
 from rich.text import Text
 
+from engine.model import DEFAULT_HUB_ID, OFFLINE_PACKAGE
+
 STAMP = re.compile(r"^\d{8}-\d{6}-")
 STATE_STYLES = {
     "starting": "cyan",
@@ -36,6 +38,8 @@ def model_label(model: str) -> str:
     if not model:
         return "-"
     parts = [p for p in model.replace("\\", "/").split("/") if p]
+    if OFFLINE_PACKAGE in parts:  # the bundled offline copy of the default model
+        return DEFAULT_HUB_ID.split("/")[-1]
     for part in parts:
         if part.startswith("models--"):
             return part.removeprefix("models--").replace("--", "/")
