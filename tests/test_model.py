@@ -248,21 +248,24 @@ def test_fused_lora_backward_is_exact_in_float64() -> None:
     assert torch.allclose(fn.apply(x, weight, bias, a, b, 0.5), expected)
 
 
-def test_fused_lora_steps_aside_for_dropout(tiny_model: Path) -> None:
+def test_fused_lora_steps_aside_for_dropout(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With LoRA dropout the layers take peft's path: random masks are peft's business."""
-    import torch
+    from engine import fused_lora
 
-    loaded = _load(tiny_model, "bf16", lora_dropout=0.5)
+    real = fused_lora._function()
     calls = []
-    real = torch.autograd.Function.apply
 
-    def spy(cls: Any, *args: Any) -> Any:
-        calls.append(cls.__name__)
-        return real.__func__(cls, *args)
+    class Spy:
+        @staticmethod
+        def apply(*args: Any) -> Any:
+            calls.append("LoraLinear")
+            return real.apply(*args)
 
-    torch.autograd.Function.apply = classmethod(spy)
-    try:
+    monkeypatch.setattr(fused_lora, "_FN", Spy)
+    for dropout, fused_calls in ((0.0, True), (0.5, False)):
+        calls.clear()
+        loaded = _load(tiny_model, "bf16", lora_dropout=dropout)
         _loss_and_grads(loaded.model, loaded.tokenizer)
-    finally:
-        torch.autograd.Function.apply = real
-    assert "LoraLinear" not in calls
+        assert bool(calls) is fused_calls, dropout
