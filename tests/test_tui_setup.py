@@ -299,3 +299,18 @@ async def test_estimate_times_a_few_steps_before_starting(
         status = str(screen.query_one("#setup-status", Static).render())
         assert "s/step" in status and "samples/s" in status, status
         assert "of training" in status, status
+
+
+async def test_an_eval_file_greys_out_the_held_out_share(runs_root: Path) -> None:
+    """validation_fraction means nothing once an eval file is given: it is disabled, not lost."""
+    from engine.data import EXAMPLE_DATA
+
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(100, 34)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen))
+        assert not field(app, "validation_fraction").disabled
+        await type_into(pilot, app, "eval_file_path", str(EXAMPLE_DATA))
+        await wait_for(pilot, lambda: field(app, "validation_fraction").disabled)
+        await type_into(pilot, app, "eval_file_path", "")
+        await wait_for(pilot, lambda: not field(app, "validation_fraction").disabled)
+        assert app.screen.form_config().data.validation_fraction == 0.1

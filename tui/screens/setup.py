@@ -166,6 +166,8 @@ class SetupScreen(InspectionMixin, Screen[None]):
         self._revalidate_pending = False
         cfg, problems = self._read_form()
         rules = cfg.problems()
+        if "validation_fraction" in self.fields:  # an eval file replaces the held-out share
+            self.fields["validation_fraction"].disabled = bool(cfg.data.eval_file_path.strip())
         for name, field in self.fields.items():
             message = field.show_problem(problems.get(name) or rules.get(field.path))
             if message:
@@ -252,6 +254,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
         self.starting = False
         if message.run_dir is not None:
             self.revalidate()
+            self.app.clear_notifications()  # an estimate's toast would sit on the new run's log
             self.app.open_monitor(message.run_dir)
             return
         exc = message.error
