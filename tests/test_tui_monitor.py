@@ -9,12 +9,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from engine.config import RunConfig
 from engine.events import EventWriter, parse_line
 from tests.conftest import fixed_events, write_run
+from tests.pilot_wait import wait_for
 from tui.app import FinetuneApp
 from tui.screens.monitor import MonitorScreen
 from tui.screens.setup import SetupScreen
@@ -22,15 +22,6 @@ from tui.watcher import RunProgress, RunWatcher
 from tui.widgets.dialogs import Confirm
 from tui.widgets.event_log import EventLog
 from tui.widgets.metric_tables import EvalTable, StepTable
-
-
-async def wait_for(pilot: Pilot, condition: Callable[[], object], timeout: float = 60.0) -> None:
-    """Let the app run until `condition()` holds (fails after `timeout` seconds)."""
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def log_text(screen: MonitorScreen) -> str:

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static, Tabs
 
 from engine.config import RunConfig
+from tests.pilot_wait import wait_for
 from tui.app import FinetuneApp
 from tui.screens.setup import SetupScreen
 from tui.widgets.dialogs import PathPrompt
 from tui.widgets.form_field import FormField
-
-
-async def wait_for(pilot: Pilot, condition: Callable[[], object], timeout: float = 60.0) -> None:
-    """Let the app run until `condition()` holds (fails after `timeout` seconds)."""
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def field(app: FinetuneApp, name: str) -> FormField:
