@@ -10,6 +10,7 @@ from pathlib import Path
 from engine.config import RunConfig, all_fields
 from engine.errors import UserError
 from engine.events import Event, read_events
+from engine.model import model_label
 
 COMMANDS = ("train", "runs", "resume", "stop", "predict", "export", "preflight")
 
@@ -238,7 +239,7 @@ def cmd_runs(args: argparse.Namespace, root: Path) -> int:
         steps = f"{r.step}/{r.total_steps}"
         print(
             f"{r.run_id[:40]:40} {r.state:9} {steps:>11} {best:>7} {_clock(r.duration_s):>8}  "
-            f"{Path(r.model).name} / {r.data}"
+            f"{model_label(r.model)} / {r.data}"
         )
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -377,3 +378,31 @@ def load_for_training(cfg: Any, id2label: dict[int, str], precision: str) -> Loa
         keep_lora_inputs_in_bf16(model)
         fuse_lora_layers(model)
     return LoadedModel(model, tokenizer, name, targets, to_save, attention)
+
+
+GENERIC_FOLDERS = {
+    "model",
+    "models",
+    "adapter",
+    "final",
+    "merged",
+    "checkpoint",
+    "main",
+    "snapshot",
+}
+
+
+def model_label(model: str) -> str:
+    """A short model name: `org/name` for hub-cache paths, `parent/name` for generic folders."""
+    if not model:
+        return "-"
+    parts = [p for p in model.replace("\\", "/").split("/") if p]
+    if OFFLINE_PACKAGE in parts:  # the bundled offline copy of the default model
+        return DEFAULT_HUB_ID.split("/")[-1]
+    for part in parts:
+        if part.startswith("models--"):
+            return part.removeprefix("models--").replace("--", "/")
+    name = parts[-1] if parts else model
+    if len(parts) > 1 and (name.lower() in GENERIC_FOLDERS or re.fullmatch(r"[0-9a-f]{40}", name)):
+        return f"{parts[-2]}/{name}"
+    return name

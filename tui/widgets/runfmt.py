@@ -7,8 +7,6 @@ import time
 
 from rich.text import Text
 
-from engine.model import DEFAULT_HUB_ID, OFFLINE_PACKAGE
-
 STAMP = re.compile(r"^\d{8}-\d{6}-")
 STATE_STYLES = {
     "starting": "cyan",
@@ -28,25 +26,6 @@ def short(label: str, width: int = 12) -> str:
 def run_name(run_id: str) -> str:
     """The run id without its leading `YYYYMMDD-HHMMSS-` stamp (the start column shows it)."""
     return STAMP.sub("", run_id) or run_id
-
-
-GENERIC = {"model", "models", "adapter", "final", "merged", "checkpoint", "main", "snapshot"}
-
-
-def model_label(model: str) -> str:
-    """A short model name: `org/name` for hub-cache paths, `parent/name` for generic folders."""
-    if not model:
-        return "-"
-    parts = [p for p in model.replace("\\", "/").split("/") if p]
-    if OFFLINE_PACKAGE in parts:  # the bundled offline copy of the default model
-        return DEFAULT_HUB_ID.split("/")[-1]
-    for part in parts:
-        if part.startswith("models--"):
-            return part.removeprefix("models--").replace("--", "/")
-    name = parts[-1] if parts else model
-    if len(parts) > 1 and (name.lower() in GENERIC or re.fullmatch(r"[0-9a-f]{40}", name)):
-        return f"{parts[-2]}/{name}"
-    return name
 
 
 def clock(seconds: float | None) -> str:
