@@ -20,16 +20,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from tmux_app import kill, pane, start_app  # noqa: E402
+
 READY_MARKS = ("Model", "Training", "Start")
 HEAVY = ("torch", "transformers", "peft", "accelerate")
-
-
-def pane(session: str) -> str:
-    """The visible text of a tmux session's pane."""
-    out = subprocess.run(
-        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=False
-    )
-    return out.stdout
 
 
 def one_start(size: tuple[int, int], timeout: float = 30.0) -> float:
@@ -37,23 +33,8 @@ def one_start(size: tuple[int, int], timeout: float = 30.0) -> float:
     session = f"ff{os.getpid()}"
     runs = tempfile.mkdtemp(prefix="ff-runs-")
     env = f"FINETUNE_TUI_RUNS={runs} HF_HUB_OFFLINE=1"
-    command = f"cd {ROOT} && {env} exec finetune-tui"
     t0 = time.perf_counter()
-    subprocess.run(
-        [
-            "tmux",
-            "new-session",
-            "-d",
-            "-s",
-            session,
-            "-x",
-            str(size[0]),
-            "-y",
-            str(size[1]),
-            command,
-        ],
-        check=True,
-    )
+    start_app(session, size, env)
     try:
         while time.perf_counter() - t0 < timeout:
             text = pane(session)
@@ -62,7 +43,7 @@ def one_start(size: tuple[int, int], timeout: float = 30.0) -> float:
             time.sleep(0.01)
         raise RuntimeError(f"no frame within {timeout}s; the pane shows:\n{pane(session)}")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+        kill(session)
         shutil.rmtree(runs, ignore_errors=True)
 
 

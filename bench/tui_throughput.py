@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 TUI_CPU: list[tuple[float, float]] = []  # (CPU seconds of the app, wall seconds) per tmux run
 
 import psutil  # noqa: E402
+from tmux_app import kill, pane, start_app  # noqa: E402
 
 from engine.config import RunConfig  # noqa: E402
 from engine.events import Finished, Step, read_events  # noqa: E402
@@ -98,19 +99,13 @@ def _tmux_out(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
 
 
-def _pane(session: str) -> str:
-    return subprocess.run(
-        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=False
-    ).stdout
-
-
 def _wait_pane(session: str, text: str, timeout: float = 120.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if text in _pane(session):
+        if text in pane(session):
             return
         time.sleep(0.1)
-    raise RuntimeError(f"'{text}' never appeared; the pane shows:\n{_pane(session)}")
+    raise RuntimeError(f"'{text}' never appeared; the pane shows:\n{pane(session)}")
 
 
 def _keys(session: str, *keys: str, literal: bool = False) -> None:
@@ -144,21 +139,7 @@ def run_tui_tmux(config_path: Path, root: Path, timeout: float) -> Path:
         for k, v in env_for(root).items()
         if k in ("FINETUNE_TUI_RUNS", "HF_HUB_OFFLINE", "PYTHONPATH")
     )
-    subprocess.run(
-        [
-            "tmux",
-            "new-session",
-            "-d",
-            "-s",
-            session,
-            "-x",
-            "100",
-            "-y",
-            "30",
-            f"cd {ROOT} && {env} exec finetune-tui",
-        ],
-        check=True,
-    )
+    start_app(session, (100, 30), env)
     try:
         _wait_pane(session, "Ready")
         _load_config(session, config_path)
@@ -177,7 +158,7 @@ def run_tui_tmux(config_path: Path, root: Path, timeout: float) -> Path:
         time.sleep(1.0)  # let the monitor draw the end, as a user would see it
         TUI_CPU.append((sum(app.cpu_times()[:2]) - cpu0, time.monotonic() - t0))
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+        kill(session)
     return only_run(root)
 
 
