@@ -33,12 +33,27 @@ def spawn_engine(run_dir: Path, *, resume: bool = False) -> int:
             env=env,
             cwd=str(run_dir),
         )
+    keep_app_priority(proc.pid)
     try:
         start = psutil.Process(proc.pid).create_time()
     except psutil.NoSuchProcess:
         start = None
     write_status(run_dir, pid=proc.pid, pid_start=start, state="starting", launched_at=time.time())
     return proc.pid
+
+
+def keep_app_priority(pid: int) -> None:
+    """Give the engine the niceness the app was started with, not the launching thread's.
+
+    Linux nice is per thread and a child inherits its creator thread's; the app's main thread
+    (whose id is the pid) keeps the niceness the user started the app with.
+    """
+    import contextlib
+
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, gone, or not allowed
+        wanted = os.getpriority(os.PRIO_PROCESS, os.getpid())
+        if os.getpriority(os.PRIO_PROCESS, pid) != wanted:
+            os.setpriority(os.PRIO_PROCESS, pid, wanted)
 
 
 def launch(config: RunConfig, root: Path) -> Path:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual import work
 from textual.suggester import SuggestFromList
@@ -20,15 +21,37 @@ from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS
 if TYPE_CHECKING:
     from tui.widgets.target_modules import TargetModules
 
+T = TypeVar("T")
 
-def lower_priority() -> None:
-    """Let this worker thread yield the CPU to a training engine (Linux nice is per thread)."""
+
+def run_lowered(fn: Callable[[], T]) -> T:
+    """Run `fn()` in a fresh thread at nice +10 and return its result (or raise its error).
+
+    Linux nice is per thread and an unprivileged thread cannot raise its priority back, so the
+    work gets a thread of its own: lowering a Textual worker thread instead would leak into the
+    next worker run on it (the engine launch among them).
+    """
     import contextlib
     import os
     import threading
 
-    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: run as is
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    out: list[Any] = []
+    err: list[BaseException] = []
+
+    def body() -> None:
+        with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: run as is
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        try:
+            out.append(fn())
+        except BaseException as exc:  # handed to the caller's thread
+            err.append(exc)
+
+    thread = threading.Thread(target=body, name="inspection", daemon=True)
+    thread.start()
+    thread.join()
+    if err:
+        raise err[0]
+    return out[0]
 
 
 class InspectionMixin:
@@ -88,11 +111,11 @@ class InspectionMixin:
         """Inspect the model (config + meta-device build) off the UI thread."""
         from engine.inspect import inspect_model
 
-        lower_priority()
-
         key = (name, trust, allow_pickle)
         try:
-            info = inspect_model(name, trust_remote_code=trust, allow_pickle=allow_pickle)
+            info = run_lowered(
+                lambda: inspect_model(name, trust_remote_code=trust, allow_pickle=allow_pickle)
+            )
         except UserError as exc:
             self.post_message(ModelChecked(repr(key), error=exc))
         except Exception as exc:  # a broken model config: say so next to the field
@@ -135,10 +158,8 @@ class InspectionMixin:
         """Read the data file for the preview off the UI thread."""
         from engine.inspect import inspect_data
 
-        lower_priority()
-
         try:
-            info = inspect_data(cfg.data, seed=cfg.training.seed)
+            info = run_lowered(lambda: inspect_data(cfg.data, seed=cfg.training.seed))
         except UserError as exc:
             self.post_message(DataChecked(key, error=exc))
         except Exception as exc:  # e.g. an unreadable file: a message, never a traceback
