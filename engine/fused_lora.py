@@ -60,6 +60,15 @@ def _function() -> Any:
 _FN: Any = None
 
 
+def _plain_dtypes(x: Any, weight: Any) -> bool:
+    """bf16 weights under bf16 CPU autocast, or fp32 throughout with autocast off."""
+    import torch
+
+    if torch.is_autocast_enabled("cpu"):
+        return torch.get_autocast_dtype("cpu") == torch.bfloat16 and weight.dtype == torch.bfloat16
+    return weight.dtype == torch.float32 and x.dtype == torch.float32
+
+
 def _fused_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
     """peft's Linear.forward, through the fused Function when the layer allows it."""
     import torch
@@ -72,9 +81,7 @@ def _fused_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
         and not self.merged
         and not self.disable_adapters
         and len(self.active_adapters) == 1
-        and torch.is_autocast_enabled("cpu")
-        and torch.get_autocast_dtype("cpu") == torch.bfloat16
-        and base.weight.dtype == torch.bfloat16
+        and _plain_dtypes(x, base.weight)
     ):
         name = self.active_adapters[0]
         if (

@@ -313,13 +313,36 @@ def choose_modules_to_save(model: Any, setting: str) -> list[str]:
     return wanted
 
 
+def layer_count(model: Any) -> int:
+    """How many transformer layers (blocks) the model has (0 when its config does not say)."""
+    config = getattr(model, "config", None)
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 0
+
+
+def top_layer_indices(model: Any, top: int) -> list[int] | None:
+    """Indices of the top `top` layers for peft's layers_to_transform (None = every layer)."""
+    total = layer_count(model)
+    if top <= 0 or not total or top >= total:
+        return None
+    return list(range(total - top, total))
+
+
 def apply_lora(model: Any, cfg: Any) -> tuple[Any, list[str], list[str]]:
-    """Wrap the model with a LoRA adapter as configured."""
+    """Wrap the model with a LoRA adapter as configured.
+
+    With `top_layers`, only the top layers are adapted: nothing below them trains, and as the
+    inputs (embeddings) do not require grad either, autograd never goes down there.
+    """
     from peft import LoraConfig, TaskType, get_peft_model
 
     lo = cfg.lora
     targets = choose_targets(model, lo.target_modules)
     to_save = choose_modules_to_save(model, lo.modules_to_save)
+    layers = top_layer_indices(model, getattr(lo, "top_layers", 0))
     lora_config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=lo.lora_r,
@@ -330,6 +353,7 @@ def apply_lora(model: Any, cfg: Any) -> tuple[Any, list[str], list[str]]:
         use_dora=lo.use_dora,
         use_rslora=lo.use_rslora,
         fan_in_fan_out="c_attn" in targets,
+        layers_to_transform=layers,
     )
     return get_peft_model(model, lora_config), targets, to_save
 
@@ -364,6 +388,18 @@ def keep_lora_inputs_in_bf16(model: Any) -> None:
             module.cast_input_dtype_enabled = False
 
 
+def speed_up(model: Any, cfg: Any, precision: str) -> None:
+    """The speed paths for a LoRA model about to train: bf16 storage, fused LoRA layers."""
+    if cfg.lora.use_dora:
+        return
+    from engine.fused_lora import fuse_lora_layers
+
+    if precision == "bf16":
+        store_frozen_linears_in_bf16(model)
+        keep_lora_inputs_in_bf16(model)
+    fuse_lora_layers(model)
+
+
 def load_for_training(cfg: Any, id2label: dict[int, str], precision: str) -> LoadedModel:
     """Tokenizer + base model + LoRA, per the config."""
     name = resolve_model_name(cfg.model.model_name)
@@ -371,12 +407,7 @@ def load_for_training(cfg: Any, id2label: dict[int, str], precision: str) -> Loa
     tokenizer = load_tokenizer(name, cfg.model.trust_remote_code)
     model, attention = load_base_model(cfg, id2label, precision, tokenizer)
     model, targets, to_save = apply_lora(model, cfg)
-    if precision == "bf16" and not cfg.lora.use_dora:
-        from engine.fused_lora import fuse_lora_layers
-
-        store_frozen_linears_in_bf16(model)
-        keep_lora_inputs_in_bf16(model)
-        fuse_lora_layers(model)
+    speed_up(model, cfg, precision)
     return LoadedModel(model, tokenizer, name, targets, to_save, attention)
 
 

@@ -1,0 +1,105 @@
+"""Each speed path gives the plain path's numbers: fused LoRA in fp32, backward stopped below LoRA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.config import RunConfig
+from engine.model import load_for_training
+
+TEXTS = ["a good film", "a very bad film indeed", "not bad", "dull"]
+
+
+def _load(tiny_model: Path, fuse: bool = True, **settings: Any) -> Any:
+    """The tiny model with LoRA in fp32, B made non-zero (so A gets gradients too), seeded."""
+    import torch
+    from transformers import set_seed
+
+    from engine import fused_lora
+
+    cfg = RunConfig()
+    cfg.model.model_name = str(tiny_model)
+    cfg.model.attention = "eager"
+    for key, value in settings.items():
+        cfg.set(key, value)
+    set_seed(0)
+    real = fused_lora.fuse_lora_layers
+    if not fuse:
+        fused_lora.fuse_lora_layers = lambda model: 0
+    try:
+        loaded = load_for_training(cfg, {0: "neg", 1: "pos"}, "fp32")
+    finally:
+        fused_lora.fuse_lora_layers = real
+    for name, param in loaded.model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.02, generator=torch.Generator().manual_seed(1))
+    return loaded
+
+
+def _train_losses(loaded: Any, steps: int = 4) -> tuple[list[float], dict[str, Any]]:
+    """Losses of a few fp32 AdamW steps on a fixed batch, and the last step's gradients."""
+    import torch
+
+    model, tok = loaded.model.train(), loaded.tokenizer
+    batch = tok(TEXTS, padding=True, return_tensors="pt")
+    labels = torch.tensor([1, 0, 1, 0])
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses, grads = [], {}
+    for _ in range(steps):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        optim.step()
+        optim.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    return losses, grads
+
+
+def test_fused_lora_in_fp32_matches_peft(tiny_model: Path) -> None:
+    """fp32 fused LoRA layers: peft's losses over 4 training steps to 1e-5, gradients to 1e-4."""
+    import torch
+
+    plain = _load(tiny_model, fuse=False)
+    fused = _load(tiny_model)
+    assert sum(m.forward.__name__ == "_fused_forward" for m in fused.model.modules()) > 0
+    losses_p, grads_p = _train_losses(plain)
+    losses_f, grads_f = _train_losses(fused)
+    assert losses_f == pytest.approx(losses_p, rel=1e-5)
+    assert len(set(losses_p)) == len(losses_p)  # the steps did change the weights
+    assert grads_f.keys() == grads_p.keys()
+    for name in grads_p:
+        assert torch.allclose(grads_f[name], grads_p[name], rtol=1e-4, atol=1e-7), name
+
+
+def test_lora_on_top_layers_stops_backward_below_them(tiny_model: Path) -> None:
+    """top_layers=1: LoRA only in the last layer, no backward below it, the same numbers."""
+    import torch
+
+    loaded = _load(tiny_model, top_layers=1)
+    names = [n for n, p in loaded.model.named_parameters() if p.requires_grad and "lora_" in n]
+    assert names and all(".layer.1." in n for n in names)
+    bert = loaded.model.base_model.model.bert
+    reached: list[str] = []
+    for i, layer in enumerate(bert.encoder.layer):
+        layer.register_full_backward_hook(lambda *a, i=i: reached.append(f"layer {i}"))
+    losses, grads = _train_losses(loaded, steps=1)
+    assert reached == ["layer 1"]  # autograd never went into layer 0 (nor the embeddings)
+
+    # The same model with backward forced all the way down (inputs requiring grad): same numbers.
+    forced = _load(tiny_model, top_layers=1)
+    forced.model.enable_input_require_grads()
+    losses_f, grads_f = _train_losses(forced, steps=1)
+    assert losses_f == losses
+    for name in grads:
+        assert torch.allclose(grads_f[name], grads[name], rtol=1e-5, atol=1e-8), name
+
+
+def test_top_layers_beyond_the_model_adapts_every_layer(tiny_model: Path) -> None:
+    """top_layers larger than the model (or 0) means every layer."""
+    for top in (0, 5):
+        loaded = _load(tiny_model, top_layers=top)
+        names = [n for n, _ in loaded.model.named_parameters() if "lora_A" in n]
+        assert any(".layer.0." in n for n in names) and any(".layer.1." in n for n in names)
