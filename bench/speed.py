@@ -8,6 +8,7 @@
     python bench/speed.py --recipes plain,ours,seed      # also the seed script we replaced (slow)
     python bench/speed.py --variant "qv=--target_modules auto"   # ours with other flags, beside it
     python bench/speed.py --variant "unfused=@unfused"           # ours without the fused LoRA layer
+    python bench/speed.py --variant "bind=ENV:OMP_PROC_BIND=close"   # ours with an environment variable
 
 Each recipe runs in its own process (so peak RSS is its own) on the same rows of
 ../shared/data/sst2/train.tsv and is scored on dev.tsv; training time is the wall time of
@@ -18,6 +19,8 @@ Each recipe runs in its own process (so peak RSS is its own) on the same rows of
   alpha=16 / dropout 0.1 on query/value, the model's own dropout; fp32, or `bf16=True` in the
   bf16 rows (what the same user writes on a CPU with bf16).
 - ours: `finetune-tui train` with its defaults and `--precision` set.
+- plain-passive: plain with OMP_WAIT_POLICY=PASSIVE, which the engine sets (sleeping, not
+  spinning, OpenMP waits): shows how much of the lead is that setting on a busy machine.
 - seed: the script this project replaced (fp16 requested on CPU, batch 2 x 4, padding to 128).
 
 Recipes alternate seed by seed (plain, ours, plain, ours, ...) so a burst of load from another
@@ -49,6 +52,9 @@ SST2 = Path(
     )
 )
 sys.path.insert(0, str(ROOT))
+# The environment as the user gave it: importing `engine` sets OMP_WAIT_POLICY, and the plain
+# recipe must run as a plain script would (the `plain-passive` recipe shows it with the setting).
+USER_ENV = dict(os.environ)
 
 
 def model_path(tiny: bool, tmp: Path) -> str:
@@ -233,7 +239,7 @@ def run_ours(model: str, rows: int, out: Path, precision: str, seed: int, extra:
     """`finetune-tui train` with its defaults (in this process, via the engine)."""
     from transformers import Trainer
 
-    from engine.cli import main as cli_main
+    from engine.cli import main as cli_main  # first: the engine sets up threads before torch loads
     from engine.events import Finished, read_events
 
     timing: list[float] = []
@@ -306,7 +312,7 @@ def child(role: str, model: str, rows: int, precision: str, seed: int, extra: li
         out = Path(tmp)
         if role == "seed":
             result = run_seed(model, rows, out)
-        elif role == "plain":
+        elif role in ("plain", "plain-passive"):
             result = run_plain(model, rows, out, precision, seed)
         else:
             result = run_ours(model, rows, out, precision, seed, extra)
@@ -320,7 +326,12 @@ def run_child(
     """One recipe in a fresh process; its figures."""
     cmd = [sys.executable, __file__, "--role", role, "--model", model, "--rows", str(rows)]
     cmd += ["--precision", precision, "--seeds", str(seed)]
-    proc = subprocess.run([*cmd, "--", *extra], capture_output=True, text=True, cwd=ROOT)
+    env = dict(USER_ENV)
+    if role == "plain-passive":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    env.update(x[4:].split("=", 1) for x in extra if x.startswith("ENV:"))  # ENV:NAME=VALUE
+    extra = [x for x in extra if not x.startswith("ENV:")]
+    proc = subprocess.run([*cmd, "--", *extra], capture_output=True, text=True, cwd=ROOT, env=env)
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode or not line:
         print(proc.stdout[-2000:], proc.stderr[-4000:])
@@ -360,7 +371,9 @@ def main() -> None:
         "--precision", default="", help="fp32, bf16 or both (default: fp32, and bf16 where native)"
     )
     p.add_argument("--seeds", default="1,2,3", help="seeds, comma separated (or a count: 3)")
-    p.add_argument("--recipes", default="plain,ours", help="any of plain, ours, seed")
+    p.add_argument(
+        "--recipes", default="plain,ours", help="any of plain, plain-passive, ours, seed"
+    )
     p.add_argument(
         "--variant", action="append", default=[], help="NAME=FLAGS: ours with other flags"
     )

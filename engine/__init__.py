@@ -1,3 +1,7 @@
 """finetune-tui engine: everything that loads, trains, evaluates and exports. Never imports Textual."""
 
 __version__ = "0.1.0"
+
+from engine.hardware import sleep_waiting_threads
+
+sleep_waiting_threads()  # before anything loads torch (and its OpenMP runtime)

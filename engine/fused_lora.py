@@ -1,12 +1,12 @@
-"""A fused LoRA linear for bf16 training on a CPU: the same numbers as peft's, in fewer ops.
+"""A fused LoRA linear for CPU training (bf16 or fp32): the same numbers as peft's, in fewer ops.
 
 peft computes `base(x) + lora_B(lora_A(dropout(x))) * scaling` as a dozen small tensor ops,
 each with its autocast copies and an autograd node; at CPU batch sizes (a few hundred tokens)
 that bookkeeping costs more than the LoRA matmuls themselves. Here one autograd Function does
 the base matmul and both LoRA matmuls, adding into one output buffer, with a hand-written
 backward. It replaces only the forward of vanilla LoRA layers (no dropout, no DoRA, one adapter,
-bf16 base weights under CPU autocast, in training mode) and falls back to peft's own forward for
-anything else, so the adapter's weights and file format are peft's.
+in training mode; bf16 base weights under CPU bf16 autocast, or fp32 throughout) and falls back
+to peft's own forward for anything else, so the adapter's weights and file format are peft's.
 """
 
 from __future__ import annotations

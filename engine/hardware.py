@@ -122,3 +122,16 @@ def tune_allocator() -> None:
         libc.mallopt(-8, 2)  # M_ARENA_MAX
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def sleep_waiting_threads() -> None:
+    """Make OpenMP threads sleep, not spin, while they wait (unless the user set a policy).
+
+    Must run before torch loads its OpenMP runtime. On a machine where other processes want the
+    cores too (a shared server, the TUI's own work, several runs), a spinning thread holds a core
+    its partner needs to reach the barrier both wait at: MiniLM training with 2 threads ran 4-13x
+    slower than with sleeping waits on a 2-core machine at load 11-19 (bench/speed.py, `plain`
+    vs `plain-passive`). The user's own OMP_WAIT_POLICY (or GOMP_SPINCOUNT) wins.
+    """
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"

@@ -323,10 +323,13 @@ def layer_count(model: Any) -> int:
     return 0
 
 
-def top_layer_indices(model: Any, top: int) -> list[int] | None:
-    """Indices of the top `top` layers for peft's layers_to_transform (None = every layer)."""
+def top_layer_indices(model: Any, share: float) -> list[int] | None:
+    """Indices of the top `share` of the layers for peft's layers_to_transform (None = all)."""
+    import math
+
     total = layer_count(model)
-    if top <= 0 or not total or top >= total:
+    top = max(1, math.ceil(share * total - 1e-9))
+    if share >= 1 or not total or top >= total:
         return None
     return list(range(total - top, total))
 
@@ -334,7 +337,7 @@ def top_layer_indices(model: Any, top: int) -> list[int] | None:
 def apply_lora(model: Any, cfg: Any) -> tuple[Any, list[str], list[str]]:
     """Wrap the model with a LoRA adapter as configured.
 
-    With `top_layers`, only the top layers are adapted: nothing below them trains, and as the
+    With `lora_layers` < 1, only the top layers are adapted: nothing below them trains, and as the
     inputs (embeddings) do not require grad either, autograd never goes down there.
     """
     from peft import LoraConfig, TaskType, get_peft_model
@@ -342,7 +345,7 @@ def apply_lora(model: Any, cfg: Any) -> tuple[Any, list[str], list[str]]:
     lo = cfg.lora
     targets = choose_targets(model, lo.target_modules)
     to_save = choose_modules_to_save(model, lo.modules_to_save)
-    layers = top_layer_indices(model, getattr(lo, "top_layers", 0))
+    layers = top_layer_indices(model, lo.lora_layers)
     lora_config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=lo.lora_r,

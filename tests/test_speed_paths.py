@@ -75,10 +75,10 @@ def test_fused_lora_in_fp32_matches_peft(tiny_model: Path) -> None:
 
 
 def test_lora_on_top_layers_stops_backward_below_them(tiny_model: Path) -> None:
-    """top_layers=1: LoRA only in the last layer, no backward below it, the same numbers."""
+    """lora_layers=0.5: LoRA only in the last layer, no backward below it, the same numbers."""
     import torch
 
-    loaded = _load(tiny_model, top_layers=1)
+    loaded = _load(tiny_model, lora_layers=0.5)
     names = [n for n, p in loaded.model.named_parameters() if p.requires_grad and "lora_" in n]
     assert names and all(".layer.1." in n for n in names)
     bert = loaded.model.base_model.model.bert
@@ -89,7 +89,7 @@ def test_lora_on_top_layers_stops_backward_below_them(tiny_model: Path) -> None:
     assert reached == ["layer 1"]  # autograd never went into layer 0 (nor the embeddings)
 
     # The same model with backward forced all the way down (inputs requiring grad): same numbers.
-    forced = _load(tiny_model, top_layers=1)
+    forced = _load(tiny_model, lora_layers=0.5)
     forced.model.enable_input_require_grads()
     losses_f, grads_f = _train_losses(forced, steps=1)
     assert losses_f == losses
@@ -97,9 +97,12 @@ def test_lora_on_top_layers_stops_backward_below_them(tiny_model: Path) -> None:
         assert torch.allclose(grads_f[name], grads[name], rtol=1e-5, atol=1e-8), name
 
 
-def test_top_layers_beyond_the_model_adapts_every_layer(tiny_model: Path) -> None:
-    """top_layers larger than the model (or 0) means every layer."""
-    for top in (0, 5):
-        loaded = _load(tiny_model, top_layers=top)
+def test_lora_layers_1_adapts_every_layer(tiny_model: Path) -> None:
+    """lora_layers=1 means every layer; a small share still adapts the top one."""
+    loaded = _load(tiny_model, lora_layers=0.1)
+    names = [n for n, _ in loaded.model.named_parameters() if "lora_A" in n]
+    assert names and all(".layer.1." in n for n in names)
+    for top in (1.0,):
+        loaded = _load(tiny_model, lora_layers=top)
         names = [n for n, _ in loaded.model.named_parameters() if "lora_A" in n]
         assert any(".layer.0." in n for n in names) and any(".layer.1." in n for n in names)
