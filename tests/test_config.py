@@ -16,6 +16,9 @@ def test_defaults_match_the_spec():
     # The seed's r and alpha; LoRA dropout 0 and all linear layers are measured choices (bench/).
     assert (cfg.lora.lora_r, cfg.lora.lora_alpha, cfg.lora.lora_dropout) == (8, 16, 0.0)
     assert cfg.lora.target_modules == "all-linear"
+    # The speed defaults (README, bench/speed.py): top half of the layers, batch 32 at lr 2e-3.
+    assert (cfg.lora.lora_layers, cfg.training.batch_size) == (0.5, 32)
+    assert cfg.training.learning_rate == 2e-3
     assert cfg.training.epochs == 3
     assert cfg.training.precision == "auto"
     assert cfg.problems() == {}
@@ -178,7 +181,7 @@ def test_set_rejects_bad_text_with_the_field_named():
         cfg.set("learning_rate", "two")
     assert info.value.field == "training.learning_rate"
     assert "two" in info.value.one_line()
-    assert cfg.training.learning_rate == 1e-3  # unchanged
+    assert cfg.training.learning_rate == RunConfig().training.learning_rate  # unchanged
 
 
 def test_unknown_flat_name():
@@ -207,6 +210,8 @@ def _with(**changes):
         ({"max_eval_rows": -5}, "data.max_eval_rows", "positive"),
         ({"lora_r": 0}, "lora.lora_r", "between 1 and 1024"),
         ({"lora_alpha": 0}, "lora.lora_alpha", "positive"),
+        ({"lora_layers": 0.0}, "lora.lora_layers", "top half"),
+        ({"lora_layers": 1.5}, "lora.lora_layers", "1 = every layer"),
         ({"lora_dropout": 1.0}, "lora.lora_dropout", "[0, 1)"),
         ({"target_modules": "  "}, "lora.target_modules", "auto"),
         ({"epochs": 0.0}, "training.epochs", "max_steps"),

@@ -18,7 +18,7 @@ TABS = {
     "lora": (
         "LoRA",
         ["lora_r", "lora_alpha", "lora_dropout", "use_dora", "use_rslora"],
-        ["modules_to_save"],
+        ["lora_layers", "modules_to_save"],
     ),
     "training": (
         "Training",
