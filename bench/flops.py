@@ -59,13 +59,15 @@ def step_gflops(precision: str, batch_size: int, steps: int, tiny: bool, tmp: Pa
     from transformers import DataCollatorWithPadding
 
     from engine.config import RunConfig
-    from engine.encoding import encode
-    from engine.model import load_for_training
+    from engine.tasks.base import TaskData
+    from engine.tasks.classification import ClassificationTask
+    from engine.tasks.classification.encoding import encode
 
     cfg = RunConfig()
     batch_size = batch_size or cfg.training.batch_size
     cfg.model.model_name = model_path(tiny, tmp)
-    loaded = load_for_training(cfg, {0: "negative", 1: "positive"}, precision)
+    labels = TaskData([], None, "none", {"id2label": {0: "negative", 1: "positive"}})
+    loaded = ClassificationTask().load_model(cfg, labels, precision)
     model = loaded.model.train()
     texts, labels = read_rows(SST2 / "train.tsv", batch_size * (steps + 1))
     data = encode(loaded.tokenizer, texts, labels, 128)
@@ -117,7 +119,7 @@ def main() -> None:
     import torch
 
     from engine.hardware import bf16_kind, resolve_threads
-    from engine.train import _quiet_libraries
+    from engine.trainer_setup import quiet_libraries
 
     native = bf16_kind()
     precisions = [x for x in a.precision.replace("both", "fp32,bf16").split(",") if x] or (
@@ -125,7 +127,7 @@ def main() -> None:
     )
     threads = resolve_threads(0)
     torch.set_num_threads(threads)
-    _quiet_libraries()
+    quiet_libraries()
     tmp = Path(tempfile.mkdtemp())
     peaks = {
         "fp32": matmul_peak(torch.float32, threads),

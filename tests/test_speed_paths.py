@@ -8,9 +8,17 @@ from typing import Any
 import pytest
 
 from engine.config import RunConfig
-from engine.model import load_for_training
 
 TEXTS = ["a good film", "a very bad film indeed", "not bad", "dull"]
+
+
+def classifier_for_training(cfg: RunConfig, precision: str) -> Any:
+    """The classification task's model for training (labels neg/pos)."""
+    from engine.tasks.base import TaskData
+    from engine.tasks.classification import ClassificationTask
+
+    data = TaskData([], None, "none", {"id2label": {0: "neg", 1: "pos"}})
+    return ClassificationTask().load_model(cfg, data, precision)
 
 
 def _load(tiny_model: Path, fuse: bool = True, **settings: Any) -> Any:
@@ -30,7 +38,7 @@ def _load(tiny_model: Path, fuse: bool = True, **settings: Any) -> Any:
     if not fuse:
         fused_lora.fuse_lora_layers = lambda model: 0
     try:
-        loaded = load_for_training(cfg, {0: "neg", 1: "pos"}, "fp32")
+        loaded = classifier_for_training(cfg, "fp32")
     finally:
         fused_lora.fuse_lora_layers = real
     for name, param in loaded.model.named_parameters():

@@ -159,7 +159,7 @@ class InspectionMixin:
         from engine.inspect import inspect_data
 
         try:
-            info = run_lowered(lambda: inspect_data(cfg.data, seed=cfg.training.seed))
+            info = run_lowered(lambda: inspect_data(cfg))
         except UserError as exc:
             self.post_message(DataChecked(key, error=exc))
         except Exception as exc:  # e.g. an unreadable file: a message, never a traceback
