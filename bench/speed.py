@@ -157,10 +157,20 @@ def run_seed(model: str, rows: int, out: Path) -> dict:
     }
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system, all threads) this process has used so far."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
+CPU_TIMES: list[float] = []
+
+
 def _timed_train(trainer) -> float:
-    """Wall time of trainer.train()."""
-    start = time.perf_counter()
+    """Wall time of trainer.train(); its CPU time goes to CPU_TIMES."""
+    start, cpu = time.perf_counter(), _cpu_s()
     trainer.train()
+    CPU_TIMES.append(_cpu_s() - cpu)
     return time.perf_counter() - start
 
 
@@ -246,11 +256,12 @@ def run_ours(model: str, rows: int, out: Path, precision: str, seed: int, extra:
     train = Trainer.train
 
     def timed(self, *args, **kwargs):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_s()
         try:
             return train(self, *args, **kwargs)
         finally:
             timing.append(time.perf_counter() - start)
+            CPU_TIMES.append(_cpu_s() - cpu)
 
     Trainer.train = timed
     if "@unfused" in extra:  # a lever switched off, to measure what it gives
@@ -317,6 +328,7 @@ def child(role: str, model: str, rows: int, precision: str, seed: int, extra: li
         else:
             result = run_ours(model, rows, out, precision, seed, extra)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["cpu_s"] = CPU_TIMES[0]
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -343,7 +355,9 @@ def summarize(runs: list[dict]) -> dict:
     """Median speed over the runs, mean accuracy, highest peak RSS."""
     speeds = sorted(r["samples"] / r["train_s"] for r in runs)
     tokens = sorted(r["tokens"] / r["train_s"] for r in runs)
+    per_cpu = sorted(r["samples"] / r["cpu_s"] for r in runs)
     return {
+        "samples_cpu_s": statistics.median(per_cpu),
         "samples_s": statistics.median(speeds),
         "tokens_s": statistics.median(tokens),
         "train_s": statistics.median(r["train_s"] for r in runs),
@@ -412,7 +426,8 @@ def main() -> None:
                     runs[name].append(r)
                     print(
                         f"  {precision} {name} seed {seed}: {r['samples'] / r['train_s']:.1f} "
-                        f"samples/s, {r['accuracy']:.4f} dev, load {load_average()}",
+                        f"samples/s, {r['samples'] / r['cpu_s']:.1f} samples/CPU-s, "
+                        f"{r['accuracy']:.4f} dev, load {load_average()}",
                         flush=True,
                     )
                     loads.append(load_average())
@@ -424,16 +439,23 @@ def main() -> None:
         f"{os.cpu_count()} cores, load average {min(loads)}-{max(loads)} during the run"
     )
     print(
-        f"{'precision':9} {'recipe':10} {'samples/s':>10} {'tokens/s':>9} {'train s':>8} "
-        f"{'peak RSS':>9} {'dev acc (mean)':>15}  {'vs plain':>8}"
+        f"{'precision':9} {'recipe':13} {'samples/s':>9} {'tokens/s':>8} {'train s':>7} "
+        f"{'/CPU-s':>7} {'peak RSS':>8} {'dev acc':>7}  {'vs plain':>8} {'(CPU)':>6}"
     )
     for (precision, name), r in results.items():
-        base = results.get((precision, "plain"))
+        base = results.get((precision, "plain")) or results.get((precision, "plain-passive"))
         ratio = f"{r['samples_s'] / base['samples_s']:7.2f}x" if base else ""
+        ratio_cpu = f"{r['samples_cpu_s'] / base['samples_cpu_s']:5.2f}x" if base else ""
         print(
-            f"{precision:9} {name:10} {r['samples_s']:10.1f} {r['tokens_s']:9.0f} "
-            f"{r['train_s']:8.1f} {r['peak_rss_mb']:7.0f}MB {r['accuracy']:15.4f}  {ratio:>8}"
+            f"{precision:9} {name:13} {r['samples_s']:9.1f} {r['tokens_s']:8.0f} "
+            f"{r['train_s']:7.1f} {r['samples_cpu_s']:7.1f} {r['peak_rss_mb']:6.0f}MB "
+            f"{r['accuracy']:7.4f}  {ratio:>8} {ratio_cpu:>6}"
         )
+    print(
+        "samples/s is wall clock; /CPU-s is samples per CPU-second of the training process (all "
+        "threads), steadier than wall time when other processes share the cores. Ratios are "
+        "against plain (or plain-passive when plain did not run). dev acc = mean over the seeds."
+    )
     print("per seed (samples/s; dev accuracy):")
     for (precision, name), r in results.items():
         speeds = ", ".join(f"{x:.1f}" for x in r["speeds"])
