@@ -25,6 +25,9 @@ Each recipe runs in its own process (so peak RSS is its own) on the same rows of
 
 Recipes alternate seed by seed (plain, ours, plain, ours, ...) so a burst of load from another
 tenant of a shared machine falls on both; samples/s is the median over the seeds, accuracy the mean.
+On a machine busy with other work, `--together` runs a seed's recipes at the same time instead,
+so each sees the same load (the one that finishes first frees its cores for the other: that
+favours the slower recipe a little).
 """
 
 from __future__ import annotations
@@ -268,6 +271,10 @@ def run_ours(model: str, rows: int, out: Path, precision: str, seed: int, extra:
         import engine.fused_lora
 
         engine.fused_lora.fuse_lora_layers = lambda model: 0
+    if "@default-malloc" in extra:  # glibc's own malloc settings instead of tune_allocator's
+        import engine.hardware
+
+        engine.hardware.tune_allocator = lambda: None
     extra = [x for x in extra if not x.startswith("@")]
     code = cli_main(
         [
@@ -391,6 +398,11 @@ def main() -> None:
     p.add_argument(
         "--variant", action="append", default=[], help="NAME=FLAGS: ours with other flags"
     )
+    p.add_argument(
+        "--together",
+        action="store_true",
+        help="run the recipes of a seed at the same time (fairer on a busy shared machine)",
+    )
     p.add_argument("--role", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("extra", nargs="*", help="extra flags for our run (after --)")
@@ -419,10 +431,26 @@ def main() -> None:
         for precision in precisions:
             runs: dict[str, list[dict]] = {name: [] for name, _, _ in recipes}
             for seed in seeds:
-                for name, role, extra in recipes:
-                    if role == "seed" and seed != seeds[0]:
-                        continue  # two minutes a run, and its order does not depend on a seed
-                    r = run_child(role, model, a.rows, precision, seed, extra)
+                todo = [
+                    (name, role, extra)
+                    for name, role, extra in recipes
+                    if role != "seed" or seed == seeds[0]  # the seed script: minutes, no seed
+                ]
+                if a.together:  # all recipes of this seed at once: the same load falls on each
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    with ThreadPoolExecutor(len(todo)) as pool:
+                        futures = [
+                            pool.submit(run_child, role, model, a.rows, precision, seed, extra)
+                            for _, role, extra in todo
+                        ]
+                        done = [f.result() for f in futures]
+                else:
+                    done = [
+                        run_child(role, model, a.rows, precision, seed, extra)
+                        for _, role, extra in todo
+                    ]
+                for (name, _, _), r in zip(todo, done, strict=True):
                     runs[name].append(r)
                     print(
                         f"  {precision} {name} seed {seed}: {r['samples'] / r['train_s']:.1f} "
