@@ -16,9 +16,8 @@ def test_defaults_match_the_spec():
     # The seed's r and alpha; LoRA dropout 0 and all linear layers are measured choices (bench/).
     assert (cfg.lora.lora_r, cfg.lora.lora_alpha, cfg.lora.lora_dropout) == (8, 16, 0.0)
     assert cfg.lora.target_modules == "all-linear"
-    # The speed defaults (README, bench/speed.py): top half of the layers, batch 32 at lr 2e-3.
-    assert (cfg.lora.lora_layers, cfg.training.batch_size) == (0.5, 32)
-    assert cfg.training.learning_rate == 2e-3
+    assert (cfg.lora.lora_layers, cfg.training.batch_size) == (1.0, 12)
+    assert cfg.training.learning_rate == 1e-3
     assert cfg.training.epochs == 3
     assert cfg.training.precision == "auto"
     assert cfg.problems() == {}
