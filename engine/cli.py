@@ -15,12 +15,23 @@ from engine.model import model_label
 COMMANDS = ("train", "runs", "resume", "stop", "predict", "export", "preflight")
 
 
+# TrainingArguments' names, typed by habit, as aliases of our fields.
+HF_ALIASES = {
+    "epochs": ("num_train_epochs",),
+    "batch_size": ("per_device_train_batch_size",),
+    "grad_accum": ("gradient_accumulation_steps",),
+    "lr_scheduler": ("lr_scheduler_type",),
+    "model_name": ("model_name_or_path",),
+    "metric_for_best": ("metric_for_best_model",),
+    "threads": ("torch_threads",),
+}
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per config field (`--lora_r` and `--lora-r`), all defaulting to 'not given'."""
+    """One flag per config field (`--lora_r`, `--lora-r` and HF aliases), defaulting to 'not given'."""
     for section, f in all_fields():
-        flags = [f"--{f.name}"]
-        if "_" in f.name:
-            flags.append(f"--{f.name.replace('_', '-')}")
+        names = (f.name, *HF_ALIASES.get(f.name, ()))
+        flags = [f"--{n}" for n in names] + [f"--{n.replace('_', '-')}" for n in names if "_" in n]
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         extra = {"nargs": "?", "const": "true"} if kind == "bool" else {}
         parser.add_argument(
@@ -31,11 +42,22 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             help=f"{f.metadata['help']} [{f.default}]",
             **extra,
         )
+    for flag in ("fp16", "bf16", "fp32"):  # TrainingArguments' precision switches
+        parser.add_argument(
+            f"--{flag}",
+            dest="training.precision",
+            action="store_const",
+            const=flag,
+            help=f"same as --precision {flag}"
+            + (" (refused: CPUs do not train fp16)" if flag == "fp16" else ""),
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every headless command."""
+    # No abbreviations: a typo such as --learning_rat must be an error, not a silent guess.
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="finetune-tui",
         description="Fine-tune Hugging Face models with LoRA on a CPU. "
         "With no command, opens the terminal UI.",
@@ -49,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
 
-    train = sub.add_parser("train", help="train headless, printing progress")
+    train = sub.add_parser("train", allow_abbrev=False, help="train headless, printing progress")
     train.add_argument("--config", help="a TOML config (flags override its values)")
     train.add_argument(
         "--save-config",
@@ -62,29 +84,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(train)
 
-    pre = sub.add_parser("preflight", help="time a few steps: speed, run-time and memory estimate")
+    pre = sub.add_parser(
+        "preflight",
+        allow_abbrev=False,
+        help="time a few steps: speed, run-time and memory estimate",
+    )
     pre.add_argument("--config")
     pre.add_argument("--steps", type=int, default=6, help="timed steps [6]")
     _add_config_flags(pre)
 
-    sub.add_parser("runs", help="list runs").add_argument("--json", action="store_true")
+    sub.add_parser("runs", allow_abbrev=False, help="list runs").add_argument(
+        "--json", action="store_true"
+    )
 
-    res = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    res = sub.add_parser(
+        "resume", allow_abbrev=False, help="continue a run from its last checkpoint"
+    )
     res.add_argument("run", nargs="?", help="run id (or unique part of it); default newest")
     res.add_argument("--detach", action="store_true")
 
-    stop = sub.add_parser("stop", help="ask a running run to stop (saves first)")
+    stop = sub.add_parser(
+        "stop", allow_abbrev=False, help="ask a running run to stop (saves first)"
+    )
     stop.add_argument("run", nargs="?")
 
-    pred = sub.add_parser("predict", help="predict labels with a run's adapter")
-    pred.add_argument("run", help="run id, adapter folder or merged model folder")
+    pred = sub.add_parser("predict", allow_abbrev=False, help="predict labels with a run's adapter")
+    pred.add_argument(
+        "run", nargs="?", help="run id, adapter folder or merged model folder (default: newest)"
+    )
     pred.add_argument("texts", nargs="*", help="texts to classify")
     pred.add_argument("--file", help="a data file of texts (JSON / JSONL / CSV / TSV / Parquet)")
     pred.add_argument("--text-column", "--text_column", dest="text_column", default="")
     pred.add_argument("--out", help="write predictions here (.jsonl or .csv); default stdout")
     pred.add_argument("--threads", type=int, default=0)
 
-    exp = sub.add_parser("export", help="copy the adapter and/or write a merged model")
+    exp = sub.add_parser(
+        "export", allow_abbrev=False, help="copy the adapter and/or write a merged model"
+    )
     exp.add_argument("run")
     exp.add_argument("--merged", metavar="OUT", help="write a merged full model to OUT")
     exp.add_argument("--adapter", metavar="OUT", help="copy the adapter folder to OUT")
@@ -284,9 +320,38 @@ def _weights_for(ref: str, root: Path) -> Path:
     return find_weights(find_run(ref, root))
 
 
+def _newest_finished(root: Path) -> Path | None:
+    from engine.runs import list_runs
+
+    return next((r.path for r in list_runs(root) if r.state == "finished"), None)
+
+
+def _predict_target(args: argparse.Namespace, root: Path) -> tuple[Path, list[str]]:
+    """The weights to use and the texts: `predict "a sentence"` means the newest finished run."""
+    texts = list(args.texts)
+    if args.run:
+        try:
+            return _weights_for(args.run, root), texts
+        except UserError:
+            if Path(args.run).expanduser().exists() or texts:
+                raise
+            texts = [args.run]  # not a run: the first text
+    newest = _newest_finished(root)
+    if newest is None:
+        raise UserError(
+            "say which run to use",
+            where=str(root),
+            hint='predict RUN "a sentence" (finetune-tui runs lists them; no finished run yet)',
+        )
+    print(f"using the newest finished run {newest.name}", file=sys.stderr)
+    from engine.predict import find_weights
+
+    return find_weights(newest), texts
+
+
 def cmd_predict(args: argparse.Namespace, root: Path) -> int:
     """Predict labels for texts or a file."""
-    texts = list(args.texts)
+    weights, texts = _predict_target(args, root)
     if args.file:
         from engine.readers import TEXT_NAMES, read_table
         from engine.tasks.classification.data import pick_column
@@ -301,7 +366,7 @@ def cmd_predict(args: argparse.Namespace, root: Path) -> int:
         )
     from engine.tasks.classification.predict import Predictor
 
-    predictor = Predictor(_weights_for(args.run, root), threads=args.threads)
+    predictor = Predictor(weights, threads=args.threads)
     preds = predictor.predict(texts)
     rows = [
         {"text": p.text, "label": p.label, **{f"p_{k}": v for k, v in p.probabilities.items()}}
@@ -372,10 +437,33 @@ HANDLERS = {
 }
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse; an unknown flag gets its command's usage and a 'did you mean' line."""
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    import difflib
+
+    sub = _subparser(parser, args.command) or parser
+    known = [o for a in sub._actions for o in a.option_strings if o.startswith("--")]
+    unknown = next((e for e in extra if e.startswith("-")), extra[0])
+    guess = difflib.get_close_matches(unknown.split("=")[0], known, n=1)
+    hint = f"; did you mean {guess[0]}?" if guess else f"; '{sub.prog} --help' lists the flags"
+    sub.error(f"unrecognized argument: {unknown}{hint}")
+    raise AssertionError("unreachable")  # pragma: no cover - error() exits
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a headless command; user mistakes print one line and exit 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not args.command:
         parser.print_help()
         return 0
@@ -389,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `finetune-tui runs --json | head`: the reader left; say nothing more.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

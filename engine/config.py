@@ -66,10 +66,18 @@ class ModelConfig:
 class DataConfig:
     """Which data to train on and how to read it."""
 
-    data_file_path: str = _f("", "JSON / JSONL / CSV / TSV / Parquet file; empty = bundled example")
+    data_file_path: str = _f(
+        "",
+        "A data file (JSON / JSONL / CSV / TSV / Parquet / TXT), a save_to_disk folder or a Hub "
+        "dataset id; empty = bundled example",
+    )
+    data_config: str = _f("", "Hub dataset config name (some datasets need one)")
+    data_split: str = _f("", "Split to train on, with an optional slice: train, train[:2000]")
+    eval_split: str = _f("", "Split to evaluate on (default: validation / dev / test if present)")
     eval_file_path: str = _f("", "Optional separate evaluation file (same format rules)")
     text_column: str = _f("", "Text column; empty = detect from common names")
     label_column: str = _f("", "Label column; empty = detect from common names")
+    label_names: str = _f("", "Names for int labels 0..n-1, comma-separated: negative,positive")
     validation_fraction: float = _f(0.1, "Share held out for evaluation when the data has no split")
     max_train_rows: int = _f(0, "Use only the first N training rows (0 = all)")
     max_eval_rows: int = _f(0, "Use only the first N evaluation rows (0 = all)")

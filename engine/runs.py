@@ -39,6 +39,16 @@ def runs_root(override: str | Path | None = None) -> Path:
     return root.resolve()
 
 
+def data_cache_dir(run_dir: Path | None = None) -> Path:
+    """The Arrow cache of loaded data: one per runs root, shared by its runs (never ~/.cache).
+
+    Shared so the tweak loop (the same data, run after run) converts a big file once; a check
+    before a run directory exists fills the same cache the run then reuses.
+    """
+    root = run_dir.parent if run_dir is not None else runs_root()
+    return root / ".cache" / "datasets"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:40] or "run"
 

@@ -161,5 +161,5 @@ def train_tiny(root: Path, model: Path, *flags: str) -> Path:
     before = set(root.iterdir()) if root.is_dir() else set()
     done = cli(root, "train", "--model_name", str(model), *flags)
     assert done.returncode == 0, done.stdout + done.stderr
-    (run_dir,) = set(root.iterdir()) - before
+    (run_dir,) = {p for p in set(root.iterdir()) - before if not p.name.startswith(".")}
     return run_dir
