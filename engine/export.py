@@ -32,20 +32,33 @@ def save_adapter(
     id2label: dict[int, str],
     metrics: dict[str, Any],
     base_name: str,
+    run_dir: Path | None = None,
 ) -> Path:
-    """Write the adapter so plain peft loads it: adapter, base config with labels, tokenizer, card."""
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    # The base config with our label map, so AutoPeftModelForSequenceClassification gets num_labels.
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.config.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    labels = {str(i): name for i, name in sorted(id2label.items())}
-    (out / LABELS_FILE).write_text(json.dumps({"id2label": labels}, indent=2), encoding="utf-8")
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    cfg.save(out / RUN_CONFIG_FILE)
-    (out / "README.md").write_text(model_card(cfg, base_name, id2label, metrics), encoding="utf-8")
-    return out
+    """Write the adapter so plain peft loads it: adapter, base config with labels, tokenizer, card.
+
+    Files are written in a staging folder and renamed into `out` (see engine.outputs), which
+    is marked as written by the run in `run_dir`.
+    """
+    from engine.outputs import write_folder
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder, safe_serialization=True)
+        # The base config with our label map, so AutoPeftModelForSequenceClassification gets
+        # num_labels.
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base.config.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        labels = {str(i): name for i, name in sorted(id2label.items())}
+        (folder / LABELS_FILE).write_text(
+            json.dumps({"id2label": labels}, indent=2), encoding="utf-8"
+        )
+        (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        cfg.save(folder / RUN_CONFIG_FILE)
+        (folder / "README.md").write_text(
+            model_card(cfg, base_name, id2label, metrics), encoding="utf-8"
+        )
+
+    return write_folder(out, run_dir, write)
 
 
 def model_card(
@@ -107,85 +120,87 @@ def load_adapter_config(adapter: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def output_folder(adapter: Path, out: Path) -> Path:
-    """Check and create an export destination: a folder we can write, not the adapter itself."""
+def output_folder(adapter: Path, out: Path, overwrite: bool = False) -> Path:
+    """Check an export destination: a folder we can write, not the adapter, not the user's files."""
+    from engine.outputs import check_output_dir
+
     out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(
-            "the destination is a file, not a folder",
-            where=str(out),
-            hint="give a folder path (it is created if missing)",
-        )
     if out.exists() and out.resolve() == Path(adapter).resolve():
         raise UserError(
             "the destination is the adapter folder itself",
             where=str(out),
             hint="choose another folder",
         )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(
-            f"cannot create the folder ({exc.strerror or exc})",
-            where=str(out),
-            hint="choose a folder you can write to",
-        ) from None
-    return out
+    return check_output_dir(out, overwrite=overwrite, what="export")
 
 
-def copy_adapter(adapter: Path, out: Path) -> Path:
+def copy_adapter(adapter: Path, out: Path, overwrite: bool = False) -> Path:
     """Copy an adapter folder (without a checkpoint's optimizer state) to `out`."""
+    from engine.outputs import MARKER, write_folder
+
     adapter = Path(adapter)
     load_adapter_config(adapter)
-    out = output_folder(adapter, out)
-    try:
+    out = output_folder(adapter, out, overwrite)
+
+    def write(folder: Path) -> None:
         shutil.copytree(
-            adapter, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*TRAINER_STATE_FILES)
+            adapter,
+            folder,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(*TRAINER_STATE_FILES, MARKER),
         )
+        if not (folder / LABELS_FILE).is_file():  # a checkpoint: keep the label map with it
+            from engine.predict import _labels_for
+
+            labels = _labels_for(adapter)
+            if labels:
+                (folder / LABELS_FILE).write_text(
+                    json.dumps(
+                        {"id2label": {str(i): n for i, n in sorted(labels.items())}}, indent=2
+                    ),
+                    encoding="utf-8",
+                )
+
+    try:
+        return write_folder(out, None, write)
     except (OSError, shutil.Error) as exc:
         raise UserError(
             f"copy failed ({exc})", where=str(out), hint="check the free space and permissions"
         ) from None
-    if not (out / LABELS_FILE).is_file():  # a checkpoint: keep the label map with it
-        from engine.predict import _labels_for
-
-        labels = _labels_for(adapter)
-        if labels:
-            (out / LABELS_FILE).write_text(
-                json.dumps({"id2label": {str(i): n for i, n in sorted(labels.items())}}, indent=2),
-                encoding="utf-8",
-            )
-    return out
 
 
-def export_merged(adapter: Path, out: Path, threads: int = 0) -> Path:
+def export_merged(adapter: Path, out: Path, threads: int = 0, overwrite: bool = False) -> Path:
     """Merge the LoRA weights into the base model and save a plain transformers model."""
+    from engine.outputs import write_folder
     from engine.predict import load_classifier
 
     adapter = Path(adapter)
     load_adapter_config(adapter)
-    out = output_folder(adapter, out)
+    out = output_folder(adapter, out, overwrite)
     model, tokenizer = load_classifier(adapter, threads)
     merged = model.merge_and_unload()
-    try:
-        merged.save_pretrained(out, safe_serialization=True)
-        tokenizer.save_pretrained(out)
-    except OSError as exc:
-        raise UserError(
-            f"cannot write the merged model ({exc})",
-            where=str(out),
-            hint="check the free space and permissions",
-        ) from None
     cfg_path = adapter / RUN_CONFIG_FILE
     cfg = RunConfig.load(cfg_path) if cfg_path.is_file() else RunConfig()
     metrics_path = adapter / METRICS_FILE
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     id2label = {int(k): v for k, v in merged.config.id2label.items()}
     base = load_adapter_config(adapter).get("base_model_name_or_path", "")
-    (out / "README.md").write_text(
-        model_card(cfg, base, id2label, metrics, merged=True), encoding="utf-8"
-    )
-    for name in (LABELS_FILE, METRICS_FILE):
-        if (adapter / name).is_file():
-            (out / name).write_bytes((adapter / name).read_bytes())
-    return out
+
+    def write(folder: Path) -> None:
+        merged.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        (folder / "README.md").write_text(
+            model_card(cfg, base, id2label, metrics, merged=True), encoding="utf-8"
+        )
+        for name in (LABELS_FILE, METRICS_FILE):
+            if (adapter / name).is_file():
+                (folder / name).write_bytes((adapter / name).read_bytes())
+
+    try:
+        return write_folder(out, None, write)
+    except OSError as exc:
+        raise UserError(
+            f"cannot write the merged model ({exc})",
+            where=str(out),
+            hint="check the free space and permissions",
+        ) from None
