@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT_LOCK = ".threads.lock"
-
 
 @dataclass
 class ThreadPlan:
@@ -88,18 +86,23 @@ def load_average() -> float:
 
 
 class _RootLock:
-    """Serialises thread claims under one runs root, so two engines starting at once see each other."""
+    """Serialises thread claims under one runs root, so two engines starting at once see each other.
+
+    The lock is on the root folder itself: no file of ours appears among the runs.
+    """
 
     def __init__(self, root: Path) -> None:
-        self.path = root / ROOT_LOCK
+        self.path = root
         self.fd = -1
 
     def __enter__(self) -> _RootLock:
         try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             fcntl.flock(self.fd, fcntl.LOCK_EX)
         except OSError:
-            self.fd = -1  # a read-only or full root: share without the lock
+            if self.fd >= 0:
+                os.close(self.fd)
+            self.fd = -1  # an odd file system: share without the lock
         return self
 
     def __exit__(self, *exc: object) -> None:

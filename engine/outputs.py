@@ -72,6 +72,13 @@ def check_output_dir(
         raise _refuse(
             f"the {what} folder is a file", out, "give a folder path (it is created if missing)"
         )
+    holder = _run_dir_holding(out)
+    if holder is not None and holder != own and not overwrite:
+        raise _refuse(
+            f"the {what} folder belongs to another run ({holder.name})",
+            out,
+            "choose a folder outside it, or add --overwrite to write there",
+        )
     if out.is_dir():
         try:
             entries = [p.name for p in out.iterdir()]
@@ -81,13 +88,6 @@ def check_output_dir(
             ) from None
         if entries and not overwrite:
             marker = read_marker(out)
-            holder = _run_dir_holding(out)
-            if holder is not None and holder != own:
-                raise _refuse(
-                    f"the {what} folder belongs to another run ({holder.name})",
-                    out,
-                    "choose a new folder, or add --overwrite to replace its files",
-                )
             if marker is None:
                 shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
                 raise _refuse(

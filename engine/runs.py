@@ -117,7 +117,7 @@ def write_status(run_dir: Path, *, in_place_fallback: bool = False, **values: An
     try:
         atomic_write_bytes(path, blob)
     except OSError as exc:
-        if not (in_place_fallback and is_disk_full(exc) and path.exists()):
+        if not (in_place_fallback and is_disk_full(exc)):
             raise
         overwrite_in_place(path, blob)
 

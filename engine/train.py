@@ -98,7 +98,7 @@ def _run_locked(run_dir: Path, resume: bool, listeners: list[Callable[[Event], N
 
             check_run(RunConfig.load(run_dir / CONFIG_FILE).validate(), run_dir)
         outcome = _train(run_dir, writer, resume)
-        write_status(run_dir, state=outcome)
+        write_status(run_dir, state=outcome, pid=None)  # done: no engine works on the run
         return 0
     except UserError as exc:
         _fail(
@@ -161,7 +161,12 @@ def _fail(run_dir: Path, writer: EventWriter, event: Failed) -> None:
             listener(event)
     with contextlib.suppress(OSError):
         write_status(
-            run_dir, in_place_fallback=True, state="failed", message=event.message, hint=event.hint
+            run_dir,
+            in_place_fallback=True,
+            state="failed",
+            message=event.message,
+            hint=event.hint,
+            pid=None,
         )
 
 
