@@ -43,7 +43,7 @@ from engine.runs import (
     write_status,
 )
 from engine.train import run_training
-from tests.fakeruns import REPO, engine_env, make_fake_run
+from tests.fakeruns import BAD_EVENTS, REPO, engine_env, make_fake_run, malformed_runs
 
 
 def tiny_cfg(model: Path, **training: object) -> RunConfig:
@@ -448,17 +448,6 @@ def test_real_full_disk_at_start(tiny_model: Path, small_disk: Path, capsys) -> 
 
 
 # -- 6. one bad run directory never hides the others ----------------------------------------------
-BAD_EVENTS = [
-    '{"type":"eval","time":1.8e9,"step":3,"metrics":"notadict"}',
-    '{"type":"step","time":"noon","step":"x","loss":"low"}',
-    '{"type":"started","time":1.8e9,"labels":"ab","config":[1],"total_steps":null}',
-    '{"type":"finished","time":1.8e9,"metrics":[1,2],"step":2.5}',
-    '{"type":"failed","message":{"a":1}}',
-    "[1,2,3]",
-    '"just a string"',
-]
-
-
 @pytest.mark.parametrize("line", BAD_EVENTS)
 def test_a_malformed_event_never_raises(line: str) -> None:
     event = parse_line(line)
@@ -468,24 +457,6 @@ def test_a_malformed_event_never_raises(line: str) -> None:
         format_event(event)
         if isinstance(event, Eval):
             assert event.metrics == {}
-
-
-def malformed_runs(root: Path) -> list[Path]:
-    """A good run beside runs with broken events, status files and folders."""
-    good = make_fake_run(root, "good", "finished")
-    bad_event = make_fake_run(root, "badevent", "finished")
-    with open(bad_event / "events.jsonl", "a") as fh:
-        fh.write("\n".join(BAD_EVENTS) + "\n")
-    list_status = make_fake_run(root, "liststatus", "stopped")
-    (list_status / STATUS_FILE).write_text("[1,2]")
-    pid_status = make_fake_run(root, "pidstatus", "stopped")
-    (pid_status / STATUS_FILE).write_text('{"pid": "abc", "pid_start": "x", "launched_at": []}')
-    no_dir = make_fake_run(root, "eventsdir", "finished")
-    (no_dir / "events.jsonl").unlink()
-    (no_dir / "events.jsonl").mkdir()
-    empty_cfg = make_fake_run(root, "emptycfg", "finished")
-    (empty_cfg / "config.toml").write_text("")
-    return [good, bad_event, list_status, pid_status, no_dir, empty_cfg]
 
 
 def test_the_run_list_survives_malformed_runs(tmp_path: Path, capsys) -> None:

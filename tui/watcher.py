@@ -48,7 +48,10 @@ class RunWatcher:
 
     def poll(self) -> RunEvents | None:
         """Read what is new; return the message to post (None when nothing changed)."""
-        events = self.reader.read_new()
+        try:
+            events = self.reader.read_new()
+        except OSError:  # an unreadable events file (the run list says why): show what we have
+            events = []
         for event in events:
             if isinstance(event, Started):
                 self.tail = [event]
