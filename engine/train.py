@@ -109,6 +109,9 @@ def _run_locked(run_dir: Path, resume: bool, listeners: list[Callable[[Event], N
             ),
         )
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before training began (the callback handles it after)
+        _fail(run_dir, writer, Failed(message="interrupted", hint="resume starts it again"))
+        raise
     except MemoryError:
         _fail(
             run_dir, writer, Failed(message="out of memory", hint="lower batch_size or max_length")

@@ -107,6 +107,20 @@ def test_output_folder_rules(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+def test_a_read_only_output_folder_is_refused_before_training(tmp_path: Path) -> None:
+    """Root writes anywhere, so a read-only mount stands in for an unwritable folder."""
+    folder = tmp_path / "ro"
+    if not _mount_tmpfs(folder, "1m", "ro"):
+        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+    try:
+        with pytest.raises(UserError, match="cannot write"):
+            check_output_dir(folder / "adapter")
+        with pytest.raises(UserError, match="cannot write"):
+            check_output_dir(folder)
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
+
+
 def test_launch_refuses_a_user_folder_before_making_a_run(tmp_path: Path) -> None:
     """The TUI and any queue start runs through launch(): the same check, before anything."""
     from engine.launch import launch
@@ -372,11 +386,12 @@ def test_disk_full_even_for_the_failed_event(
     _assert_clean_failure(run_dir, err.strip().splitlines())
 
 
-def _mount_tmpfs(folder: Path, size: str) -> bool:
+def _mount_tmpfs(folder: Path, size: str, *options: str) -> bool:
     folder.mkdir(parents=True, exist_ok=True)
+    opts = ",".join([f"size={size}", *options])
     try:
         done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(folder)],
             capture_output=True,
             timeout=30,
         )
