@@ -443,7 +443,7 @@ def test_real_full_disk_while_checkpointing(
     assert filled == [2]
     kept = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert kept == ["checkpoint-2"]
-    from engine.train import last_checkpoint
+    from engine.runs import last_checkpoint
 
     assert last_checkpoint(run_dir).name == "checkpoint-2"
 
