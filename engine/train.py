@@ -48,7 +48,7 @@ def run_training(
     Before anything is written the engine takes the run's lock (one engine per run) and, on a
     resume, refuses a finished run or an unreadable config with a UserError that changes nothing.
     """
-    from engine.runs import acquire_run_lock
+    from engine.runlock import acquire_run_lock
 
     run_dir = Path(run_dir).resolve()
     lock = acquire_run_lock(run_dir)  # raises UserError when another engine has the run

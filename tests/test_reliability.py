@@ -32,9 +32,9 @@ from engine.events import (
     read_events,
 )
 from engine.outputs import MARKER, check_output_dir, write_marker
+from engine.runlock import acquire_run_lock
 from engine.runs import (
     STATUS_FILE,
-    acquire_run_lock,
     engine_alive,
     list_runs,
     new_run_dir,
