@@ -47,18 +47,21 @@ def model_positions(config: Any) -> int | None:
 def check_max_length(cfg: Any) -> None:
     """Refuse a max_length beyond the model's positions (it would fail mid-run otherwise).
 
-    A model whose config cannot be read here passes: loading it reports that properly.
+    Reads the local folder's config.json (no transformers import: the TUI calls this too); a
+    hub id or an unreadable config passes, and loading the model reports those properly.
     """
-    from engine.model import load_model_config, resolve_model_name
+    from types import SimpleNamespace
+
+    from engine.model import resolve_model_name
 
     name = resolve_model_name(cfg.model.model_name)
-    if not Path(name).is_dir():
-        return  # a hub id: checked when the engine loads it (no network here)
     try:
-        config = load_model_config(name, cfg.model.trust_remote_code)
-    except (UserError, OSError, ValueError):
+        raw = json.loads((Path(name) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return
-    limit = model_positions(config)
+    if not isinstance(raw, dict):
+        return
+    limit = model_positions(SimpleNamespace(**{k: v for k, v in raw.items() if isinstance(k, str)}))
     if limit is not None and cfg.model.max_length > limit:
         raise UserError(
             f"max_length {cfg.model.max_length} is more than this model's {limit} positions",
