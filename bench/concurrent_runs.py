@@ -1,7 +1,7 @@
 """Two runs at once: each engine taking every core vs each taking its share (engine.cores).
 
-    python bench/concurrent.py                 # MiniLM-L6, 2,000 SST-2 rows, 20 steps per run
-    python bench/concurrent.py --steps 40
+    python bench/concurrent_runs.py                 # MiniLM-L6, 2,000 SST-2 rows, 20 steps per run
+    python bench/concurrent_runs.py --steps 40
 
 Prints seconds per training step (from the `step` events, start-up excluded) of: one run alone;
 two runs at once each forced to every core (`--threads N`, the old default); two runs at once
@@ -20,7 +20,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SST2 = ROOT.parent / "shared" / "data" / "sst2" / "train.tsv"
+# ../shared beside the checkout (or beside a worktree's parent folder).
+SST2 = next(
+    (p / "shared" / "data" / "sst2" / "train.tsv" for p in ROOT.parents if (p / "shared").is_dir()),
+    ROOT.parent / "shared" / "data" / "sst2" / "train.tsv",
+)
 sys.path.insert(0, str(ROOT))
 
 
