@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--file", help="a data file of texts (JSON / JSONL / CSV / TSV / Parquet)")
     pred.add_argument("--text-column", "--text_column", dest="text_column", default="")
     pred.add_argument("--out", help="write predictions here (.jsonl or .csv); default stdout")
+    pred.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     pred.add_argument("--threads", type=int, default=0)
 
     exp = sub.add_parser(
@@ -124,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("run")
     exp.add_argument("--merged", metavar="OUT", help="write a merged full model to OUT")
     exp.add_argument("--adapter", metavar="OUT", help="copy the adapter folder to OUT")
+    exp.add_argument(
+        "--overwrite", action="store_true", help="write into a folder that holds other files"
+    )
     return parser
 
 
@@ -137,7 +141,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def check_inputs(cfg: RunConfig) -> None:
-    """Fail fast on bad data or model paths, before a run directory is made."""
+    """Fail fast on bad data, model paths or outputs, before a run directory is made."""
+    from engine.checks import check_run
     from engine.hardware import resolve_precision
     from engine.model import check_model_source, resolve_model_name
     from engine.tasks import get_task
@@ -145,6 +150,7 @@ def check_inputs(cfg: RunConfig) -> None:
     resolve_precision(cfg.training.precision)
     get_task(cfg.task).prepare_data(cfg, None)
     check_model_source(resolve_model_name(cfg.model.model_name), cfg.model.allow_pickle_weights)
+    check_run(cfg)
 
 
 def _clock(seconds: float | None) -> str:
@@ -259,6 +265,7 @@ def cmd_runs(args: argparse.Namespace, root: Path) -> int:
                         "started": r.started_at,
                         "duration_s": round(r.duration_s, 1),
                         "path": str(r.path),
+                        "message": r.message,
                     }
                     for r in runs
                 ],
@@ -273,20 +280,21 @@ def cmd_runs(args: argparse.Namespace, root: Path) -> int:
     for r in runs:
         best = f"{r.best_metric:.4f}" if r.best_metric is not None else "-"
         steps = f"{r.step}/{r.total_steps}"
+        what = r.message if r.state == "unreadable" else f"{model_label(r.model)} / {r.data}"
         print(
             f"{r.run_id[:40]:40} {r.state:9} {steps:>11} {best:>7} {_clock(r.duration_s):>8}  "
-            f"{model_label(r.model)} / {r.data}"
+            f"{what}"
         )
     return 0
 
 
 def cmd_resume(args: argparse.Namespace, root: Path) -> int:
     """Continue a run from its last checkpoint."""
-    from engine.runs import engine_alive, find_run
+    from engine.launch import check_resume
+    from engine.runs import find_run
 
     run_dir = find_run(args.run, root)
-    if engine_alive(run_dir):
-        raise UserError("the run is still going", where=run_dir.name, hint="attach to it instead")
+    check_resume(run_dir)
     if args.detach:
         from engine.launch import resume
 
@@ -366,24 +374,28 @@ def cmd_predict(args: argparse.Namespace, root: Path) -> int:
         )
     from engine.tasks.classification.predict import Predictor
 
+    out_file = _check_out_file(Path(args.out), args.overwrite) if args.out else None
     predictor = Predictor(weights, threads=args.threads)
     preds = predictor.predict(texts)
     rows = [
         {"text": p.text, "label": p.label, **{f"p_{k}": v for k, v in p.probabilities.items()}}
         for p in preds
     ]
-    if args.out:
-        out = Path(args.out)
-        if out.suffix.lower() == ".csv":
-            import csv
+    if out_file is not None:
+        from engine.atomic import atomic_write_text
 
-            with out.open("w", newline="", encoding="utf-8") as fh:
-                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
+        if out_file.suffix.lower() == ".csv":
+            import csv
+            import io
+
+            buf = io.StringIO(newline="")
+            w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+            atomic_write_text(out_file, buf.getvalue())
         else:
-            out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        print(f"{len(rows)} predictions written to {out}")
+            atomic_write_text(out_file, "".join(json.dumps(r) + "\n" for r in rows))
+        print(f"{len(rows)} predictions written to {out_file}")
     elif args.file:
         for r in rows:
             print(json.dumps(r))
@@ -392,6 +404,21 @@ def cmd_predict(args: argparse.Namespace, root: Path) -> int:
             probs = "  ".join(f"{k} {v:.3f}" for k, v in p.probabilities.items())
             print(f"{p.label:12} {probs}  | {p.text}")
     return 0
+
+
+def _check_out_file(out: Path, overwrite: bool) -> Path:
+    """Check a file to write before the work: not a folder, no silent overwrite, writable."""
+    from engine.outputs import _check_writable
+
+    out = out.expanduser()
+    if out.is_dir():
+        raise UserError("--out is a folder", where=str(out), hint="give a file name (.jsonl, .csv)")
+    if out.exists() and not overwrite:
+        raise UserError(
+            "the file exists", where=str(out), hint="choose a new name, or add --overwrite"
+        )
+    _check_writable(out.parent, "--out")
+    return out
 
 
 def cmd_export(args: argparse.Namespace, root: Path) -> int:
@@ -405,11 +432,11 @@ def cmd_export(args: argparse.Namespace, root: Path) -> int:
     if args.adapter:
         from engine.export import copy_adapter
 
-        print(f"adapter copied to {copy_adapter(weights, Path(args.adapter))}")
+        print(f"adapter copied to {copy_adapter(weights, Path(args.adapter), args.overwrite)}")
     if args.merged:
         from engine.export import export_merged
 
-        out = export_merged(weights, Path(args.merged))
+        out = export_merged(weights, Path(args.merged), overwrite=args.overwrite)
         print(f"merged model written to {out}")
     return 0
 
@@ -483,6 +510,13 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # the machine, not a bug: a full disk, a folder gone, no permission
+        from engine.atomic import is_disk_full
+
+        where = exc.filename or ""
+        what = "out of disk space" if is_disk_full(exc) else (exc.strerror or str(exc))
+        print(f"error: {where}: {what}" if where else f"error: {what}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
