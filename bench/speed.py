@@ -306,7 +306,7 @@ def run_ours(model: str, rows: int, out: Path, precision: str, seed: int, extra:
     )
     if code:
         raise SystemExit(f"our run failed with exit code {code}")
-    run_dir = next(out.iterdir())
+    run_dir = next(p.parent for p in out.glob("*/events.jsonl"))
     done = [e for e in read_events(run_dir) if isinstance(e, Finished)][-1]
     from transformers import AutoTokenizer
 
