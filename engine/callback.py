@@ -10,6 +10,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from engine import distributed
 from engine.events import Checkpoint, Eval, EventWriter, Phase, Step
 from engine.runs import STOP_FILE
 
@@ -78,12 +79,18 @@ class EventsCallback(TrainerCallback):
         self.writer.emit(Phase(name="training"))
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
-        if state.global_step >= state.max_steps or self.stop_requested:
+        due = bool(self.checkpoint_s) and time.monotonic() - self.last_save >= self.checkpoint_s
+        # Under torchrun every rank must take the same branch (a stop file seen by one machine,
+        # a clock one rank reads a little later): agree, or the others wait in a collective.
+        stop, due = distributed.any_rank(self.stop_requested, due)
+        if stop and not self.stop_reason:
+            self.stop_reason = "stop requested"
+        if state.global_step >= state.max_steps or stop:
             control.should_log = True  # the last step always gets its row, whatever logging_steps
-        if self.stop_requested:
+        if stop:
             control.should_training_stop = True
             control.should_save = True
-        elif self.checkpoint_s and time.monotonic() - self.last_save >= self.checkpoint_s:
+        elif due:
             control.should_save = True
         return control
 
@@ -94,8 +101,10 @@ class EventsCallback(TrainerCallback):
         now = time.monotonic()
         t_prev, samples_prev, tokens_prev = self.last_log
         dt = max(now - t_prev, 1e-9)
-        samples = self.counter.samples - samples_prev
-        tokens = self.counter.tokens - tokens_prev
+        # Every rank logs at the same steps, so the counts can be summed over the world.
+        samples, tokens = distributed.sum_ranks(
+            self.counter.samples - samples_prev, self.counter.tokens - tokens_prev
+        )
         self.last_log = (now, self.counter.samples, self.counter.tokens)
         done = state.global_step - self.start_step
         session = now - self.t0
@@ -113,6 +122,8 @@ class EventsCallback(TrainerCallback):
                 tokens_per_s=round(tokens / dt, 1) if tokens else None,
                 elapsed_s=round(self.elapsed_offset + session, 2),
                 eta_s=round(eta, 1) if eta is not None else None,
+                world_size=distributed.world_size(),
+                nnodes=max(1, distributed.world_size() // distributed.local_world_size()),
             )
         )
 

@@ -121,6 +121,22 @@ class TrainingConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Several processes (torchrun, gloo) on this machine and, optionally, several machines."""
+
+    # A string so a config can say "auto" (TOML ints are accepted and kept as their text).
+    nproc: str = _f("1", "Training processes on this machine (torchrun); 'auto' = one per 8 cores")
+    nnodes: int = _f(1, "Machines taking part (the others join with 'finetune-tui join')")
+    node_rank: int = _f(0, "This machine's number: 0 runs the run, 1..nnodes-1 join it")
+    master_addr: str = _f("127.0.0.1", "Address of machine 0 that the other machines reach")
+    master_port: int = _f(
+        29500, "TCP port on machine 0 for the rendezvous (open it between machines)"
+    )
+    gloo_socket_ifname: str = _f("", "Network interface for gloo (e.g. eth0); empty = automatic")
+    max_restarts: int = _f(0, "Restart all processes from the last checkpoint up to N times")
+
+
+@dataclass
 class OutputConfig:
     """Where the result goes."""
 
@@ -133,6 +149,7 @@ SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "lora": LoraSettings,
     "training": TrainingConfig,
+    "distributed": DistributedConfig,
     "output": OutputConfig,
 }
 
@@ -146,6 +163,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     # -- conversion -------------------------------------------------------------------------
@@ -316,6 +334,7 @@ class RunConfig:
             )
         if t.logging_steps < 1:
             p["training.logging_steps"] = "logging_steps must be at least 1"
+        p.update(distributed_problems(self.distributed))
         return p
 
     def validate(self) -> RunConfig:
@@ -324,6 +343,33 @@ class RunConfig:
         if problems:
             raise ConfigError(problems)
         return self
+
+
+def distributed_problems(d: DistributedConfig) -> dict[str, str]:
+    """The bad scale-out settings, each with how to fix it."""
+    p: dict[str, str] = {}
+    nproc = d.nproc.strip().lower()
+    if nproc != "auto" and not (nproc.isdigit() and 1 <= int(nproc) <= 1024):
+        p["distributed.nproc"] = (
+            f"nproc must be 'auto' or a count of processes, e.g. 2 (got '{d.nproc}')"
+        )
+    if not 1 <= d.nnodes <= 1024:
+        p["distributed.nnodes"] = "nnodes must be at least 1 (1 = this machine only)"
+    elif not 0 <= d.node_rank < d.nnodes:
+        p["distributed.node_rank"] = (
+            f"node_rank must be in 0..{d.nnodes - 1} (0 = the machine that runs the run)"
+        )
+    if not d.master_addr.strip():
+        p["distributed.master_addr"] = (
+            "master_addr is empty: give machine 0's address, e.g. 10.0.0.5"
+        )
+    if not 1024 <= d.master_port <= 65535:
+        p["distributed.master_port"] = (
+            "master_port must be a free TCP port in 1024..65535, e.g. 29500"
+        )
+    if d.max_restarts < 0:
+        p["distributed.max_restarts"] = "max_restarts must be 0 (off) or more"
+    return p
 
 
 def field_path(name: str) -> tuple[str, str]:

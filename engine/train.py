@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import time
 import traceback
 import warnings
@@ -22,6 +23,7 @@ from engine.events import (
     Finished,
     Log,
     Phase,
+    QuietWriter,
     Started,
     Step,
     Stopped,
@@ -49,18 +51,30 @@ def run_training(
     run_dir: str | Path, *, resume: bool = False, listeners: list[Callable[[Event], None]] = ()
 ) -> int:
     """Train the run in `run_dir`; returns 0 done/stopped, 2 user error, 1 internal error."""
+    from engine import distributed as dist
+
     run_dir = Path(run_dir).resolve()
-    writer = EventWriter(run_dir)
+    multi = dist.init_process_group()  # under torchrun: the status pid stays the supervisor's
+    main = dist.is_main()
+    # Only rank 0 writes events and status; the others tell in-process listeners only.
+    writer = EventWriter(run_dir) if main else QuietWriter(run_dir)
     writer.listeners.extend(listeners)
+    resume = resume or dist.restart_count() > 0  # torchrun restarted us: continue, not redo
     import psutil
 
-    write_status(
-        run_dir, pid=os.getpid(), pid_start=psutil.Process().create_time(), state="running"
-    )
-    (run_dir / STOP_FILE).unlink(missing_ok=True)
+    def status(**values: Any) -> None:
+        if main:
+            write_status(run_dir, **values)
+
+    if multi:
+        status(state="running")
+    else:
+        status(pid=os.getpid(), pid_start=psutil.Process().create_time(), state="running")
+    if main:
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
     try:
         outcome = _train(run_dir, writer, resume)
-        write_status(run_dir, state=outcome)
+        status(state=outcome)
         return 0
     except UserError as exc:
         writer.emit(
@@ -68,23 +82,45 @@ def run_training(
                 message=exc.message, hint=exc.hint, where=exc.where or exc.field, user_error=True
             )
         )
-        write_status(run_dir, state="failed")
+        status(state="failed")
         return 2
     except MemoryError:
         writer.emit(Failed(message="out of memory", hint="lower batch_size or max_length"))
-        write_status(run_dir, state="failed")
+        status(state="failed")
         return 1
     except Exception as exc:  # an internal error: keep the traceback in engine.log
-        with open(run_dir / LOG_FILE, "a", encoding="utf-8") as fh:
-            fh.write(traceback.format_exc())
+        if multi:  # every rank shares engine.log through torchrun's output
+            print(f"rank {dist.rank()}: {traceback.format_exc()}", file=sys.stderr, flush=True)
+        else:
+            with open(run_dir / LOG_FILE, "a", encoding="utf-8") as fh:
+                fh.write(traceback.format_exc())
+        if multi and _lost_contact(exc):
+            # Another process died first (kill -9, out of memory): say so, or wait for the restart.
+            if dist.restarts_left():
+                writer.emit(Log(level="warning", message="a training process died: restarting"))
+                return 1
+            writer.emit(
+                Failed(
+                    message=f"lost contact with another training process ({type(exc).__name__})",
+                    hint=f"resume continues from the last checkpoint; see {run_dir / LOG_FILE}",
+                )
+            )
+            status(state="failed")
+            return 1
         writer.emit(
             Failed(
                 message=f"{type(exc).__name__}: {exc}",
                 hint=f"the full traceback is in {run_dir / LOG_FILE}",
             )
         )
-        write_status(run_dir, state="failed")
+        status(state="failed")
         return 1
+
+
+def _lost_contact(exc: BaseException) -> bool:
+    """True for the gloo errors a process gets when a peer process dies."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(w in text for w in ("gloo", "connection", "distbackend", "peer", "socket"))
 
 
 def _quiet_libraries() -> None:
@@ -99,20 +135,26 @@ def _quiet_libraries() -> None:
 
 
 def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
+    from engine import distributed as dist
     from engine.data import load_splits
-    from engine.hardware import resolve_precision, resolve_threads, tune_allocator
+    from engine.hardware import resolve_precision, tune_allocator
 
     tune_allocator()
     cfg = RunConfig.load(run_dir / CONFIG_FILE).validate()
     t_cfg = cfg.training
     precision = resolve_precision(t_cfg.precision)
-    threads = resolve_threads(t_cfg.threads)
-    checkpoint = last_checkpoint(run_dir) if resume else None
+    world = dist.world_size()
+    threads = dist.threads_per_process(t_cfg.threads, dist.local_world_size())
+    if world > 1:
+        dist.pin_to_cores(dist.local_rank(), dist.local_world_size(), threads)
+    batch_size, grad_accum = dist.split_batch(t_cfg.batch_size, t_cfg.grad_accum, world)
+    checkpoint = _agreed_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         writer.emit(Log(level="warning", message="no checkpoint to resume from: starting over"))
 
     writer.emit(Phase(name="loading data"))
-    splits = load_splits(cfg.data, seed=t_cfg.seed)
+    with dist.in_turn():  # one process writes the caches, the others then read them
+        splits = load_splits(cfg.data, seed=t_cfg.seed)
 
     writer.emit(Phase(name="loading model"))
     import torch
@@ -129,28 +171,34 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     set_seed(t_cfg.seed)
     loaded = load_for_training(cfg, splits.id2label, precision)
     model, tokenizer = loaded.model, loaded.tokenizer
+    # The classification head ignores num_items_in_batch: without this the Trainer multiplies
+    # the loss (and the gradient) by grad_accum and by the world size (transformers#47688).
+    # The Trainer reads it from the base model under the PeftModel.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.accepts_loss_kwargs = False
 
     writer.emit(Phase(name="tokenizing"))
-    train_data, hit = encode_cached(
-        run_dir,
-        "train",
-        tokenizer,
-        loaded.name,
-        splits.train_texts,
-        splits.train_labels,
-        cfg.model.max_length,
-    )
-    eval_data = None
-    if splits.eval_texts:
-        eval_data, _ = encode_cached(
+    with dist.in_turn():
+        train_data, hit = encode_cached(
             run_dir,
-            "eval",
+            "train",
             tokenizer,
             loaded.name,
-            splits.eval_texts,
-            splits.eval_labels,
+            splits.train_texts,
+            splits.train_labels,
             cfg.model.max_length,
         )
+        eval_data = None
+        if splits.eval_texts:
+            eval_data, _ = encode_cached(
+                run_dir,
+                "eval",
+                tokenizer,
+                loaded.name,
+                splits.eval_texts,
+                splits.eval_labels,
+                cfg.model.max_length,
+            )
     if hit:
         writer.emit(Log(message="reused the cached tokenization"))
 
@@ -168,7 +216,16 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
         return {k: v for k, v in result.items() if isinstance(v, float)}
 
     has_eval = eval_data is not None and len(eval_data) > 0
-    args = _training_arguments(cfg, run_dir, precision, has_eval)
+    args = _training_arguments(
+        cfg,
+        run_dir,
+        precision,
+        has_eval,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
+        save_on_each_node=world > 1 and not dist.shared_run_dir(run_dir),
+        **({"ddp_backend": "gloo"} if world > 1 else {}),  # a backend makes one process init one
+    )
     elapsed_offset = _previous_elapsed(run_dir) if checkpoint else 0.0
     callback = EventsCallback(
         writer, run_dir, counter, detail, t_cfg.checkpoint_minutes, elapsed_offset
@@ -198,7 +255,7 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
         model.num_parameters(exclude_embeddings=True) if hasattr(model, "num_parameters") else 0
     )
     trainer.floating_point_ops = lambda inputs: 6 * inputs["input_ids"].numel() * n_params
-    total_steps = _total_steps(len(train_data), cfg)
+    total_steps = _total_steps(len(train_data), cfg, batch_size, grad_accum, world)
     trainable, total = model.get_nb_trainable_parameters()
     writer.emit(
         Started(
@@ -216,6 +273,11 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
             total_params=int(total),
             resumed_from_step=_step_of(checkpoint),
             pid=os.getpid(),
+            world_size=world,
+            nnodes=max(1, world // max(1, dist.local_world_size())),
+            nproc_per_node=dist.local_world_size(),
+            batch_size=batch_size,
+            grad_accum=grad_accum,
         )
     )
     writer.emit(
@@ -225,6 +287,11 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
                 f"({splits.eval_source}); LoRA on {', '.join(loaded.target_modules)}; "
                 f"training {', '.join(loaded.modules_to_save) or 'no extra modules'}; "
                 f"{precision}, {threads} threads, {loaded.attention} attention"
+                + (
+                    f"; {world} processes x batch {batch_size} x grad_accum {grad_accum}"
+                    if world > 1
+                    else ""
+                )
             )
         )
     )
@@ -251,7 +318,8 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     writer.emit(Phase(name="saving"))
     from engine.export import save_adapter
 
-    save_adapter(trainer.model, tokenizer, out, cfg, splits.id2label, metrics, loaded.name)
+    if dist.is_main():
+        save_adapter(trainer.model, tokenizer, out, cfg, splits.id2label, metrics, loaded.name)
     step = trainer.state.global_step
     if stopped:
         writer.emit(
@@ -262,7 +330,8 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
                 checkpoint=str(last_checkpoint(run_dir) or ""),
             )
         )
-        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        if dist.is_main():
+            (run_dir / STOP_FILE).unlink(missing_ok=True)
         return "stopped"
     writer.emit(
         Finished(
@@ -312,17 +381,42 @@ def _previous_elapsed(run_dir: Path) -> float:
     return steps[-1].elapsed_s if steps else 0.0
 
 
-def _total_steps(n_train: int, cfg: RunConfig) -> int:
+def _total_steps(
+    n_train: int, cfg: RunConfig, batch_size: int = 0, grad_accum: int = 0, world: int = 1
+) -> int:
     t = cfg.training
     if t.max_steps > 0:
         return t.max_steps
     import math
 
-    per_epoch = max(1, math.ceil(math.ceil(n_train / t.batch_size) / t.grad_accum))
+    batches = math.ceil(math.ceil(n_train / (batch_size or t.batch_size)) / max(1, world))
+    per_epoch = max(1, math.ceil(batches / (grad_accum or t.grad_accum)))
     return max(1, math.ceil(per_epoch * t.epochs))
 
 
-def _training_arguments(cfg: RunConfig, run_dir: Path, precision: str, has_eval: bool) -> Any:
+def _agreed_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint every process has (each machine may keep its own copies)."""
+    from engine import distributed as dist
+
+    mine = last_checkpoint(run_dir)
+    step = dist.min_rank(_step_of(mine) if mine else -1)
+    if step < 0:
+        if dist.any_rank(mine is not None)[0]:
+            dist.barrier()  # some machine has one, another none: starting over is the only match
+        return None
+    path = run_dir / CHECKPOINTS_DIR / f"checkpoint-{step}"
+    if dist.any_rank(not (path / "trainer_state.json").is_file())[0]:
+        raise UserError(
+            f"not every machine has checkpoint-{step}",
+            where=str(run_dir / CHECKPOINTS_DIR),
+            hint="copy that checkpoint folder to the machines that lack it, or start over",
+        )
+    return path
+
+
+def _training_arguments(
+    cfg: RunConfig, run_dir: Path, precision: str, has_eval: bool, **overrides: Any
+) -> Any:
     from transformers import TrainingArguments
 
     t = cfg.training
@@ -365,6 +459,10 @@ def _training_arguments(cfg: RunConfig, run_dir: Path, precision: str, has_eval:
         "remove_unused_columns": False,
         "label_names": ["labels"],
         "save_safetensors": True,
+        # Scale-out: gloo is the CPU backend; LoRA leaves no parameter unused, and Trainer's
+        # default for a PeftModel (find_unused_parameters) costs an extra graph walk per step.
+        "ddp_find_unused_parameters": False,
+        **overrides,
     }
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
     if "train_sampling_strategy" in names:  # transformers 5

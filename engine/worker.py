@@ -19,7 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from engine.train import run_training
 
-    return run_training(Path(paths[0]), resume=resume)
+    code = run_training(Path(paths[0]), resume=resume)
+    import engine.distributed as dist
+
+    if dist.world_size() > 1:  # under torchrun: leave the gloo group cleanly
+        import torch.distributed
+
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return code
 
 
 if __name__ == "__main__":

@@ -1,0 +1,244 @@
+"""Inside a training process under torchrun: ranks, agreement across ranks, cores, the batch split."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from engine.errors import UserError
+
+# One process per this many cores for nproc = "auto": on 2..15 cores one process with every core
+# wins (bench/scale.py measured 1 x 2 against 2 x 1 here); on big machines one process cannot keep
+# many threads busy on LoRA's small matrices, so several processes of 8 threads share the cores.
+CORES_PER_AUTO_PROCESS = 8
+SHARED_CHECK_FILE = ".shared-check"
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def world_size() -> int:
+    """How many training processes take part (1 outside torchrun)."""
+    return _env_int("WORLD_SIZE", 1)
+
+
+def rank() -> int:
+    """This process's global rank (0 outside torchrun)."""
+    return _env_int("RANK", 0)
+
+
+def local_rank() -> int:
+    """This process's rank on its machine."""
+    return _env_int("LOCAL_RANK", 0)
+
+
+def local_world_size() -> int:
+    """How many training processes run on this machine."""
+    return _env_int("LOCAL_WORLD_SIZE", 1)
+
+
+def node_rank() -> int:
+    """This machine's number (torchrun's GROUP_RANK)."""
+    return _env_int("GROUP_RANK", 0)
+
+
+def is_main() -> bool:
+    """True for the process that writes events, status and the adapter (global rank 0)."""
+    return rank() == 0
+
+
+def restart_count() -> int:
+    """How often torchrun has restarted the processes of this run (0 on the first start)."""
+    return _env_int("TORCHELASTIC_RESTART_COUNT", 0)
+
+
+def restarts_left() -> int:
+    """How many more automatic restarts torchrun allows."""
+    return max(0, _env_int("TORCHELASTIC_MAX_RESTARTS", 0) - restart_count())
+
+
+def resolve_nproc(value: str | int, cores: int | None = None) -> int:
+    """The process count on this machine for a config's nproc ('auto' or a number)."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        from engine.hardware import available_cores
+
+        cores = cores or available_cores()
+        return max(1, cores // CORES_PER_AUTO_PROCESS)
+    return max(1, int(text))
+
+
+def threads_per_process(requested: int, nproc: int, cores: int | None = None) -> int:
+    """Torch threads of one process: the setting, else this process's share of the cores."""
+    if requested > 0:
+        return requested
+    from engine.hardware import available_cores
+
+    return max(1, (cores or available_cores()) // max(1, nproc))
+
+
+def pin_to_cores(local: int, nproc: int, threads: int) -> list[int]:
+    """Pin this process to its own `threads` cores (disjoint per local rank) when they fit."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return []
+    if threads * nproc > len(allowed):
+        return []  # oversubscribed on purpose: let the kernel spread them
+    mine = allowed[local * threads : (local + 1) * threads]
+    try:
+        os.sched_setaffinity(0, mine)
+    except OSError:
+        return []
+    return mine
+
+
+def split_batch(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
+    """(per-process batch, grad_accum) so that batch x accum x world = the config's global batch.
+
+    Keeps the per-process batch when it can and recomputes grad_accum; otherwise halves (etc.)
+    the per-process batch. Refuses a world size that cannot divide the global batch.
+    """
+    total = batch_size * grad_accum
+    if world <= 1:
+        return batch_size, grad_accum
+    if total % world:
+        raise UserError(
+            f"{world} processes cannot share a global batch of {total} "
+            f"(batch_size {batch_size} x grad_accum {grad_accum}) evenly",
+            where="distributed.nproc",
+            hint=f"use a world size that divides {total}, or a batch_size x grad_accum that "
+            f"{world} divides (e.g. batch_size {world * max(1, batch_size // world)})",
+            field="distributed.nproc",
+        )
+    share = total // world
+    for per in range(min(batch_size, share), 0, -1):
+        if share % per == 0:
+            return per, share // per
+    return 1, share  # pragma: no cover - per = 1 always divides
+
+
+# -- collectives (gloo) --------------------------------------------------------------------------
+def init_process_group() -> bool:
+    """Join the torchrun job's gloo group (no-op for one process); True when distributed."""
+    if world_size() <= 1:
+        return False
+    import datetime
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=datetime.timedelta(minutes=30))
+    return True
+
+
+def _active() -> bool:
+    if world_size() <= 1:
+        return False
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def any_rank(*flags: bool) -> list[bool]:
+    """Each flag OR-ed over every rank (one small all-reduce), so all ranks decide alike."""
+    if not _active():
+        return list(flags)
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if f else 0 for f in flags], dtype=torch.int32)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
+def sum_ranks(*values: float) -> list[float]:
+    """Each value summed over every rank."""
+    if not _active():
+        return list(values)
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def min_rank(value: int) -> int:
+    """The smallest of `value` over every rank."""
+    if not _active():
+        return value
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+def broadcast_text(text: str | None) -> str:
+    """Rank 0's text on every rank (as bytes in a tensor: nothing is unpickled)."""
+    if not _active():
+        return text or ""
+    import torch
+    import torch.distributed as dist
+
+    data = (text or "").encode("utf-8") if is_main() else b""
+    size = torch.tensor([len(data)], dtype=torch.int64)
+    dist.broadcast(size, src=0)
+    buf = (
+        torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        if is_main() and data
+        else torch.zeros(int(size.item()), dtype=torch.uint8)
+    )
+    if int(size.item()):
+        dist.broadcast(buf, src=0)
+    return bytes(buf.tolist()).decode("utf-8")
+
+
+def barrier() -> None:
+    """Wait for every rank."""
+    if _active():
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+@contextmanager
+def in_turn() -> Iterator[None]:
+    """Rank 0 first, then the first process of every other machine, then the rest.
+
+    For work that writes a cache into the run directory: the later ones find it (same machine
+    or a shared filesystem) instead of writing the same files at once.
+    """
+    if not _active():
+        yield
+        return
+    group = 0 if rank() == 0 else (1 if local_rank() == 0 else 2)
+    for turn in range(3):
+        if turn == group:
+            yield
+        if turn < 2:
+            barrier()
+
+
+def shared_run_dir(run_dir: Path) -> bool:
+    """True when every machine sees rank 0's run directory (a token rank 0 writes, others read)."""
+    if not _active():
+        return True
+    token = secrets.token_hex(8) if is_main() else None
+    if is_main():
+        (run_dir / SHARED_CHECK_FILE).write_text(token or "", encoding="utf-8")
+    token = broadcast_text(token)
+    try:
+        seen = (run_dir / SHARED_CHECK_FILE).read_text(encoding="utf-8") == token
+    except OSError:
+        seen = False
+    return not any_rank(not seen)[0]
