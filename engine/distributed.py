@@ -134,8 +134,28 @@ def init_process_group() -> bool:
 
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group("gloo", timeout=datetime.timedelta(minutes=30))
+    if dist.is_initialized():
+        return True
+    timeout = datetime.timedelta(minutes=30)
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        # Static rendezvous hands every attempt the same store, so after a restart gloo would
+        # read the dead processes' addresses (connectFullMesh: connection refused). A key
+        # prefix per attempt gives each restart a clean slate.
+        store = dist.PrefixStore(
+            f"finetune-tui/attempt-{restart_count()}",
+            dist.TCPStore(
+                os.environ["MASTER_ADDR"],
+                int(os.environ["MASTER_PORT"]),
+                world_size(),
+                is_master=False,
+                timeout=timeout,
+            ),
+        )
+        dist.init_process_group(
+            "gloo", store=store, rank=rank(), world_size=world_size(), timeout=timeout
+        )
+    else:
+        dist.init_process_group("gloo", timeout=timeout)
     return True
 
 
