@@ -12,7 +12,7 @@ from engine.errors import UserError
 from engine.events import Event, read_events
 from engine.model import model_label
 
-COMMANDS = ("train", "runs", "resume", "stop", "predict", "export", "preflight")
+COMMANDS = ("train", "runs", "resume", "stop", "predict", "export", "preflight", "join")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--text-column", "--text_column", dest="text_column", default="")
     pred.add_argument("--out", help="write predictions here (.jsonl or .csv); default stdout")
     pred.add_argument("--threads", type=int, default=0)
+
+    join = sub.add_parser(
+        "join", help="let this machine take part in a run started on machine 0 (several machines)"
+    )
+    join.add_argument("address", metavar="HOST:PORT", help="machine 0's master_addr:master_port")
+    join.add_argument("--node_rank", "--node-rank", type=int, required=True, help="1..nnodes-1")
+    join.add_argument("--nnodes", type=int, required=True, help="machines in all, with machine 0")
+    join.add_argument("--nproc", default="1", help="training processes on this machine [1]")
+    join.add_argument("--threads", type=int, default=None, help="threads per process [cores/nproc]")
+    join.add_argument(
+        "--gloo_socket_ifname", "--gloo-socket-ifname", default=None, help="network interface"
+    )
+    join.add_argument("--max_restarts", "--max-restarts", type=int, default=None)
+    join.add_argument("--detach", action="store_true", help="run in the background")
 
     exp = sub.add_parser("export", help="copy the adapter and/or write a merged model")
     exp.add_argument("run")
@@ -192,6 +206,10 @@ def cmd_train(args: argparse.Namespace, root: Path) -> int:
         return 0
     run_dir = new_run_dir(cfg, root)
     print(f"run directory: {run_dir}", flush=True)
+    from engine.torchrun import world_of
+
+    if world_of(cfg) > 1:
+        return follow_engine(run_dir)
     from engine.train import run_training
 
     code = run_training(run_dir, listeners=[_printer])
@@ -201,6 +219,56 @@ def cmd_train(args: argparse.Namespace, root: Path) -> int:
 
         shutil.rmtree(run_dir, ignore_errors=True)
     return code
+
+
+def follow_engine(run_dir: Path, *, resume: bool = False) -> int:
+    """Run the engine in the background (torchrun) and print its events until it ends.
+
+    Ctrl-C asks for a graceful stop (every process saves) and keeps following.
+    """
+    import time
+
+    from engine.events import EventReader
+    from engine.launch import request_stop, spawn_engine
+    from engine.runs import engine_alive
+
+    spawn_engine(run_dir, resume=resume)
+    reader = EventReader(run_dir)
+    last = None
+    while True:
+        try:
+            alive = engine_alive(run_dir)
+            for e in reader.read_new():
+                _printer(e)
+                last = e
+            if not alive:
+                for e in reader.read_new():
+                    _printer(e)
+                    last = e
+                break
+            time.sleep(0.3)
+        except KeyboardInterrupt:
+            request_stop(run_dir)
+            print("stopping: every process saves first", file=sys.stderr, flush=True)
+    if last is not None and last.type in ("finished", "stopped"):
+        return 0
+    return 2 if getattr(last, "user_error", False) else 1
+
+
+def cmd_join(args: argparse.Namespace, root: Path) -> int:
+    """Take part in a run on machine 0 with this machine's processes."""
+    from engine.join import join_config, run_join
+
+    cfg = join_config(
+        args.address,
+        args.node_rank,
+        args.nnodes,
+        args.nproc,
+        threads=args.threads,
+        gloo_socket_ifname=args.gloo_socket_ifname,
+        max_restarts=args.max_restarts,
+    )
+    return run_join(cfg, root, detach=args.detach)
 
 
 def cmd_runs(args: argparse.Namespace, root: Path) -> int:
@@ -257,6 +325,10 @@ def cmd_resume(args: argparse.Namespace, root: Path) -> int:
         resume(run_dir)
         print(f"resumed {run_dir.name} in the background")
         return 0
+    from engine.torchrun import world_of
+
+    if world_of(RunConfig.load(run_dir / "config.toml")) > 1:
+        return follow_engine(run_dir, resume=True)
     from engine.train import run_training
 
     return run_training(run_dir, resume=True, listeners=[_printer])
@@ -368,6 +440,7 @@ HANDLERS = {
     "predict": cmd_predict,
     "export": cmd_export,
     "preflight": cmd_preflight,
+    "join": cmd_join,
 }
 
 

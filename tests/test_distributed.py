@@ -295,3 +295,72 @@ def test_resume_refuses_a_running_engine(tiny_model: Path, runs_root: Path) -> N
             resume(run_dir)
     finally:
         _kill_group(pid)
+
+
+@pytest.mark.slow
+def test_two_nodes_on_localhost_train_and_resume_without_a_shared_folder(
+    tiny_model: Path, runs_root: Path, tmp_path: Path
+) -> None:
+    """Machine 0 runs the run, machine 1 joins with `join HOST:PORT`; each keeps checkpoints.
+
+    The two "machines" have separate runs roots (no shared filesystem): the joiner gets the
+    config from rank 0, saves its own checkpoints, and both resume from the same step.
+    """
+    import subprocess
+    import sys
+
+    from engine.torchrun import free_port
+
+    cfg = _config(tiny_model, nproc=1, steps=4)
+    cfg.distributed.nnodes = 2
+    cfg.distributed.master_port = free_port()
+    cfg.training.save_strategy = "steps"
+    cfg.training.save_steps = 4
+    run_dir = new_run_dir(cfg, runs_root)
+    other_root = tmp_path / "machine1"
+    join_cmd = [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "--runs-root",
+        str(other_root),
+        "join",
+        f"127.0.0.1:{cfg.distributed.master_port}",
+        "--node_rank",
+        "1",
+        "--nnodes",
+        "2",
+        "--threads",
+        "1",
+    ]
+    root = Path(__file__).resolve().parent.parent
+
+    def both(resume: bool) -> list:
+        joiner = subprocess.Popen(
+            join_cmd,
+            cwd=root,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            events = _run(run_dir, resume=resume)
+            assert joiner.wait(timeout=WAIT_S) == 0
+        finally:
+            _kill_group(joiner.pid)
+        return events
+
+    events = both(resume=False)
+    started = _last(events, Started)
+    assert (started.world_size, started.nnodes, started.batch_size) == (2, 2, 6)
+    assert isinstance(events[-1], Finished), events[-1]
+    joined = other_root / "joined" / run_dir.name
+    assert (joined / "config.toml").read_text() == (run_dir / CONFIG_FILE).read_text()
+    assert (joined / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
+    assert not (joined / "events.jsonl").exists() and not (joined / "adapter").exists()
+
+    cfg.training.max_steps = 6
+    cfg.save(run_dir / CONFIG_FILE)
+    events = both(resume=True)
+    assert _last(events, Started).resumed_from_step == 4
+    assert _last(events, Finished).step == 6
