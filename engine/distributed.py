@@ -6,7 +6,9 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.errors import UserError
 
@@ -123,6 +125,91 @@ def split_batch(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]
         if share % per == 0:
             return per, share // per
     return 1, share  # pragma: no cover - per = 1 always divides
+
+
+@dataclass
+class Scale:
+    """This process's place in the run: world size, threads, and the global batch's split."""
+
+    world: int = 1
+    nproc_per_node: int = 1
+    threads: int = 1
+    batch_size: int = 1
+    grad_accum: int = 1
+    main: bool = True
+
+    @classmethod
+    def of(cls, cfg: Any) -> Scale:
+        """Work it out from the config and torchrun's environment; pins the process's cores."""
+        t = cfg.training
+        world, local = world_size(), local_world_size()
+        threads = threads_per_process(t.threads, local)
+        if world > 1:
+            pin_to_cores(local_rank(), local, threads)
+        batch, accum = split_batch(t.batch_size, t.grad_accum, world)
+        return cls(world, local, threads, batch, accum, is_main())
+
+    @property
+    def nnodes(self) -> int:
+        """Machines taking part (the same processes on each)."""
+        return max(1, self.world // max(1, self.nproc_per_node))
+
+    def arguments(self, run_dir: Path) -> dict[str, Any]:
+        """TrainingArguments for this split (gloo; checkpoints on each machine without sharing)."""
+        if self.world <= 1:
+            return {
+                "per_device_train_batch_size": self.batch_size,
+                "gradient_accumulation_steps": self.grad_accum,
+            }
+        return {
+            "per_device_train_batch_size": self.batch_size,
+            "gradient_accumulation_steps": self.grad_accum,
+            "ddp_backend": "gloo",  # only here: a backend makes a single process init a group
+            "save_on_each_node": not shared_run_dir(run_dir),
+        }
+
+    def started_fields(self) -> dict[str, Any]:
+        """The `started` event's scale-out fields."""
+        return {
+            "world_size": self.world,
+            "nnodes": self.nnodes,
+            "nproc_per_node": self.nproc_per_node,
+            "batch_size": self.batch_size,
+            "grad_accum": self.grad_accum,
+        }
+
+    def describe(self) -> str:
+        """A clause for the run's first log line ('' for one process)."""
+        if self.world <= 1:
+            return ""
+        return (
+            f"; {self.world} processes ({self.nnodes} machines x {self.nproc_per_node}) x "
+            f"batch {self.batch_size} x grad_accum {self.grad_accum}"
+        )
+
+
+def lost_contact(exc: BaseException) -> bool:
+    """True for the gloo errors a process gets when a peer process dies."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(w in text for w in ("gloo", "connection", "distbackend", "peer", "socket"))
+
+
+def agreed_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint every process has (each machine may keep its own copies)."""
+    from engine.runs import CHECKPOINTS_DIR, last_checkpoint
+
+    mine = last_checkpoint(run_dir)
+    step = min_rank(int(mine.name.split("-")[-1]) if mine else -1)
+    if step < 0:
+        return None
+    path = run_dir / CHECKPOINTS_DIR / f"checkpoint-{step}"
+    if any_rank(not (path / "trainer_state.json").is_file())[0]:
+        raise UserError(
+            f"not every machine has checkpoint-{step}",
+            where=str(run_dir / CHECKPOINTS_DIR),
+            hint="copy that checkpoint folder to the machines that lack it, or start over",
+        )
+    return path
 
 
 # -- collectives (gloo) --------------------------------------------------------------------------

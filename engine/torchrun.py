@@ -124,10 +124,7 @@ def report_failure(run_dir: Path, returncode: int) -> None:
 
 
 def _resume_hint(run_dir: Path) -> str:
-    try:
-        from engine.runs import last_checkpoint  # type: ignore[attr-defined]
-    except ImportError:  # before the tasks refactor it lives in engine.train
-        from engine.train import last_checkpoint
+    from engine.runs import last_checkpoint
 
     found = last_checkpoint(run_dir)
     if found is None:
