@@ -1,6 +1,8 @@
 """Scale-out on torchrun (2 processes x 1 thread on this 2-core machine): the pitfalls, each tested.
 
 The tiny model's steps are short, so most of each test is the start-up of two Python processes.
+The longest (use_cpu, restarts, two machines, resume on more processes) carry the `scaleout` mark and run
+with `pytest -m scaleout` (~2.5 min on the loaded 2-core machine); the rest run by default.
 """
 
 from __future__ import annotations
@@ -144,6 +146,49 @@ def test_root_cause_names_the_dead_rank() -> None:
 
 
 # -- two processes ---------------------------------------------------------------------------
+PROBE = """
+import sys
+from pathlib import Path
+from engine.config import RunConfig
+from engine.trainer_setup import training_arguments
+if sys.argv[2] == "ours":
+    args = training_arguments(RunConfig(), Path(sys.argv[1]), "fp32", False, ddp_backend="gloo")
+else:  # what a plain script writes
+    from transformers import TrainingArguments
+    args = TrainingArguments(output_dir=sys.argv[1])
+print("WORLD", args.world_size, flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.scaleout
+def test_use_cpu_makes_torchrun_one_job(tmp_path: Path) -> None:
+    """Without use_cpu=True a CPU-only torch gives each of N processes world size 1 (N copies)."""
+    import subprocess
+    import sys
+
+    from engine.torchrun import free_port
+
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    root = Path(__file__).resolve().parent.parent
+
+    def worlds(mode: str) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+             f"--master_port={free_port()}", str(script), str(tmp_path), mode],
+            cwd=root, env={**os.environ, "PYTHONPATH": str(root), "GLOO_SOCKET_IFNAME": "lo"},
+            capture_output=True, text=True, timeout=WAIT_S,
+        )  # fmt: skip
+        found = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("WORLD")]
+        assert len(found) == 2, out.stdout + out.stderr
+        return found
+
+    assert worlds("plain") == ["1", "1"]  # the pitfall: two independent trainings
+    assert worlds("ours") == ["2", "2"]
+
+
+@pytest.mark.slow
 def test_two_processes_train_like_one(tiny_model: Path, runs_root: Path) -> None:
     """2 x batch 6 gives 1 x batch 12's loss and gradient norm at every step.
 
@@ -210,6 +255,7 @@ def test_stop_seen_by_rank_0_only_then_resume_on_one_process(
 
 
 @pytest.mark.slow
+@pytest.mark.scaleout
 def test_resume_on_two_processes_keeps_the_global_batch(tiny_model: Path, runs_root: Path) -> None:
     """A 1-process run stopped at a checkpoint resumes on 2 processes with batch 6 x 2."""
     cfg = _config(tiny_model, nproc=1, steps=4)
@@ -257,6 +303,7 @@ def test_a_killed_rank_fails_the_run_with_a_hint(tiny_model: Path, runs_root: Pa
 
 
 @pytest.mark.slow
+@pytest.mark.scaleout
 def test_a_killed_rank_restarts_from_the_checkpoint(tiny_model: Path, runs_root: Path) -> None:
     """With max_restarts 1, torchrun restarts both processes, which resume and finish."""
     cfg = _config(tiny_model, nproc=2, steps=100)
@@ -298,6 +345,7 @@ def test_resume_refuses_a_running_engine(tiny_model: Path, runs_root: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.scaleout
 def test_two_nodes_on_localhost_train_and_resume_without_a_shared_folder(
     tiny_model: Path, runs_root: Path, tmp_path: Path
 ) -> None:
