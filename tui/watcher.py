@@ -112,6 +112,9 @@ class RunProgress:
     eval_size: int = 0
     precision: str = ""
     threads: int = 0
+    world_size: int = 1
+    nnodes: int = 1
+    nproc_per_node: int = 1
     config: dict[str, Any] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     evals: list[Eval] = field(default_factory=list)
@@ -136,6 +139,8 @@ class RunProgress:
                     e.eval_size,
                 )
                 self.precision, self.threads, self.final = e.precision, e.threads, None
+                self.world_size, self.nnodes = e.world_size, e.nnodes
+                self.nproc_per_node = e.nproc_per_node
             elif isinstance(e, Phase):
                 self.phase = e.name
             elif isinstance(e, Step):
