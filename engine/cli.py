@@ -162,6 +162,12 @@ def format_event(e: Event) -> str | None:
             f"run {e.run_id}: {e.train_size} train / {e.eval_size} eval examples, "
             f"{len(e.labels)} labels, {e.total_steps} steps, {e.precision}, {e.threads} threads, "
             f"{e.trainable_params:,} of {e.total_params:,} parameters trained"
+            + (
+                f"; world size {e.world_size} ({e.nnodes} machine(s) x {e.nproc_per_node} "
+                f"processes, batch {e.batch_size} x grad_accum {e.grad_accum} each)"
+                if getattr(e, "world_size", 1) > 1
+                else ""
+            )
         )
     if t == "log":
         return f"{e.level}: {e.message}" if e.level != "info" else e.message

@@ -41,16 +41,27 @@ def torchrun_command(
 ) -> list[str]:
     """The torchrun command line: static rendezvous on machine 0, so machine 0 holds rank 0."""
     d = cfg.distributed
+    if d.nnodes > 1:
+        rendezvous = [
+            "torch.distributed.run",
+            f"--nnodes={d.nnodes}",
+            f"--node_rank={node_rank}",
+            "--rdzv_backend=static",
+            f"--master_addr={d.master_addr}",
+            f"--master_port={port or d.master_port}",
+        ]
+    else:  # the same static rendezvous, its port on 127.0.0.1 only (engine.torchrun_local)
+        rendezvous = [
+            "engine.torchrun_local",
+            "--nnodes=1",
+            "--rdzv_backend=loopback",
+            f"--rdzv_endpoint=127.0.0.1:{port or d.master_port}",
+        ]
     return [
         sys.executable,
         "-m",
-        "torch.distributed.run",
-        f"--nnodes={d.nnodes}",
+        *rendezvous,
         f"--nproc_per_node={resolve_nproc(d.nproc)}",
-        f"--node_rank={node_rank}",
-        "--rdzv_backend=static",
-        f"--master_addr={d.master_addr if d.nnodes > 1 else '127.0.0.1'}",
-        f"--master_port={port or d.master_port}",
         f"--max_restarts={d.max_restarts}",
         "--monitor_interval=1",
         "-m",

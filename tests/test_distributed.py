@@ -70,7 +70,7 @@ def _kill_group(pid: int) -> None:
 def _is_worker(proc: object) -> bool:
     """A training process (not torchrun's agent nor its helper, whose command lines name it too)."""
     line = " ".join(proc.cmdline())
-    return "engine.worker" in line and "torch.distributed.run" not in line
+    return "engine.worker" in line and "--nproc_per_node" not in line
 
 
 def _last(events: list, cls: type) -> object:
@@ -118,7 +118,7 @@ def test_torchrun_command_and_environment() -> None:
     cfg.distributed.gloo_socket_ifname = "eth1"
     cfg.distributed.max_restarts = 3
     cmd = torchrun_command(cfg, ["RUN"], node_rank=1)
-    assert cmd[1:3] == ["-m", "torch.distributed.run"]
+    assert cmd[1:3] == ["-m", "torch.distributed.run"]  # several machines: torchrun itself
     for flag in (
         "--rdzv_backend=static",
         "--node_rank=1",
@@ -129,6 +129,10 @@ def test_torchrun_command_and_environment() -> None:
     ):
         assert flag in cmd
     assert cmd[-3:] == ["-m", "engine.worker", "RUN"]
+    cfg.distributed.nnodes = 1  # one machine: the rendezvous port on 127.0.0.1 only
+    local = torchrun_command(cfg, ["RUN"], port=4000)
+    assert local[1:3] == ["-m", "engine.torchrun_local"]
+    assert "--rdzv_backend=loopback" in local and "--rdzv_endpoint=127.0.0.1:4000" in local
     env = torchrun_env(cfg)
     assert env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"
     assert env["GLOO_SOCKET_IFNAME"] == "eth1"
