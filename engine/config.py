@@ -344,6 +344,15 @@ class RunConfig:
         if t.logging_steps < 1:
             p["training.logging_steps"] = "logging_steps must be at least 1"
         p.update(distributed_problems(self.distributed))
+        nproc, total = self.distributed.nproc.strip(), t.batch_size * t.grad_accum
+        if nproc.isdigit() and "distributed.nproc" not in p and total > 0:
+            world = int(nproc) * max(1, self.distributed.nnodes)
+            if total % world:
+                # Every world size keeps the global batch (batch x grad_accum) of one step.
+                p["distributed.nproc"] = (
+                    f"{world} processes cannot share the global batch of {total} "
+                    f"(batch_size x grad_accum) evenly: use a count that divides {total}"
+                )
         return p
 
     def validate(self) -> RunConfig:

@@ -66,15 +66,28 @@ def restarts_left() -> int:
     return max(0, _env_int("TORCHELASTIC_MAX_RESTARTS", 0) - restart_count())
 
 
-def resolve_nproc(value: str | int, cores: int | None = None) -> int:
-    """The process count on this machine for a config's nproc ('auto' or a number)."""
+def resolve_nproc(value: str | int, cores: int | None = None, global_batch: int = 0) -> int:
+    """The process count on this machine for a config's nproc ('auto' or a number).
+
+    'auto' takes one process per CORES_PER_AUTO_PROCESS cores, lowered to a count that divides
+    the global batch (12 on 64 cores: 6 processes, not 8, which could not share 12 examples).
+    """
     text = str(value).strip().lower()
     if text == "auto":
         from engine.hardware import available_cores
 
         cores = cores or available_cores()
-        return max(1, cores // CORES_PER_AUTO_PROCESS)
+        most = max(1, cores // CORES_PER_AUTO_PROCESS)
+        if global_batch > 0:
+            most = max(n for n in range(1, most + 1) if global_batch % n == 0)
+        return most
     return max(1, int(text))
+
+
+def nproc_of(cfg: Any) -> int:
+    """Processes on this machine for a run's config."""
+    t = cfg.training
+    return resolve_nproc(cfg.distributed.nproc, global_batch=t.batch_size * t.grad_accum)
 
 
 def threads_per_process(requested: int, nproc: int, cores: int | None = None) -> int:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.distributed import resolve_nproc, threads_per_process
+from engine.distributed import nproc_of, threads_per_process
 from engine.runs import CONFIG_FILE, LOG_FILE, STOP_FILE, write_status
 
 JOIN_DIR = "joined"
@@ -26,7 +26,7 @@ JOIN_DIR = "joined"
 
 def world_of(cfg: RunConfig) -> int:
     """Processes over all machines for a config (nproc x nnodes)."""
-    return resolve_nproc(cfg.distributed.nproc) * cfg.distributed.nnodes
+    return nproc_of(cfg) * cfg.distributed.nnodes
 
 
 def free_port() -> int:
@@ -61,7 +61,7 @@ def torchrun_command(
         sys.executable,
         "-m",
         *rendezvous,
-        f"--nproc_per_node={resolve_nproc(d.nproc)}",
+        f"--nproc_per_node={nproc_of(cfg)}",
         f"--max_restarts={d.max_restarts}",
         "--monitor_interval=1",
         "-m",
@@ -73,7 +73,7 @@ def torchrun_command(
 def torchrun_env(cfg: RunConfig) -> dict[str, str]:
     """The environment of torchrun and its processes: threads, gloo interface, store."""
     env = dict(os.environ)
-    nproc = resolve_nproc(cfg.distributed.nproc)
+    nproc = nproc_of(cfg)
     threads = threads_per_process(cfg.training.threads, nproc)
     # torchrun would set 1 thread per process otherwise; the worker pins them to its own cores.
     env["OMP_NUM_THREADS"] = str(threads)

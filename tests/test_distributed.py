@@ -94,7 +94,11 @@ def test_nproc_setting() -> None:
     assert resolve_nproc("3") == 3
     assert resolve_nproc("auto", cores=64) == 8
     assert resolve_nproc("auto", cores=2) == 1
+    assert resolve_nproc("auto", cores=64, global_batch=12) == 6  # 8 cannot share 12 examples
     cfg = RunConfig()
+    cfg.set("nproc", 5)
+    with pytest.raises(ConfigError, match="5 processes cannot share the global batch of 12"):
+        cfg.validate()
     cfg.set("nproc", 2)
     assert cfg.distributed.nproc == "2"
     cfg.distributed.nproc = "many"
