@@ -162,9 +162,37 @@ def build_trainer(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # our events replace its printed dicts
+    if args.world_size > 1 and getattr(args, "train_sampling_strategy", "") == "group_by_length":
+        _group_over_the_world(trainer)
     # The Trainer's FLOP tally re-walks every module on every step (~2% of a step); count once.
     n_params = (
         model.num_parameters(exclude_embeddings=True) if hasattr(model, "num_parameters") else 0
     )
     trainer.floating_point_ops = lambda inputs: 6 * inputs["input_ids"].numel() * n_params
     return trainer
+
+
+def _group_over_the_world(trainer: Any) -> None:
+    """Length-group over the global batch, not each process's share of it.
+
+    The Trainer groups by the per-process batch, so N processes would see another order than
+    one process: grouping over batch x grad_accum x world size gives every step the examples a
+    single process takes at the same global batch (accelerate hands rank r the r-th slice).
+    """
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    args = trainer.args
+    default = trainer._get_train_sampler
+
+    def sampler(train_dataset: Any = None) -> Any:
+        data = train_dataset if train_dataset is not None else trainer.train_dataset
+        found = default(train_dataset)
+        if not isinstance(found, LengthGroupedSampler):
+            return found
+        return LengthGroupedSampler(
+            args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
+            dataset=data,
+            lengths=found.lengths,
+        )
+
+    trainer._get_train_sampler = sampler

@@ -8,6 +8,7 @@ with `pytest -m scaleout` (~2.5 min on the loaded 2-core machine); the rest run 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -205,8 +206,22 @@ def test_two_processes_train_like_one(tiny_model: Path, runs_root: Path) -> None
     its own longest text) differ, so 1e-4 relative is ample; a loss or gradient scaled by the
     world size (the accepts_loss_kwargs pitfall) is off by 100%, and different data by >1%.
     """
-    one = new_run_dir(_config(tiny_model, nproc=1), runs_root)
-    two = new_run_dir(_config(tiny_model, nproc=2), runs_root)
+    one_cfg, two_cfg = _config(tiny_model, nproc=1), _config(tiny_model, nproc=2)
+    # 1,200 rows of many lengths: more than one length-grouping window (50 x the batch), so a
+    # window per process (50 x 6) would give another order than one process (50 x 12).
+    data = runs_root.parent / "lengths.jsonl"
+    words = ["good", "bad", "fine", "dull", "great", "awful", "plain", "rich"]
+    data.write_text(
+        "".join(
+            json.dumps({"text": " ".join(words[(i * j) % 8] for j in range(1 + i % 37)),
+                        "label": i % 2}) + "\n"
+            for i in range(1200)
+        )
+    )  # fmt: skip
+    for cfg in (one_cfg, two_cfg):  # the default: length-grouped over the global batch
+        cfg.training.group_by_length = True
+        cfg.data.data_file_path = str(data)
+    one, two = new_run_dir(one_cfg, runs_root), new_run_dir(two_cfg, runs_root)
     from engine.train import run_training
 
     assert run_training(one) == 0
