@@ -26,7 +26,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SST2 = ROOT.parent / "shared" / "data" / "sst2"
+# ../shared/data/sst2 beside the checkout (a worktree sits one folder deeper).
+SST2 = next(
+    (
+        p / "shared" / "data" / "sst2"
+        for p in ROOT.parents
+        if (p / "shared" / "data" / "sst2").is_dir()
+    ),
+    ROOT.parent / "shared" / "data" / "sst2",
+)
 sys.path.insert(0, str(ROOT))
 
 ALLREDUCE = """
@@ -101,6 +109,8 @@ def run_layout(model: str, nproc: int, threads: int, args: argparse.Namespace, r
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{nproc}x{threads} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     run_dir = max(root.glob(f"*scale-{nproc}x{threads}*"), key=lambda p: p.stat().st_mtime)
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     steps = [e for e in events if e["type"] == "step"]

@@ -143,6 +143,19 @@ def _resume_hint(run_dir: Path) -> str:
     return f"'finetune-tui resume {run_dir.name}' continues from {found.name}"
 
 
+def _die_with_parent() -> None:
+    """In torchrun's process: get SIGTERM when the supervisor dies (kill -9 of the engine pid).
+
+    torchrun then stops its processes, which save and stop as on a stop request, instead of
+    training on unseen while the run looks crashed (and a resume starts a second copy).
+    """
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not Linux/glibc
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def supervise(run_dir: Path, worker_args: list[str], cfg: RunConfig, node_rank: int = 0) -> int:
     """Run torchrun to the end; SIGTERM/SIGINT become a stop request. Returns torchrun's code."""
     port = free_port() if cfg.distributed.nnodes == 1 else None
@@ -156,7 +169,9 @@ def supervise(run_dir: Path, worker_args: list[str], cfg: RunConfig, node_rank: 
     signal.signal(signal.SIGINT, ask_stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     print(" ".join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, env=torchrun_env(cfg), stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env=torchrun_env(cfg), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+    )
     while True:
         try:
             code = proc.wait()

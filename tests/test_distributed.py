@@ -356,6 +356,24 @@ def test_a_killed_rank_restarts_from_the_checkpoint(tiny_model: Path, runs_root:
     assert run_info(run_dir).state == "finished"
 
 
+@pytest.mark.slow
+@pytest.mark.scaleout
+def test_killing_the_engine_stops_its_processes(tiny_model: Path, runs_root: Path) -> None:
+    """kill -9 of the engine (the supervisor): torchrun and its processes stop and save."""
+    import psutil
+
+    run_dir = new_run_dir(_config(tiny_model, nproc=2, steps=3000), runs_root)
+    pid = spawn_engine(run_dir)
+    try:
+        _wait(lambda: any(isinstance(e, Step) for e in read_events(run_dir)))
+        workers = [p for p in psutil.Process(pid).children(recursive=True) if _is_worker(p)]
+        os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not any(p.is_running() and p.status() != "zombie" for p in workers))
+    finally:
+        _kill_group(pid)
+    assert isinstance(read_events(run_dir)[-1], Stopped), read_events(run_dir)[-1]
+
+
 def test_resume_refuses_a_running_engine(tiny_model: Path, runs_root: Path) -> None:
     """The torchrun supervisor counts as the engine: resume refuses while it lives."""
     run_dir = new_run_dir(_config(tiny_model, nproc=2, steps=3000), runs_root)
