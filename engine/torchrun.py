@@ -157,31 +157,60 @@ def _die_with_parent() -> None:
 
 
 def supervise(run_dir: Path, worker_args: list[str], cfg: RunConfig, node_rank: int = 0) -> int:
-    """Run torchrun to the end; SIGTERM/SIGINT become a stop request. Returns torchrun's code."""
+    """Run torchrun to the end; SIGTERM/SIGINT become a graceful stop. Returns torchrun's code.
+
+    On machine 0 the stop is the run's request file. A joining machine has no such file, so it
+    sends SIGTERM to its processes (their handlers stop, agreed with every rank at the step's
+    end); its torchrun gets a session of its own so that a lost SSH terminal (SIGHUP) or a
+    Ctrl-C reaches only this supervisor.
+    """
     port = free_port() if cfg.distributed.nnodes == 1 else None
     cmd = torchrun_command(cfg, worker_args, node_rank=node_rank, port=port)
     stop_file = run_dir / STOP_FILE
+    proc: subprocess.Popen | None = None
 
     def ask_stop(signum: int, _frame: object) -> None:
-        stop_file.write_text(str(time.time()), encoding="utf-8")
+        if node_rank == 0:
+            stop_file.write_text(str(time.time()), encoding="utf-8")
+        elif proc is not None:
+            for child in _workers(proc.pid):
+                child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, ask_stop)
     signal.signal(signal.SIGINT, ask_stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     print(" ".join(cmd), flush=True)
     proc = subprocess.Popen(
-        cmd, env=torchrun_env(cfg), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        cmd,
+        env=torchrun_env(cfg),
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+        start_new_session=node_rank > 0,
     )
-    while True:
-        try:
-            code = proc.wait()
-            break
-        except InterruptedError:  # pragma: no cover - PEP 475 retries for us
-            continue
+    code = proc.wait()
     if node_rank == 0 and code != 0:
         report_failure(run_dir, code)
         write_status(run_dir, state="failed")
     return code
+
+
+def _workers(agent_pid: int) -> list:
+    """The training processes under a torchrun agent."""
+    import psutil
+
+    try:
+        children = psutil.Process(agent_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    out = []
+    for child in children:
+        try:
+            line = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "engine.worker" in line and "--nproc_per_node" not in line:
+            out.append(child)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
