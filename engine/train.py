@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -21,7 +22,6 @@ from engine.events import (
     Phase,
     QuietWriter,
     Started,
-    Step,
     Stopped,
     read_events,
 )
@@ -45,76 +45,173 @@ from engine.trainer_setup import (
 def run_training(
     run_dir: str | Path, *, resume: bool = False, listeners: list[Callable[[Event], None]] = ()
 ) -> int:
-    """Train the run in `run_dir`; returns 0 done/stopped, 2 user error, 1 internal error."""
+    """Train the run in `run_dir`; returns 0 done/stopped, 2 user error or full disk, 1 bug.
+
+    Before anything is written the engine takes the run's lock (one engine per run) and, on a
+    resume, refuses a finished run or an unreadable config with a UserError that changes nothing.
+    """
     from engine import distributed as dist
+    from engine.runlock import acquire_run_lock
 
     run_dir = Path(run_dir).resolve()
-    multi = dist.init_process_group()  # under torchrun: the status pid stays the supervisor's
-    main = dist.is_main()
+    dist.init_process_group()  # under torchrun (several processes): join the gloo group
+    resume = resume or dist.restart_count() > 0  # torchrun restarted us: continue, not redo
+    if not dist.is_main():  # rank 0 holds the lock and makes the checks for the whole run
+        return _run_locked(run_dir, resume, listeners)
+    lock = acquire_run_lock(run_dir)  # raises UserError when another engine has the run
+    try:
+        if resume and dist.restart_count() == 0:
+            _check_resume(run_dir)
+        return _run_locked(run_dir, resume, listeners)
+    finally:
+        from engine.hardware import set_engine_threads
+
+        set_engine_threads(None)
+        lock.release()
+
+
+def _check_resume(run_dir: Path) -> None:
+    """A resume that cannot go anywhere is refused before it writes a thing."""
+    from engine.checks import check_run
+    from engine.runs import check_not_finished
+
+    check_not_finished(run_dir)  # liveness needs no check: we hold the run's lock
+    cfg = RunConfig.load(run_dir / CONFIG_FILE).validate()
+    check_run(cfg, run_dir)
+
+
+def _run_locked(run_dir: Path, resume: bool, listeners: list[Callable[[Event], None]]) -> int:
+    from engine import diskfull
+    from engine import distributed as dist
+
+    multi, main = dist.world_size() > 1, dist.is_main()
     # Only rank 0 writes events and status; the others tell in-process listeners only.
     writer = EventWriter(run_dir) if main else QuietWriter(run_dir)
     writer.listeners.extend(listeners)
-    resume = resume or dist.restart_count() > 0  # torchrun restarted us: continue, not redo
-    import psutil
-
-    def status(**values: Any) -> None:
-        if main:
-            write_status(run_dir, **values)
-
-    if multi:
-        status(state="running")
-    else:
-        status(pid=os.getpid(), pid_start=psutil.Process().create_time(), state="running")
-    if main:
-        (run_dir / STOP_FILE).unlink(missing_ok=True)
+    reserve = diskfull.Reserve(run_dir)
     try:
+        import psutil
+
+        if main:
+            reserve.make()
+            if multi:  # the status pid stays the torchrun supervisor's (engine.torchrun)
+                write_status(run_dir, state="running")
+            else:
+                write_status(
+                    run_dir,
+                    pid=os.getpid(),
+                    pid_start=psutil.Process().create_time(),
+                    state="running",
+                )
+            (run_dir / STOP_FILE).unlink(missing_ok=True)
+        if not multi:  # torchrun's processes are pinned to their own cores instead
+            _claim_threads(run_dir, writer)
+        if not resume and main:
+            from engine.checks import check_run
+
+            check_run(RunConfig.load(run_dir / CONFIG_FILE).validate(), run_dir)
         outcome = _train(run_dir, writer, resume)
-        status(state=outcome)
+        if main:  # done: no engine works on the run (under torchrun: once the supervisor ends)
+            write_status(run_dir, state=outcome, **({} if multi else {"pid": None}))
         return 0
     except UserError as exc:
-        writer.emit(
+        _fail(
+            run_dir,
+            writer,
             Failed(
                 message=exc.message, hint=exc.hint, where=exc.where or exc.field, user_error=True
-            )
+            ),
         )
-        status(state="failed")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before training began (the callback handles it after)
+        _fail(run_dir, writer, Failed(message="interrupted", hint="resume starts it again"))
+        raise
     except MemoryError:
-        writer.emit(Failed(message="out of memory", hint="lower batch_size or max_length"))
-        status(state="failed")
+        _fail(
+            run_dir, writer, Failed(message="out of memory", hint="lower batch_size or max_length")
+        )
         return 1
-    except Exception as exc:  # an internal error: keep the traceback in engine.log
+    except Exception as exc:
+        full = diskfull.disk_full_failure(exc, run_dir)
+        if full is not None:  # a full disk is no bug: one clear message, no traceback
+            reserve.release()  # room for the failed event and the status
+            diskfull.drop_incomplete_checkpoints(run_dir)
+            _fail(run_dir, writer, full)
+            return 2
         if multi:  # every rank shares engine.log through torchrun's output
             print(f"rank {dist.rank()}: {traceback.format_exc()}", file=sys.stderr, flush=True)
         else:
-            with open(run_dir / LOG_FILE, "a", encoding="utf-8") as fh:
-                fh.write(traceback.format_exc())
+            try:  # an internal error: keep the traceback in engine.log
+                with open(run_dir / LOG_FILE, "a", encoding="utf-8") as fh:
+                    fh.write(traceback.format_exc())
+            except OSError:
+                pass
         if multi and dist.lost_contact(exc):
             # Another process died first (kill -9, out of memory): say so, or wait for the restart.
             if dist.restarts_left():
                 writer.emit(Log(level="warning", message="a training process died: restarting"))
                 return 1
-            writer.emit(
+            _fail(
+                run_dir,
+                writer,
                 Failed(
                     message=f"lost contact with another training process ({type(exc).__name__})",
                     hint=f"resume continues from the last checkpoint; see {run_dir / LOG_FILE}",
-                )
+                ),
             )
-            status(state="failed")
             return 1
-        writer.emit(
+        _fail(
+            run_dir,
+            writer,
             Failed(
                 message=f"{type(exc).__name__}: {exc}",
                 hint=f"the full traceback is in {run_dir / LOG_FILE}",
-            )
+            ),
         )
-        status(state="failed")
         return 1
+    finally:
+        reserve.release()
+
+
+def _claim_threads(run_dir: Path, writer: EventWriter) -> None:
+    """Take this engine's share of the cores (engine.cores) and say so when it is not all."""
+    from engine.cores import claim_threads
+
+    try:
+        requested = RunConfig.load(run_dir / CONFIG_FILE).training.threads
+    except UserError:
+        return  # _train reports the config
+    plan = claim_threads(requested, run_dir)
+    if plan.note:
+        writer.emit(Log(level="warning", message=plan.note))
+
+
+def _fail(run_dir: Path, writer: EventWriter, event: Failed) -> None:
+    """Record a failure without ever raising: the event if it can be written, the status always."""
+    from engine import distributed as dist
+
+    try:
+        writer.emit(event)
+    except OSError:  # the disk is full even now: tell the listeners (the CLI's printer) anyway
+        for listener in writer.listeners:
+            listener(event)
+    if not dist.is_main():
+        return
+    with contextlib.suppress(OSError):
+        write_status(
+            run_dir,
+            in_place_fallback=True,
+            state="failed",
+            message=event.message,
+            hint=event.hint,
+            # Under torchrun the supervisor is still the engine until torchrun ends.
+            **({"pid": None} if dist.world_size() <= 1 else {}),
+        )
 
 
 def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     from engine import distributed as dist
-    from engine.hardware import resolve_precision, tune_allocator
+    from engine.hardware import resolve_precision, resolve_threads, tune_allocator
     from engine.tasks import get_task
 
     tune_allocator()
@@ -122,6 +219,8 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     task = get_task(cfg.task)
     precision = resolve_precision(cfg.training.precision)
     scale = dist.Scale.of(cfg)  # world size, threads per process, the global batch's split
+    if scale.world <= 1:
+        scale.threads = resolve_threads(cfg.training.threads)
     threads = scale.threads
     checkpoint = dist.agreed_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
@@ -185,7 +284,7 @@ class _Session:
         args = training_arguments(
             cfg, run_dir, self.precision, self.has_eval, **self.scale.arguments(run_dir)
         )
-        offset = _previous_elapsed(run_dir) if self.checkpoint else 0.0
+        offset = _previous_elapsed(run_dir, _step_of(self.checkpoint)) if self.checkpoint else 0.0
         callback = EventsCallback(
             writer, run_dir, counter, hooks.detail, t_cfg.checkpoint_minutes, offset
         )
@@ -266,7 +365,7 @@ class _Session:
 
         out = adapter_dir(run_dir, self.cfg)
         if self.scale.main:  # the other processes hold the same weights
-            save_adapter(self.loaded, out, self.cfg, metrics, self.task, self.data)
+            save_adapter(self.loaded, out, self.cfg, metrics, self.task, self.data, run_dir=run_dir)
         if stopped:
             writer.emit(
                 Stopped(
@@ -313,6 +412,8 @@ def _step_of(checkpoint: Path | None) -> int:
     return int(checkpoint.name.split("-")[-1]) if checkpoint else 0
 
 
-def _previous_elapsed(run_dir: Path) -> float:
-    steps = [e for e in read_events(run_dir) if isinstance(e, Step)]
-    return steps[-1].elapsed_s if steps else 0.0
+def _previous_elapsed(run_dir: Path, step: int) -> float:
+    """Training time up to the resumed checkpoint (not up to steps the killed engine lost)."""
+    from engine.events import elapsed_at_step
+
+    return elapsed_at_step(read_events(run_dir), step)

@@ -147,10 +147,9 @@ def build_trainer(
     callbacks: list[Any],
 ) -> Any:
     """A Trainer without its printer, with a FLOP tally that does not re-walk the model per step."""
-    from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
 
-    trainer = Trainer(
+    trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=train_data,
@@ -162,8 +161,6 @@ def build_trainer(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # our events replace its printed dicts
-    if args.world_size > 1 and getattr(args, "train_sampling_strategy", "") == "group_by_length":
-        _group_over_the_world(trainer)
     # The Trainer's FLOP tally re-walks every module on every step (~2% of a step); count once.
     n_params = (
         model.num_parameters(exclude_embeddings=True) if hasattr(model, "num_parameters") else 0
@@ -172,27 +169,47 @@ def build_trainer(
     return trainer
 
 
-def _group_over_the_world(trainer: Any) -> None:
-    """Length-group over the global batch, not each process's share of it.
+def _trainer_class() -> type:
+    """Trainer whose length grouping asks the dataset for its lengths instead of reading every item.
 
-    The Trainer groups by the per-process batch, so N processes would see another order than
-    one process: grouping over batch x grad_accum x world size gives every step the examples a
-    single process takes at the same global batch (accelerate hands rank r the r-th slice).
+    The stock sampler reads every example once to measure it: for lazily tokenized big data that
+    would tokenize everything before the first step.
     """
+    from transformers import Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    args = trainer.args
-    default = trainer._get_train_sampler
+    class CpuTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            data = train_dataset if train_dataset is not None else self.train_dataset
+            lengths = getattr(data, "lengths", None)
+            args = self.args
+            if args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(train_dataset)
+            if callable(lengths):
+                measured = [int(n) for n in lengths()]
+            else:
+                found = super()._get_train_sampler(train_dataset)
+                if args.world_size <= 1 or not isinstance(found, LengthGroupedSampler):
+                    return found
+                measured = found.lengths
+            # Grouped over the global batch (x world size, not each process's share): N
+            # processes then take, step by step, the examples one process takes at the same
+            # global batch (accelerate hands rank r the r-th slice of each batch).
+            return LengthGroupedSampler(
+                args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
+                lengths=measured,
+            )
 
-    def sampler(train_dataset: Any = None) -> Any:
-        data = train_dataset if train_dataset is not None else trainer.train_dataset
-        found = default(train_dataset)
-        if not isinstance(found, LengthGroupedSampler):
-            return found
-        return LengthGroupedSampler(
-            args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
-            dataset=data,
-            lengths=found.lengths,
-        )
+        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+            lengths = getattr(eval_dataset, "lengths", None)
+            if self.args.train_sampling_strategy != "group_by_length" or not callable(lengths):
+                return super()._get_eval_sampler(eval_dataset)
+            import torch
 
-    trainer._get_train_sampler = sampler
+            return LengthGroupedSampler(
+                self.args.eval_batch_size,
+                lengths=[int(n) for n in lengths()],
+                generator=torch.Generator().manual_seed(self.args.seed),
+            )
+
+    return CpuTrainer

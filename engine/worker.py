@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     # A lost terminal must never end a run (we are in our own session already; belt and braces).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from engine import distributed as dist
+    from engine.errors import UserError
     from engine.train import run_training
 
     run_dir = Path(paths[0]).resolve() if paths else None
@@ -35,13 +36,17 @@ def main(argv: list[str] | None = None) -> int:
 
         run_dir, resume = agree_on_run(run_dir, join_root, resume)
     assert run_dir is not None
-    code = run_training(run_dir, resume=resume)
-    if dist.world_size() > 1:  # under torchrun: leave the gloo group cleanly
-        import torch.distributed
+    try:
+        return run_training(run_dir, resume=resume)
+    except UserError as exc:  # refused before it wrote anything (e.g. another engine has the run)
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    finally:
+        if dist.world_size() > 1:  # under torchrun: leave the gloo group cleanly
+            import torch.distributed
 
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    return code
+            if torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

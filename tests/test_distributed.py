@@ -22,7 +22,7 @@ from engine.distributed import resolve_nproc, split_batch
 from engine.errors import ConfigError, UserError
 from engine.events import Checkpoint, Failed, Finished, Started, Step, Stopped, read_events
 from engine.launch import resume, spawn_engine
-from engine.runs import CONFIG_FILE, engine_alive, new_run_dir, read_status, run_info
+from engine.runs import CONFIG_FILE, STOP_FILE, engine_alive, new_run_dir, read_status, run_info
 from engine.torchrun import root_cause, torchrun_command, torchrun_env
 
 WAIT_S = 240  # the shared machine is slow; a hang still fails the test
@@ -280,22 +280,24 @@ def test_stop_seen_by_rank_0_only_then_resume_on_one_process(
 @pytest.mark.slow
 @pytest.mark.scaleout
 def test_resume_on_two_processes_keeps_the_global_batch(tiny_model: Path, runs_root: Path) -> None:
-    """A 1-process run stopped at a checkpoint resumes on 2 processes with batch 6 x 2."""
-    cfg = _config(tiny_model, nproc=1, steps=4)
-    cfg.training.save_strategy = "steps"
-    cfg.training.save_steps = 4
+    """A 1-process run stopped at step 5 resumes on 2 processes with batch 6 each."""
+    cfg = _config(tiny_model, nproc=1, steps=8)
     run_dir = new_run_dir(cfg, runs_root)
     from engine.train import run_training
 
-    assert run_training(run_dir) == 0
+    def stop_after_step_4(event: object) -> None:
+        if isinstance(event, Step) and event.step == 4:
+            (run_dir / STOP_FILE).write_text("stop")  # seen at the end of step 5
+
+    assert run_training(run_dir, listeners=[stop_after_step_4]) == 0
+    assert _last(read_events(run_dir), Stopped).step == 5
     cfg.distributed.nproc = "2"
-    cfg.training.max_steps = 7
     cfg.save(run_dir / CONFIG_FILE)
     events = _run(run_dir, resume=True)
     started = _last(events, Started)
-    assert (started.resumed_from_step, started.world_size, started.batch_size) == (4, 2, 6)
-    assert [e.step for e in events if isinstance(e, Step)][-3:] == [5, 6, 7]
-    assert _last(events, Finished).step == 7
+    assert (started.resumed_from_step, started.world_size, started.batch_size) == (5, 2, 6)
+    assert [e.step for e in events if isinstance(e, Step)][-3:] == [6, 7, 8]
+    assert _last(events, Finished).step == 8
 
 
 @pytest.mark.slow
@@ -393,18 +395,17 @@ def test_two_nodes_on_localhost_train_and_resume_without_a_shared_folder(
     """Machine 0 runs the run, machine 1 joins with `join HOST:PORT`; each keeps checkpoints.
 
     The two "machines" have separate runs roots (no shared filesystem): the joiner gets the
-    config from rank 0, saves its own checkpoints, and both resume from the same step.
+    config from rank 0, saves its own checkpoints, and both resume from the same step. The stop
+    request file exists on machine 0 only: the machines agree to stop at the same step.
     """
     import subprocess
     import sys
 
     from engine.torchrun import free_port
 
-    cfg = _config(tiny_model, nproc=1, steps=4)
+    cfg = _config(tiny_model, nproc=1, steps=3000)
     cfg.distributed.nnodes = 2
     cfg.distributed.master_port = free_port()
-    cfg.training.save_strategy = "steps"
-    cfg.training.save_steps = 4
     run_dir = new_run_dir(cfg, runs_root)
     other_root = tmp_path / "machine1"
     join_cmd = [
@@ -424,7 +425,7 @@ def test_two_nodes_on_localhost_train_and_resume_without_a_shared_folder(
     ]
     root = Path(__file__).resolve().parent.parent
 
-    def both(resume: bool) -> list:
+    def both(resume: bool, stop: bool = False) -> list:
         joiner = subprocess.Popen(
             join_cmd,
             cwd=root,
@@ -432,24 +433,31 @@ def test_two_nodes_on_localhost_train_and_resume_without_a_shared_folder(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
+        pid = spawn_engine(run_dir, resume=resume)
         try:
-            events = _run(run_dir, resume=resume)
+            if stop:
+                _wait(lambda: any(isinstance(e, Step) for e in read_events(run_dir)))
+                (run_dir / STOP_FILE).write_text("stop")
+            _wait(lambda: not engine_alive(run_dir))
             assert joiner.wait(timeout=WAIT_S) == 0
         finally:
+            _kill_group(pid)
             _kill_group(joiner.pid)
-        return events
+        return read_events(run_dir)
 
-    events = both(resume=False)
+    events = both(resume=False, stop=True)
     started = _last(events, Started)
     assert (started.world_size, started.nnodes, started.batch_size) == (2, 2, 6)
-    assert isinstance(events[-1], Finished), events[-1]
+    stopped = _last(events, Stopped)
+    assert isinstance(events[-1], Stopped), events[-1]
     joined = other_root / "joined" / run_dir.name
     assert (joined / "config.toml").read_text() == (run_dir / CONFIG_FILE).read_text()
-    assert (joined / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
+    saved = f"checkpoint-{stopped.step}"
+    assert (joined / "checkpoints" / saved / "trainer_state.json").is_file()
     assert not (joined / "events.jsonl").exists() and not (joined / "adapter").exists()
 
-    cfg.training.max_steps = 6
+    cfg.training.max_steps = stopped.step + 2
     cfg.save(run_dir / CONFIG_FILE)
     events = both(resume=True)
-    assert _last(events, Started).resumed_from_step == 4
-    assert _last(events, Finished).step == 6
+    assert _last(events, Started).resumed_from_step == stopped.step
+    assert _last(events, Finished).step == stopped.step + 2

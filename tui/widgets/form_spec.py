@@ -13,7 +13,16 @@ TABS = {
     "data": (
         "Data",
         ["data_file_path", "text_column", "label_column"],
-        ["eval_file_path", "validation_fraction", "max_train_rows", "max_eval_rows"],
+        [
+            "eval_file_path",
+            "validation_fraction",
+            "max_train_rows",
+            "max_eval_rows",
+            "data_split",
+            "eval_split",
+            "data_config",
+            "label_names",
+        ],
     ),
     "lora": (
         "LoRA",
@@ -64,11 +73,15 @@ DATA_KEYS = (
     "validation_fraction",
     "max_train_rows",
     "max_eval_rows",
+    "data_split",
+    "eval_split",
+    "data_config",
+    "label_names",
     "seed",
 )
 PLACEHOLDERS = {
     "model_name": "empty = the built-in default (all-MiniLM-L6-v2)",
-    "data_file_path": "empty = the bundled example (reviews.jsonl)",
+    "data_file_path": "file, saved folder or Hub id (empty: example)",
     "eval_file_path": "empty = hold out a share of the training data",
     "output_dir": "empty = inside the run folder",
     "run_name": "empty = from model and data names",
