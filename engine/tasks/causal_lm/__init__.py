@@ -1,0 +1,1 @@
+"""The causal-LM (SFT) task: instruction-tune a decoder with LoRA on answer tokens."""
