@@ -34,9 +34,10 @@ def _is_single_token(tokenizer: Any, text: str) -> bool:
 def ensure_chat_template(tokenizer: Any) -> str:
     """Give a tokenizer without a chat template the ChatML fallback; returns 'model' or 'chatml'."""
     if getattr(tokenizer, "chat_template", None):
-        return "model"
+        return getattr(tokenizer, "template_source", "model")
     end = IM_END if _is_single_token(tokenizer, IM_END) else (tokenizer.eos_token or IM_END)
     tokenizer.chat_template = chatml_template(end)
+    tokenizer.template_source = "chatml"
     return "chatml"
 
 
