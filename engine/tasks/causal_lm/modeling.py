@@ -162,7 +162,7 @@ def load_causal_model(cfg: Any, precision: str) -> Any:
 
 
 def _is_decoder(config: Any) -> bool:
-    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or bool(
         getattr(config, "auto_map", {}).get("AutoModelForCausalLM")
