@@ -82,8 +82,10 @@ def stream(model: Any, tokenizer: Any, chat: Chat, sampling: Sampling) -> Iterat
     batch = tokenizer(prompt_text(tokenizer, chat), return_tensors="pt", add_special_tokens=False)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     errors: list[BaseException] = []
+    threads = torch.get_num_threads()  # the caller's cap (e.g. 1 beside a training run)
 
     def run() -> None:
+        torch.set_num_threads(threads)
         try:
             with torch.inference_mode(), _autocast(model):
                 model.generate(**batch, **sampling.kwargs(tokenizer), streamer=streamer)
