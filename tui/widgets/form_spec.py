@@ -13,7 +13,13 @@ TABS = {
     "data": (
         "Data",
         ["data_file_path", "text_column", "label_column"],
-        ["eval_file_path", "validation_fraction", "max_train_rows", "max_eval_rows"],
+        [
+            "eval_file_path",
+            "validation_fraction",
+            "max_train_rows",
+            "max_eval_rows",
+            "column_map",
+        ],
     ),
     "lora": (
         "LoRA",
@@ -44,6 +50,8 @@ TABS = {
             "lr_scheduler",
             "model_dropout",
             "group_by_length",
+            "train_on_prompt",
+            "gradient_checkpointing",
             "checkpoint_minutes",
             "save_total_limit",
             "metric_for_best",
@@ -63,6 +71,7 @@ DATA_KEYS = (
     "validation_fraction",
     "max_train_rows",
     "max_eval_rows",
+    "column_map",
     "seed",
 )
 PLACEHOLDERS = {
