@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DirectoryTree, Input, Label
 
-from engine.data import FORMATS
+from engine.readers import FORMATS
 
 
 class DataFileTree(DirectoryTree):
