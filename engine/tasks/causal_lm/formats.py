@@ -107,18 +107,22 @@ def apply_column_map(columns: list[str], mapping: dict[str, str], where: str) ->
 
 
 def detect_format(
-    columns: list[str], mapping: dict[str, str] | None = None, where: str = ""
+    columns: list[str],
+    mapping: dict[str, str] | None = None,
+    where: str = "",
+    need_answer: bool = True,
 ) -> str:
-    """The SFT format of a table from its column names (after the column map)."""
+    """The SFT format of a table from its column names (after the column map); prompts to
+    complete (`need_answer=False`) may lack the answer column."""
     mapped = set(mapping or {})
     present = {c.lower() for c in columns} | mapped
     if "messages" in present:
         return "messages"
     if "conversations" in present:
         return "sharegpt"
-    if {"instruction", "output"} <= present:
+    if {"instruction", "output"} <= present or (not need_answer and "instruction" in present):
         return "alpaca"
-    if {"prompt", "completion"} <= present:
+    if {"prompt", "completion"} <= present or (not need_answer and "prompt" in present):
         return "prompt-completion"
     label = next((c for c in columns if c.lower() in LABEL_LIKE), None)
     text = next((c for c in columns if c.lower() in TEXT_LIKE), None)
@@ -304,7 +308,7 @@ def normalise_all(
     """Every record as a Chat, plus the detected format; `locate(i)` names row i in errors."""
     name = locate or (lambda i: f"{source} row {i + 1}")
     mapping = apply_column_map(columns, parse_column_map(column_map), source)
-    fmt = detect_format(columns, mapping, where=source)
+    fmt = detect_format(columns, mapping, where=source, need_answer=need_answer)
     chats = [
         normalise(r, fmt, mapping, name(i), need_answer=need_answer) for i, r in enumerate(records)
     ]

@@ -43,8 +43,6 @@ def read_prompts(path: str, column_map: str = "") -> tuple[list[dict[str, Any]],
     split = table.train_split
     rows = [{k: v for k, v in r.items() if k != "__line__"} for r in table.splits[split]]
     columns = [c for c in table.columns if c != "__line__"]
-    if "prompt" in columns and "completion" not in columns:
-        columns = [*columns, "completion"]  # prompts alone are prompt-completion records
     chats, fmt = normalise_all(
         rows,
         columns,

@@ -6,9 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from engine.tasks.base import Encoded, MetricHooks, Task, TaskData
-
 from engine.errors import UserError
+from engine.tasks.base import Encoded, MetricHooks, Task, TaskData
 from engine.tasks.causal_lm.metrics import METRICS
 
 SAMPLES = 3  # held-out prompts answered at each evaluation
@@ -136,6 +135,18 @@ class CausalLMTask(Task):
         from engine.tasks.causal_lm.modeling import load_generator
 
         return load_generator(folder, threads)
+
+    def predict_cli(self, args: Any, weights: Path) -> int:
+        """`predict RUN "prompt"` streams an answer; `--file` answers every record."""
+        from engine.tasks.causal_lm.predict import predict_cli
+
+        return predict_cli(args, weights)
+
+    def export_gguf(self, merged: Path, setting: str = "") -> Path:
+        """A GGUF of a merged model via a local llama.cpp converter."""
+        from engine.tasks.causal_lm.export import export_gguf
+
+        return export_gguf(merged, setting)
 
     def meta_model(self, config: Any, trust_remote_code: bool = False) -> Any:
         """A causal LM built from the config."""
