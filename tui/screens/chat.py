@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.validation import Number
-from textual.widgets import Footer, Header, Input, Label, Static
+from textual.widgets import Footer, Input, Label, Static
 
 from engine.errors import UserError
 from tui.screens.tryit import describe, set_threads, training_engine_alive
@@ -48,7 +48,6 @@ class ChatScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         """Weights line, settings row, transcript, message box."""
-        yield Header()
         yield Static("looking for the adapter…", id="source")
         with Horizontal(id="settings"):
             yield Label("system", classes="setting-label")

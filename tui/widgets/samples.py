@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.widgets import Static
 
@@ -16,23 +15,18 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 1] + "…"
 
 
-def render_samples(samples: list[Sample]) -> RenderableType:
-    """The samples as prompt / reference / generated blocks (matches marked green)."""
+def render_samples(samples: list[Sample]) -> Text:
+    """The samples as prompt / reference / generated blocks (exact matches in green)."""
     if not samples:
         return Text("no sample generations yet: they come with the first evaluation", style="dim")
-    parts: list[RenderableType] = [Text(f"samples at step {samples[0].step}", style="bold")]
+    out = Text(f"samples at step {samples[0].step}\n", style="bold")
     for s in samples:
         same = s.generated.strip() == s.reference.strip()
-        parts.append(Text.assemble(("prompt    ", "dim"), _clip(s.prompt)))
-        parts.append(Text.assemble(("reference ", "dim"), (_clip(s.reference), "cyan")))
-        parts.append(
-            Text.assemble(
-                ("generated ", "dim"),
-                (_clip(s.generated) or "(empty)", "bold green" if same else "yellow"),
-            )
-        )
-        parts.append(Text(""))
-    return Group(*parts)
+        out.append("prompt    ", "dim").append(_clip(s.prompt) + "\n", "not bold")
+        out.append("reference ", "dim").append(_clip(s.reference) + "\n", "cyan")
+        out.append("generated ", "dim")
+        out.append((_clip(s.generated) or "(empty)") + "\n\n", "green" if same else "yellow")
+    return out
 
 
 class SamplesView(Static):

@@ -14,6 +14,23 @@ SAMPLES = 3  # held-out prompts answered at each evaluation
 SAMPLE_TOKENS = 64
 
 
+def example_pieces(info: dict[str, Any], chat: Any) -> list[tuple[str, bool]]:
+    """One chat as the model sees it, in (text, trained) pieces (empty when no tokenizer loads)."""
+    from engine.model import load_tokenizer, resolve_model_name
+    from engine.tasks.causal_lm.template import ensure_chat_template, segments
+
+    name, trust = info["model"]
+    try:
+        tokenizer = load_tokenizer(resolve_model_name(name), trust)
+        ensure_chat_template(tokenizer)
+        pieces, _ = segments(tokenizer, chat)
+    except Exception:  # the model field has its own message; the preview just goes without
+        return []
+    if info.get("train_on_prompt"):
+        return [(text, True) for text, _ in pieces]
+    return pieces
+
+
 class CausalLMTask(Task):
     """Instruction-tune a decoder with LoRA: loss on the answers, samples at each evaluation."""
 
@@ -22,6 +39,7 @@ class CausalLMTask(Task):
     metrics: ClassVar[tuple[str, ...]] = METRICS
     default_metric: ClassVar[str] = "loss"
     peft_task_type: ClassVar[str] = "CAUSAL_LM"
+    tryit: ClassVar[str] = "chat"  # the TUI's try-it screen: a streaming chat
 
     def prepare_data(self, cfg: Any, run_dir: Path | None) -> TaskData:
         """Chats of the train and evaluation splits."""
@@ -32,7 +50,11 @@ class CausalLMTask(Task):
             train=splits.train,
             eval=splits.eval or None,
             eval_source=splits.eval_source,
-            info={"splits": splits},
+            info={
+                "splits": splits,
+                "model": (cfg.model.model_name, cfg.model.trust_remote_code),
+                "train_on_prompt": bool(getattr(cfg.training, "train_on_prompt", False)),
+            },
         )
 
     def subset(self, data: TaskData, indices: list[int]) -> TaskData:
@@ -106,7 +128,10 @@ class CausalLMTask(Task):
     def data_summary(self, data: TaskData) -> dict[str, Any]:
         """The detected format and columns."""
         splits = data.info["splits"]
-        return {"text_column": splits.format, "label_column": "", "label_counts": {}}
+        summary: dict[str, Any] = {"text_column": splits.format, "label_column": ""}
+        if splits.train and "model" in data.info:
+            summary["example"] = example_pieces(data.info, splits.train[0])
+        return summary
 
     def describe_data(self, data: TaskData) -> str:
         """Format and sizes."""
