@@ -168,3 +168,41 @@ def test_same_greedy_tokens_live_checkpoint_adapter_merged(llama: Path, tmp_path
         in modelfile
     )
     assert 'PARAMETER stop "<|im_end|>"' in modelfile
+
+
+def test_memory_estimate_parts() -> None:
+    from transformers import Qwen2Config
+
+    from engine.tasks.causal_lm.memory import estimate
+
+    config = Qwen2Config(
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+    )  # fmt: skip  (Qwen2.5-0.5B's shape)
+    cfg = RunConfig(task="causal-lm")
+    cfg.training.batch_size, cfg.model.max_length = 4, 512
+    bf16 = estimate(config, 494_000_000, 4_400_000, cfg, "bf16")
+    fp32 = estimate(config, 494_000_000, 4_400_000, cfg, "fp32")
+    assert fp32.weights == 2 * bf16.weights == 4 * 494_000_000
+    assert bf16.lora_state == 16 * 4_400_000
+    assert bf16.logits == 4 * 512 * 151936 * 12  # a 150k vocabulary costs gigabytes of logits
+    cfg.training.gradient_checkpointing = True
+    assert estimate(config, 494_000_000, 4_400_000, cfg, "bf16").activations < bf16.activations / 5
+    assert "memory estimate" in bf16.line()
+
+
+def test_preflight_reports_the_memory_estimate(llama: Path, tmp_path: Path) -> None:
+    from engine.preflight import preflight
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows(16)))
+    cfg = _cfg(llama, batch_size=4, precision="fp32")
+    cfg.task = "causal-lm"
+    cfg.data.data_file_path = str(data)
+    report = preflight(cfg.validate(), steps=2)
+    assert report.seconds_per_step > 0
+    assert any(line.startswith("memory estimate") for line in report.lines())

@@ -161,6 +161,21 @@ class CausalLMTask(Task):
 
         return load_generator(folder, threads)
 
+    def preflight_notes(self, cfg: Any, precision: str, report: Any) -> list[str]:
+        """The memory estimate from the config, for the whole max_length (a '!' line warns)."""
+        from engine.tasks.causal_lm.memory import estimate_for
+
+        est = estimate_for(cfg, precision)
+        notes = [est.line()]
+        if est.total > report.free_bytes:
+            notes.append(
+                f"!at max_length={cfg.model.max_length} and batch_size={cfg.training.batch_size} "
+                f"a step may need {est.total / 1024**3:.1f} GB, more than the "
+                f"{report.free_bytes / 1024**3:.1f} GB free: lower them or turn on "
+                "gradient_checkpointing"
+            )
+        return notes
+
     def predict_cli(self, args: Any, weights: Path) -> int:
         """`predict RUN "prompt"` streams an answer; `--file` answers every record."""
         from engine.tasks.causal_lm.predict import predict_cli
