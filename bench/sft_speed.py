@@ -103,6 +103,8 @@ def run_ours(model: Path, train: Path, out: Path, args: argparse.Namespace) -> d
     run = next(p for p in out.iterdir() if p.is_dir())
     events = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines() if x]
     done = next(e for e in events if e["type"] == "finished")
+    # The training loop's time, as TRL's train_runtime (not the final save or set-up).
+    seconds = [e["elapsed_s"] for e in events if e["type"] == "step"][-1]
     from engine.tasks.causal_lm.encoding import ChatDataset
 
     cache = next((run / "tokenized").glob("causal-train-*.npz"))
@@ -110,7 +112,7 @@ def run_ours(model: Path, train: Path, out: Path, args: argparse.Namespace) -> d
 
     with np.load(cache) as z:
         tokens = int(ChatDataset(z["ids"], z["labels"], z["offsets"]).tokens)
-    return {"seconds": done["elapsed_s"], "tokens": tokens, "adapter": done["output_dir"]}
+    return {"seconds": seconds, "tokens": tokens, "adapter": done["output_dir"]}
 
 
 def heldout_loss(adapter: str, model: Path, held: Path) -> float:

@@ -206,3 +206,26 @@ def test_preflight_reports_the_memory_estimate(llama: Path, tmp_path: Path) -> N
     report = preflight(cfg.validate(), steps=2)
     assert report.seconds_per_step > 0
     assert any(line.startswith("memory estimate") for line in report.lines())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_gradient_checkpointing_switch_trains(llama: Path, precision: str) -> None:
+    import torch
+
+    from engine.tasks.causal_lm.encoding import encode_chats
+    from engine.tasks.causal_lm.modeling import load_causal_model
+
+    cfg = _cfg(llama, gradient_checkpointing=True)
+    loaded = load_causal_model(cfg, precision)
+    model = loaded.model
+    assert model.get_base_model().is_gradient_checkpointing
+    chats, _ = normalise_all(rows(4), ["prompt", "completion"])
+    data, _ = encode_chats(loaded.tokenizer, chats, 64)
+    batch = CausalCollator(loaded.tokenizer.pad_token_id)([data[i] for i in range(4)])
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = model(**batch).loss
+    loss.backward()
+    # lora_B starts at zero, so at the first step only its gradients are non-zero
+    grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
