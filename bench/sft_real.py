@@ -67,18 +67,20 @@ def events(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line]
 
 
-def sst2(model: str, rows: int) -> None:
+def sst2(model: str, rows: int, keep: str = "") -> None:
     """Train on SST-2 instructions; score dev answers against the majority class."""
     from engine.tasks import get_task
     from engine.tasks.causal_lm.formats import Chat
     from engine.tasks.causal_lm.generation import Sampling, generate
 
     with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp)
+        tmp_path = Path(keep) if keep else Path(tmp)
+        tmp_path.mkdir(parents=True, exist_ok=True)
         data = tmp_path / "sst2-instructions.jsonl"
         data.write_text("\n".join(json.dumps(r) for r in sst2_rows("train", rows)) + "\n")
         run = train(
             tmp_path / "runs", model, data, "--epochs", "1", "--max_length", "96",
+            "--validation_fraction", "0",
             "--eval_strategy", "no", "--save_strategy", "no",
         )  # fmt: skip
         steps = [e for e in events(run) if e["type"] == "step"]
@@ -100,11 +102,11 @@ def sst2(model: str, rows: int) -> None:
           f"{other} answers were neither word")  # fmt: skip
 
 
-def alpaca(model: str, epochs: int) -> None:
+def alpaca(model: str, epochs: int, keep: str = "") -> None:
     """Train on the 175 Alpaca seed tasks; print the held-out answer loss at each evaluation."""
     with tempfile.TemporaryDirectory() as tmp:
         run = train(
-            Path(tmp) / "runs", model, shared("alpaca-seed", "seed_tasks.json"),
+            Path(keep or tmp) / "runs", model, shared("alpaca-seed", "seed_tasks.json"),
             "--epochs", str(epochs), "--max_length", "256", "--validation_fraction", "0.15",
             "--batch_size", "8", "--save_strategy", "no",
         )  # fmt: skip
@@ -127,11 +129,12 @@ def main() -> None:
     ap.add_argument("--model", default=str(HERE / "out" / "sst2-decoder"))
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--keep", default="", help="keep the data and runs in this folder")
     args = ap.parse_args()
     if args.check == "sst2":
-        sst2(args.model, args.rows)
+        sst2(args.model, args.rows, args.keep)
     else:
-        alpaca(args.model, args.epochs)
+        alpaca(args.model, args.epochs, args.keep)
 
 
 if __name__ == "__main__":
