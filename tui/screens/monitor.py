@@ -159,8 +159,8 @@ class MonitorScreen(Screen[None]):
             return True if self.state in ("stopped", "failed", "crashed") else None
         if action == "toggle_metrics":
             return True if any(e.metrics.get("confusion") for e in self.progress.evals) else None
-        if action == "toggle_samples":
-            return True if self.progress.samples else None
+        if action == "toggle_samples":  # hidden for tasks without sample generations
+            return bool(self.progress.samples)
         if action in ("tryit", "export"):
             return True if self.has_adapter else None
         return True

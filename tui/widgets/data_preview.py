@@ -33,7 +33,9 @@ class DataPreview(Vertical):
         """Summary, bars, table."""
         yield Static("reading the data…", id="data-summary", markup=False)
         yield LabelBars(id="data-bars")
-        yield Static("", id="data-example")
+        example = Static("", id="data-example")
+        example.display = False
+        yield example
         yield DataTable(id="data-table", zebra_stripes=True, cursor_type="none")
 
     def show(self, info: DataInfo | None) -> None:
