@@ -67,7 +67,7 @@ def events(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line]
 
 
-def sst2(model: str, rows: int, keep: str = "") -> None:
+def sst2(model: str, rows: int, keep: str = "", lr: str = "") -> None:
     """Train on SST-2 instructions; score dev answers against the majority class."""
     from engine.tasks import get_task
     from engine.tasks.causal_lm.formats import Chat
@@ -80,7 +80,7 @@ def sst2(model: str, rows: int, keep: str = "") -> None:
         data.write_text("\n".join(json.dumps(r) for r in sst2_rows("train", rows)) + "\n")
         run = train(
             tmp_path / "runs", model, data, "--epochs", "1", "--max_length", "96",
-            "--validation_fraction", "0",
+            "--validation_fraction", "0", *(["--learning_rate", lr] if lr else []),
             "--eval_strategy", "no", "--save_strategy", "no",
         )  # fmt: skip
         steps = [e for e in events(run) if e["type"] == "step"]
@@ -130,9 +130,10 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--keep", default="", help="keep the data and runs in this folder")
+    ap.add_argument("--lr", default="", help="learning rate for sst2 (default: ours, 1e-3)")
     args = ap.parse_args()
     if args.check == "sst2":
-        sst2(args.model, args.rows, args.keep)
+        sst2(args.model, args.rows, args.keep, args.lr)
     else:
         alpaca(args.model, args.epochs, args.keep)
 

@@ -66,9 +66,10 @@ class EncodeReport:
             )
         if self.dropped:
             first = ", ".join(str(i + 1) for i in self.dropped[:5])
+            more = "..." if len(self.dropped) > 5 else ""
             out.append(
                 f"{split}: dropped {len(self.dropped)} examples whose prompt alone fills "
-                f"max_length={max_length} (rows {first}{'...' if len(self.dropped) > 5 else ''}); "
+                f"max_length={max_length} ({split} examples {first}{more}); "
                 "raise max_length to train on them"
             )
         if self.unstable:
