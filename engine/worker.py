@@ -17,9 +17,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # A lost terminal must never end a run (we are in our own session already; belt and braces).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from engine.errors import UserError
     from engine.train import run_training
 
-    return run_training(Path(paths[0]), resume=resume)
+    try:
+        return run_training(Path(paths[0]), resume=resume)
+    except UserError as exc:  # refused before it wrote anything (e.g. another engine has the run)
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

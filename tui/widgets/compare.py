@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
-from engine.events import Eval, Step, read_events
+from engine.events import Eval, Step, drop_superseded, read_events
 from tui.widgets.runfmt import metric, run_name
 
 
@@ -32,7 +32,7 @@ def load_series(run_dir: Path) -> LossSeries:
     """Read a run's events and build its loss curve (call from a worker: it reads the disk)."""
     by_step: dict[int, float] = {}
     best: dict[str, float] = {}
-    for event in read_events(run_dir):
+    for event in drop_superseded(read_events(run_dir)):
         if isinstance(event, Step) and event.loss is not None:
             by_step[event.step] = event.loss
         elif isinstance(event, Eval):

@@ -1,4 +1,8 @@
-"""Read SFT data into chats: train and evaluation splits (a file split, an eval file or held out)."""
+"""Read SFT data into chats: train and evaluation splits (a file split, an eval file or held out).
+
+Any source of engine.sources works: a file, a `save_to_disk` folder or a Hub dataset id, with
+`data_config`, `data_split` and `eval_split`.
+"""
 
 from __future__ import annotations
 
@@ -23,67 +27,79 @@ class ChatSplits:
     columns: list[str]
 
 
-def _read(
-    path: str, data_cfg: Any, field_name: str, split_kind: str
-) -> tuple[list[Chat], Any, str, str]:
-    """Chats of a file's training (or evaluation) split, its table and detected format."""
-    from engine.readers import read_table
+def records(source: Any, split: str) -> list[dict[str, Any]]:
+    """The rows of a source's split as dicts (our reader's rows when it read the file)."""
+    rows = source.table.splits[split] if source.table is not None else source.splits[split]
+    return [{k: v for k, v in r.items() if k != "__line__"} for r in rows]
 
-    table = read_table(path, field_name=field_name)
-    split = (table.eval_split or table.train_split) if split_kind == "eval" else table.train_split
-    rows = [{k: v for k, v in r.items() if k != "__line__"} for r in table.splits[split]]
-    columns = [c for c in table.columns if c != "__line__"]
-    chats, fmt = normalise_all(
-        rows,
-        columns,
-        getattr(data_cfg, "column_map", ""),
-        source=str(table.path),
-        locate=lambda i: table.locate(split, i),
+
+def chats_of(source: Any, split: str, column_map: str, limit: int = 0) -> tuple[list[Chat], str]:
+    """A split's rows normalised to chats, and the detected format."""
+    rows = records(source, split)
+    if limit:
+        rows = rows[:limit]
+    where = str(source.path) if source.path else source.name
+    return normalise_all(
+        rows, source.columns, column_map, source=where, locate=lambda i: source.locate(split, i)
     )
-    return chats, table, fmt, split
 
 
-def load_chats(data_cfg: Any, seed: int = 42) -> ChatSplits:
+def load_chats(data_cfg: Any, seed: int = 42, cache_dir: Path | None = None) -> ChatSplits:
     """The configured data as chats; every problem is a UserError naming the file and row."""
+    from engine.sources import open_source
+
     if not data_cfg.data_file_path:
         raise UserError(
-            "instruction tuning needs a data file",
+            "instruction tuning needs data",
             where="data.data_file_path",
             hint="give a JSONL of messages, prompt/completion, Alpaca or ShareGPT records",
             field="data.data_file_path",
         )
-    path = str(Path(data_cfg.data_file_path).expanduser())
-    train, table, fmt, train_split = _read(path, data_cfg, "data.data_file_path", "train")
-    if data_cfg.max_train_rows:
-        train = train[: data_cfg.max_train_rows]
+    column_map = getattr(data_cfg, "column_map", "")
+    source = open_source(
+        data_cfg.data_file_path,
+        config=getattr(data_cfg, "data_config", ""),
+        split=getattr(data_cfg, "data_split", ""),
+        cache_dir=cache_dir,
+    )
+    train, fmt = chats_of(source, source.train_split, column_map, data_cfg.max_train_rows)
     evals: list[Chat] = []
-    source = "none"
+    kind = "none"
+    eval_split = getattr(data_cfg, "eval_split", "")
     if data_cfg.eval_file_path:
-        evals = _read(data_cfg.eval_file_path, data_cfg, "data.eval_file_path", "eval")[0]
-        source = "eval file"
-    elif table.eval_split:
-        rows = [
-            {k: v for k, v in r.items() if k != "__line__"} for r in table.splits[table.eval_split]
-        ]
-        evals = normalise_all(
-            rows,
-            [c for c in table.columns if c != "__line__"],
-            getattr(data_cfg, "column_map", ""),
-            source=str(table.path),
-            locate=lambda i: table.locate(table.eval_split, i),
-        )[0]
-        source = "file split"
+        esource = open_source(
+            data_cfg.eval_file_path, field_name="data.eval_file_path", cache_dir=cache_dir
+        )
+        evals = chats_of(esource, esource.eval_split or esource.train_split, column_map)[0]
+        kind = "eval file"
+    elif eval_split or source.eval_split:
+        from engine.sources import apply_slice, parse_split
+
+        name, start, stop = (
+            parse_split(eval_split) if eval_split else (source.eval_split, None, None)
+        )
+        if name not in source.splits:
+            raise UserError(
+                f"no split '{name}' in this data",
+                where=source.name,
+                hint=f"splits are: {', '.join(source.splits)}",
+                field="data.eval_split",
+            )
+        if start or stop:
+            source.splits[name] = apply_slice(source.splits[name], start, stop)
+            source.table = None  # a slice of our reader's rows is not kept: read datasets' rows
+        evals = chats_of(source, name, column_map)[0]
+        kind = "file split"
     elif data_cfg.validation_fraction > 0 and len(train) >= 4:
         order = list(range(len(train)))
         random.Random(seed).shuffle(order)
-        n_eval = max(1, round(len(train) * data_cfg.validation_fraction))
-        held = set(order[:n_eval])
+        held = set(order[: max(1, round(len(train) * data_cfg.validation_fraction))])
         evals = [c for i, c in enumerate(train) if i in held]
         train = [c for i, c in enumerate(train) if i not in held]
-        source = "held out"
+        kind = "held out"
     if data_cfg.max_eval_rows:
         evals = evals[: data_cfg.max_eval_rows]
-    return ChatSplits(train, evals, fmt, source if evals else "none", list(table.columns))
+    return ChatSplits(train, evals, fmt, kind if evals else "none", source.columns)
 
 
 def describe(splits: ChatSplits) -> str:

@@ -37,18 +37,18 @@ def user_chat(text: str, system: str = "") -> Chat:
 
 def read_prompts(path: str, column_map: str = "") -> tuple[list[dict[str, Any]], list[Chat]]:
     """Records of a file in any training format, and their prompt parts as chats."""
-    from engine.readers import read_table
+    from engine.sources import open_source
+    from engine.tasks.causal_lm.data import records
 
-    table = read_table(path, field_name="--file")
-    split = table.train_split
-    rows = [{k: v for k, v in r.items() if k != "__line__"} for r in table.splits[split]]
-    columns = [c for c in table.columns if c != "__line__"]
-    chats, fmt = normalise_all(
+    source = open_source(path, field_name="--file")
+    split = source.train_split
+    rows = records(source, split)
+    chats, _ = normalise_all(
         rows,
-        columns,
+        source.columns,
         column_map,
-        source=str(table.path),
-        locate=lambda i: table.locate(split, i),
+        source=str(source.path or source.name),
+        locate=lambda i: source.locate(split, i),
         need_answer=False,
     )
     prompts = [c if c.raw else Chat(c.prompt_turns()) for c in chats]

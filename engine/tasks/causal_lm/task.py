@@ -43,9 +43,10 @@ class CausalLMTask(Task):
 
     def prepare_data(self, cfg: Any, run_dir: Path | None) -> TaskData:
         """Chats of the train and evaluation splits."""
+        from engine.runs import data_cache_dir
         from engine.tasks.causal_lm.data import load_chats
 
-        splits = load_chats(cfg.data, seed=cfg.training.seed)
+        splits = load_chats(cfg.data, seed=cfg.training.seed, cache_dir=data_cache_dir(run_dir))
         return TaskData(
             train=splits.train,
             eval=splits.eval or None,
