@@ -148,3 +148,20 @@ async def test_setup_offers_causal_lm_and_shows_the_trained_part(
         ]
         assert trained == ["Paris<|im_end|>\n"]
         assert screen.form_config().task == "causal-lm"
+
+
+async def test_eval_table_shows_perplexity_for_language_models(runs_root: Path) -> None:
+    from engine.events import Eval
+    from tui.widgets.metric_tables import EvalTable
+
+    events = fixed_events(total_steps=60)
+    for e in events:
+        if isinstance(e, Eval):
+            e.metrics = {"accuracy": 0.3, "loss": 2.0, "perplexity": 7.389, "answer_loss": 2.0}
+    app = FinetuneApp(runs_root, attach_to=write_run(runs_root / "20240101-120000-lm", events))
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.state == "finished")
+        table = screen.query_one(EvalTable)
+        assert [str(c.label) for c in table.columns.values()][3] == "ppl"
+        assert table.get_row_at(0)[3] == "7.4"
