@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=192)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--resume", action="store_true", help="continue training the model in --out")
     args = ap.parse_args()
 
     import torch
@@ -90,7 +91,12 @@ def main() -> None:
     data = sst2_dir()
     train_texts = sentences(data / "train.tsv")
     dev_texts = sentences(data / "dev.tsv")
-    tok = build_tokenizer(train_texts, out, args.vocab)
+    if args.resume:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(out)
+    else:
+        tok = build_tokenizer(train_texts, out, args.vocab)
     random.Random(0).shuffle(train_texts)
     train = blocks(tok, train_texts, 128)
     dev = blocks(tok, dev_texts, 128)
@@ -108,7 +114,7 @@ def main() -> None:
         bos_token_id=tok.eos_token_id,
         pad_token_id=tok.eos_token_id,
     )
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM.from_pretrained(out) if args.resume else LlamaForCausalLM(config)
     print(
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
         f"{train.shape[0]} train blocks of 128 tokens",
