@@ -224,6 +224,9 @@ def test_big_data_stays_in_arrow_and_tokenizes_lazily(tmp_path: Path, monkeypatc
     splits = load_splits(data_cfg(path))
     assert isinstance(splits.train_texts, ArrowTexts)
     assert len(splits.train_texts) + len(splits.eval_texts) == 40
+    assert list(splits.eval_labels).count(0) == list(splits.eval_labels).count(1) == 2
+    seen = {splits.train_texts[i] for i in range(len(splits.train_texts))}
+    assert not seen & {splits.eval_texts[i] for i in range(len(splits.eval_texts))}
 
     calls = []
 

@@ -40,7 +40,8 @@ class ArrowTexts:
         """A view of the texts at these positions."""
         import numpy as np
 
-        rows = np.fromiter((self._row(i) for i in positions), dtype=np.int64)
+        wanted = np.asarray(positions, dtype=np.int64)
+        rows = self.indices[wanted] if self.indices is not None else wanted
         return ArrowTexts(self.column, rows)
 
     def char_lengths(self) -> Any:

@@ -30,7 +30,8 @@ class Splits:
     @property
     def label_counts(self) -> dict[str, int]:
         """Training examples per label name."""
-        counts = Counter(self.train_labels)
+        labels = self.train_labels
+        counts = Counter(labels if isinstance(labels, list) else labels.tolist())
         return {self.id2label[i]: counts.get(i, 0) for i in sorted(self.id2label)}
 
 
@@ -149,8 +150,12 @@ def _int_text(value: Any) -> int | None:
     return int(number) if number.is_integer() else None
 
 
-def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+def stratified_split(labels: Any, fraction: float, seed: int) -> tuple[Any, Any]:
     """Indices (train, held out): `fraction` of each class held out, seeded."""
+    from engine.tasks.classification.columns import LAZY_ROWS
+
+    if len(labels) > LAZY_ROWS:
+        return _stratified_split_numpy(labels, fraction, seed)
     rng = random.Random(seed)
     by_class: dict[int, list[int]] = {}
     for i, y in enumerate(labels):
@@ -164,6 +169,23 @@ def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[lis
         held += idx[:k]
         train += idx[k:]
     return sorted(train), sorted(held)
+
+
+def _stratified_split_numpy(labels: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+    """The same split rule for millions of rows, vectorised (index arrays, not lists)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    arr = np.asarray(labels)
+    train, held = [], []
+    for cls in np.unique(arr):
+        idx = np.flatnonzero(arr == cls)
+        rng.shuffle(idx)
+        k = round(len(idx) * fraction)
+        k = min(max(k, 1), len(idx) - 1) if len(idx) >= 2 else 0
+        held.append(idx[:k])
+        train.append(idx[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
 
 
 def _rows_of(source: Source, split: str, text_col: str, label_col: str) -> tuple[Any, list[Any]]:
@@ -318,15 +340,19 @@ def _assemble(
             field="data.label_column",
         )
     label2id = {v: i for i, v in enumerate(names)}
-    labels = [label2id[v] for v in raw_labels]
+    labels: Any = [label2id[v] for v in raw_labels]
+    if not isinstance(texts, list):  # big data: label ids as an array, not a list of ints
+        import numpy as np
+
+        labels = np.asarray(labels, dtype=np.int64)
     if eval_raw:
         eval_labels = _eval_label_ids(data_cfg, where, label2id, raw_labels, eval_raw)
     elif data_cfg.validation_fraction > 0 and len(texts) >= 4:
         train_idx, held_idx = stratified_split(labels, data_cfg.validation_fraction, seed)
         eval_texts = _take(texts, held_idx)
-        eval_labels = [labels[i] for i in held_idx]
+        eval_labels = _pick(labels, held_idx)
         texts = _take(texts, train_idx)
-        labels = [labels[i] for i in train_idx]
+        labels = _pick(labels, train_idx)
         eval_source = "held out"
     else:
         eval_labels = []
@@ -383,8 +409,15 @@ def _eval_label_ids(
     return [label2id[v] for v in eval_raw]
 
 
+def _pick(labels: Any, indices: Any) -> Any:
+    """Label ids at these positions (list in, list out; array in, array out)."""
+    if isinstance(labels, list):
+        return [labels[i] for i in indices]
+    return labels[indices]
+
+
 def _take(texts: Any, indices: Any) -> Any:
     """The texts at these positions (a list, or a lazy view for Arrow-backed texts)."""
     if isinstance(texts, list):
         return [texts[i] for i in indices]
-    return texts.take(list(indices))
+    return texts.take(indices)
