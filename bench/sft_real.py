@@ -59,7 +59,7 @@ def train(root: Path, model: str, data: Path, *flags: str) -> Path:
     t0 = time.monotonic()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     print(f"trained in {time.monotonic() - t0:.0f}s")
-    return max(p for p in root.iterdir() if p.is_dir())
+    return max(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def events(run: Path) -> list[dict]:

@@ -100,7 +100,7 @@ def run_ours(model: Path, train: Path, out: Path, args: argparse.Namespace) -> d
         "--save_strategy", "no", "--logging_steps", "20",
     ]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    run = next(p for p in out.iterdir() if p.is_dir())
+    run = next(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
     events = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines() if x]
     done = next(e for e in events if e["type"] == "finished")
     # The training loop's time, as TRL's train_runtime (not the final save or set-up).
