@@ -18,6 +18,7 @@ from engine.events import (
     Failed,
     Finished,
     Phase,
+    Sample,
     Started,
     Step,
     Stopped,
@@ -121,6 +122,7 @@ class RunProgress:
     config: dict[str, Any] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     evals: list[Eval] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
     final: Event | None = None
     first_time: float = 0.0
     last_time: float = 0.0
@@ -158,6 +160,9 @@ class RunProgress:
                 continue  # steps go to the table, not the log
             elif isinstance(e, Eval):
                 self.evals.append(e)
+            elif isinstance(e, Sample):
+                self.samples = [*self.samples[-20:], e]
+                continue  # the samples pane shows these
             elif e.type in FINAL_TYPES:
                 self.final = e
                 self.phase = e.type
