@@ -461,3 +461,35 @@ def test_two_nodes_on_localhost_train_and_resume_without_a_shared_folder(
     events = both(resume=True)
     assert _last(events, Started).resumed_from_step == stopped.step
     assert _last(events, Finished).step == stopped.step + 2
+
+
+@pytest.mark.slow
+@pytest.mark.scaleout
+def test_causal_lm_on_two_processes_trains_like_one(runs_root: Path, tmp_path: Path) -> None:
+    """The shared Trainer setup serves every task: a causal-LM (its loss does take
+    num_items_in_batch, summed over the ranks) gives one process's loss on two."""
+    from engine.train import run_training
+    from tests.test_causal_lm_run import _write, chat_rows
+    from tests.tiny_lm import make_tiny_decoder
+
+    decoder = make_tiny_decoder(tmp_path / "tiny-llama", "llama")
+    data = _write(tmp_path / "chats.jsonl", chat_rows())
+    runs = []
+    for nproc in (1, 2):
+        cfg = _config(decoder, nproc=nproc, steps=4)
+        cfg.task = "causal-lm"
+        cfg.data.data_file_path = str(data)
+        cfg.model.max_length = 64
+        cfg.training.batch_size, cfg.training.grad_accum = 4, 2
+        cfg.training.learning_rate = 0.02
+        runs.append(new_run_dir(cfg, runs_root))
+    assert run_training(runs[0]) == 0
+    events = _run(runs[1])
+    started = _last(events, Started)
+    assert (started.world_size, started.batch_size, started.grad_accum) == (2, 4, 1)
+    assert isinstance(events[-1], Finished), events[-1]
+    ref = {e.step: e.loss for e in read_events(runs[0]) if isinstance(e, Step)}
+    two = {e.step: e.loss for e in events if isinstance(e, Step)}
+    assert sorted(two) == sorted(ref) == [1, 2, 3, 4]
+    for step, loss in two.items():
+        assert loss == pytest.approx(ref[step], rel=1e-4), (step, ref, two)
