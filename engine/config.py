@@ -30,6 +30,7 @@ SCHEDULERS = (
     "constant_with_warmup",
     "inverse_sqrt",
 )
+NOTIFY = ("off", "bell", "osc9")
 # Metrics every evaluation reports (engine.metrics + the Trainer's eval loss).
 METRICS = ("accuracy", "f1", "loss")
 
@@ -126,6 +127,12 @@ class OutputConfig:
 
     output_dir: str = _f("", "Folder for the final adapter; empty = inside the run directory")
     run_name: str = _f("", "A name for the run; empty = derived from model and data")
+    sweep_id: str = _f("", "The sweep this run belongs to (set when a sweep is queued)")
+    notify: str = _f(
+        "off",
+        "When the run ends, ring the terminal: off, bell or osc9 (a desktop notification)",
+        choices=NOTIFY,
+    )
 
 
 SECTIONS: dict[str, type] = {
@@ -314,6 +321,8 @@ class RunConfig:
             p["training.early_stopping_patience"] = (
                 "early stopping needs evaluation (eval_strategy)"
             )
+        if self.output.notify not in NOTIFY:
+            p["output.notify"] = f"notify must be one of {', '.join(NOTIFY)}"
         if t.logging_steps < 1:
             p["training.logging_steps"] = "logging_steps must be at least 1"
         return p

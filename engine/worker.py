@@ -17,9 +17,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # A lost terminal must never end a run (we are in our own session already; belt and braces).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from engine.queue import after_run
     from engine.train import run_training
 
-    return run_training(Path(paths[0]), resume=resume)
+    run_dir = Path(paths[0]).resolve()
+    code = run_training(run_dir, resume=resume)
+    after_run(run_dir)  # the next queued run starts now, with or without a UI
+    return code
 
 
 if __name__ == "__main__":
