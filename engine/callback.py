@@ -52,6 +52,7 @@ class EventsCallback(TrainerCallback):
         self.last_save = self.t0
         self.evaluating = False
         self.training_done = False
+        self.saved_step = -1
 
     def install_signal_handlers(self) -> None:
         """SIGTERM / SIGINT ask for a graceful stop instead of killing the run mid-step."""
@@ -85,6 +86,17 @@ class EventsCallback(TrainerCallback):
             control.should_save = True
         elif self.checkpoint_s and time.monotonic() - self.last_save >= self.checkpoint_s:
             control.should_save = True
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: D102
+        # A stop leaves the epoch loop through its end: no evaluation of a half epoch (an extra
+        # eval row) and no second save of the checkpoint the stop has just written.
+        if self.stop_requested:
+            epoch = float(state.epoch or 0.0)
+            if abs(epoch - round(epoch)) > 1e-6:  # a whole epoch still gets its evaluation
+                control.should_evaluate = False
+            if self.saved_step == state.global_step:
+                control.should_save = False
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102
@@ -145,6 +157,7 @@ class EventsCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):  # noqa: D102
         self.last_save = time.monotonic()
+        self.saved_step = state.global_step
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         reason = "stop" if self.stop_reason else "scheduled"
         self.writer.emit(Checkpoint(step=state.global_step, path=str(path), reason=reason))

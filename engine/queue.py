@@ -300,14 +300,15 @@ def grid(base: RunConfig, sweep: dict[str, list[Any]]) -> list[RunConfig]:
         for name, value in zip(names, combo, strict=True):
             cfg.set(name, value)
             fname = field_path(name)[1]
-            label.append(f"{SHORT.get(fname, fname)}{_short_value(value)}")
+            label.append(f"{SHORT.get(fname, fname)}{short_value(value)}")
         prefix = [base.output.run_name] if base.output.run_name else []
         cfg.output.run_name = "-".join(prefix + label)
         configs.append(cfg.validate())
     return configs
 
 
-def _short_value(value: Any) -> str:
+def short_value(value: Any) -> str:
+    """A setting's value, short: 0.0003 -> 3e-04, 3.0 -> 3."""
     if isinstance(value, float):
         text = f"{value:g}"
         if "e" not in text and 0 < abs(value) < 0.01:  # 0.0003 -> 3e-04
