@@ -12,8 +12,8 @@ from textual.widgets import DataTable, Static
 
 from tests.fakeruns import make_fake_run
 from tui.app import FinetuneApp
-from tui.screens.runs import RunsScreen, column_widths
 from tui.screens.compare import CompareScreen, CurvePlot
+from tui.screens.runs import RunsScreen, column_widths
 from tui.widgets.dialogs import Confirm
 
 STATES = [("a", "finished"), ("b", "stopped"), ("c", "failed"), ("d", "crashed"), ("e", "running")]
