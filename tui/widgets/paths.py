@@ -37,9 +37,14 @@ def in_use(path: Path) -> bool:
     return path.exists()
 
 
-def confirm_overwrite(app: Any, path: Path, then: Callable[[bool | None], None]) -> None:
-    """Call `then(True)` at once when `path` is free; otherwise ask first."""
-    if not in_use(path):
+def confirm_overwrite(
+    app: Any, path: Path, then: Callable[[bool | None], None], folder: bool = False
+) -> None:
+    """Call `then(True)` at once when `path` is free; otherwise ask first.
+
+    With `folder`, only a folder holding files is asked about (a file in the way is for the
+    writer to refuse with its own message)."""
+    if not in_use(path) or (folder and not path.is_dir()):
         then(True)
         return
     from tui.widgets.dialogs import Confirm
