@@ -21,6 +21,7 @@ from tui.widgets.compare import (
     RunSeries,
     clock_of,
     differing,
+    distinct_names,
     load_series,
     queued_series,
     setting_text,
@@ -138,6 +139,7 @@ class CompareScreen(Screen[None]):
         self.series = [s for s in series if s.state != "queued"] + [
             s for s in series if s.state == "queued"
         ]
+        distinct_names(self.series)
         colour = {s.key: COLOURS[i % len(COLOURS)] for i, s in enumerate(self.series)}
         metric_name = self.series[0].metric_name if self.series else "accuracy"
         self.query_one("#loss-plot", CurvePlot).show(

@@ -75,6 +75,26 @@ def readable_name(run_id: str) -> str:
     return name
 
 
+def distinct_names(series: list[RunSeries]) -> None:
+    """Make the runs' names tell them apart: add seconds, then the date, then a number."""
+    for _ in range(3):
+        seen: dict[str, list[RunSeries]] = {}
+        for s in series:
+            seen.setdefault(s.name, []).append(s)
+        clashes = [group for group in seen.values() if len(group) > 1]
+        if not clashes:
+            return
+        for group in clashes:
+            for n, s in enumerate(group, start=1):
+                stamp = s.key if STAMP.match(s.key) else ""
+                if stamp and s.name.startswith(f"{stamp[9:11]}:{stamp[11:13]} "):
+                    s.name = f"{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]} {run_name(s.key)}"
+                elif stamp and not s.name.startswith(stamp[4:8]):
+                    s.name = f"{stamp[4:6]}-{stamp[6:8]} {s.name}"
+                else:
+                    s.name = f"{s.name} ({n})"
+
+
 def load_series(run_dir: Path) -> RunSeries:
     """Read one run (call from a worker: it reads the disk)."""
     from engine.runs import run_info

@@ -49,10 +49,11 @@ class PathSuggester(Suggester):
 class FilePicker(ModalScreen[Path | None]):
     """Pick a data file: type a path (enter), jump home or to the last folder, or walk the tree."""
 
+    AUTO_FOCUS = "#picker-tree"  # arrows walk the tree; / types a path; ~ and - jump
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("backspace", "up", "Parent folder"),
-        Binding("~", "home", "Home"),
+        Binding("tilde", "home", "Home"),
         Binding("minus", "last", "Last folder"),
         Binding("slash", "type_path", "Type a path"),
     ]
