@@ -56,10 +56,11 @@ def main() -> None:
     from transformers import DataCollatorWithPadding
 
     from engine.config import RunConfig
-    from engine.encoding import encode
     from engine.hardware import resolve_precision, resolve_threads
-    from engine.model import load_for_training
-    from engine.train import _quiet_libraries
+    from engine.tasks.base import TaskData
+    from engine.tasks.classification import ClassificationTask
+    from engine.tasks.classification.encoding import encode
+    from engine.trainer_setup import quiet_libraries
 
     tmp = Path(tempfile.mkdtemp())
     cfg = RunConfig()
@@ -68,8 +69,9 @@ def main() -> None:
     precision = resolve_precision("auto")
     threads = resolve_threads(0)
     torch.set_num_threads(threads)
-    _quiet_libraries()
-    loaded = load_for_training(cfg, {0: "negative", 1: "positive"}, precision)
+    quiet_libraries()
+    labels = TaskData([], None, "none", {"id2label": {0: "negative", 1: "positive"}})
+    loaded = ClassificationTask().load_model(cfg, labels, precision)
     model = loaded.model.train()
     texts, labels = read_rows(SST2 / "train.tsv", a.batch * (a.steps + 1))
     data = encode(loaded.tokenizer, texts, labels, 128)

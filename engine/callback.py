@@ -53,6 +53,7 @@ class EventsCallback(TrainerCallback):
         self.evaluating = False
         self.training_done = False
         self.saved_step = -1
+        self.last_eval: tuple[int, dict[str, Any]] | None = None  # (step, metrics) of the latest
 
     def install_signal_handlers(self) -> None:
         """SIGTERM / SIGINT ask for a graceful stop instead of killing the run mid-step."""
@@ -147,6 +148,7 @@ class EventsCallback(TrainerCallback):
             if isinstance(v, (int, float)) and k not in ("epoch",)
         }
         clean.update({k: v for k, v in self.detail.items() if k not in clean})
+        self.last_eval = (state.global_step, clean)
         self.writer.emit(
             Eval(step=state.global_step, epoch=round(float(state.epoch or 0.0), 4), metrics=clean)
         )

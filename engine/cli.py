@@ -140,12 +140,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def check_inputs(cfg: RunConfig) -> None:
     """Fail fast on bad data or model paths, before a run directory is made."""
-    from engine.data import load_splits
     from engine.hardware import resolve_precision
     from engine.model import check_model_source, resolve_model_name
+    from engine.tasks import get_task
 
     resolve_precision(cfg.training.precision)
-    load_splits(cfg.data, seed=cfg.training.seed)
+    get_task(cfg.task).prepare_data(cfg, None)
     check_model_source(resolve_model_name(cfg.model.model_name), cfg.model.allow_pickle_weights)
 
 
@@ -415,7 +415,8 @@ def cmd_predict(args: argparse.Namespace, root: Path) -> int:
     """Predict labels for texts or a file."""
     texts = list(args.texts)
     if args.file:
-        from engine.data import TEXT_NAMES, pick_column, read_table
+        from engine.readers import TEXT_NAMES, read_table
+        from engine.tasks.classification.data import pick_column
 
         table = read_table(args.file, field_name="--file")
         col = pick_column(table.columns, args.text_column, TEXT_NAMES, "text", table, "text_column")
@@ -425,7 +426,7 @@ def cmd_predict(args: argparse.Namespace, root: Path) -> int:
             "nothing to predict",
             hint='give texts, e.g. predict RUN "great film", or --file data.jsonl',
         )
-    from engine.predict import Predictor
+    from engine.tasks.classification.predict import Predictor
 
     predictor = Predictor(_weights_for(args.run, root), threads=args.threads)
     preds = predictor.predict(texts)

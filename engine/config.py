@@ -15,8 +15,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from engine.errors import ConfigError, UserError
+from engine.tasks import REGISTRY, TASK_NAMES
 
-TASKS = ("classification",)
 PRECISIONS = ("auto", "bf16", "fp32", "fp16")
 STRATEGIES = ("epoch", "steps", "no")
 ATTENTION = ("auto", "eager", "sdpa")
@@ -31,8 +31,15 @@ SCHEDULERS = (
     "inverse_sqrt",
 )
 NOTIFY = ("off", "bell", "osc9")
-# Metrics every evaluation reports (engine.metrics + the Trainer's eval loss).
-METRICS = ("accuracy", "f1", "loss")
+
+
+def task_metrics(task: str) -> tuple[str, ...]:
+    """Metric names a task's evaluations report (valid for metric_for_best)."""
+    if task not in REGISTRY:
+        return ("loss",)
+    from engine.tasks import get_task
+
+    return get_task(task).metrics
 
 
 def _f(default: Any, help: str, **choices: Any) -> Any:
@@ -247,8 +254,8 @@ class RunConfig:
         """Every bad field with a message that says how to fix it (empty when valid)."""
         p: dict[str, str] = {}
         m, d, lo, t = self.model, self.data, self.lora, self.training
-        if self.task not in TASKS:
-            p["task"] = f"task must be one of {', '.join(TASKS)} (got '{self.task}')"
+        if self.task not in TASK_NAMES:
+            p["task"] = f"task must be one of {', '.join(TASK_NAMES)} (got '{self.task}')"
         if not 8 <= m.max_length <= 8192:
             p["model.max_length"] = "max_length must be between 8 and 8192"
         if m.attention not in ATTENTION:
@@ -285,9 +292,11 @@ class RunConfig:
             p["training.lr_scheduler"] = (
                 f"lr_scheduler must be one of {', '.join(SCHEDULERS)} (got '{t.lr_scheduler}')"
             )
-        if t.metric_for_best not in METRICS:
+        metrics = task_metrics(self.task)
+        if t.metric_for_best not in metrics:
             p["training.metric_for_best"] = (
-                f"metric_for_best must be one of {', '.join(METRICS)} (got '{t.metric_for_best}')"
+                f"metric_for_best must be one of {', '.join(metrics)} for {self.task} "
+                f"(got '{t.metric_for_best}')"
             )
         if t.precision not in PRECISIONS:
             p["training.precision"] = (

@@ -1,4 +1,4 @@
-"""Save what a run produced: the adapter folder (peft layout + label map + card) and merged models."""
+"""Save what a run produced: the adapter folder (peft layout + task extras) and merged models."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from typing import Any
 
 from engine.config import RunConfig
 from engine.errors import UserError
+from engine.predict import RUN_CONFIG_FILE
 
-LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
-RUN_CONFIG_FILE = "run_config.toml"
 # What a Trainer checkpoint holds beside the adapter: not needed to use or share the adapter.
 TRAINER_STATE_FILES = (
     "optimizer.pt",
@@ -25,74 +24,16 @@ TRAINER_STATE_FILES = (
 
 
 def save_adapter(
-    model: Any,
-    tokenizer: Any,
-    out: Path,
-    cfg: RunConfig,
-    id2label: dict[int, str],
-    metrics: dict[str, Any],
-    base_name: str,
+    loaded: Any, out: Path, cfg: RunConfig, metrics: dict[str, Any], task: Any, data: Any
 ) -> Path:
-    """Write the adapter so plain peft loads it: adapter, base config with labels, tokenizer, card."""
+    """Write the adapter so plain peft loads it, with the tokenizer, config, metrics and extras."""
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    # The base config with our label map, so AutoPeftModelForSequenceClassification gets num_labels.
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.config.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    labels = {str(i): name for i, name in sorted(id2label.items())}
-    (out / LABELS_FILE).write_text(json.dumps({"id2label": labels}, indent=2), encoding="utf-8")
+    loaded.model.save_pretrained(out, safe_serialization=True)
+    loaded.tokenizer.save_pretrained(out)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     cfg.save(out / RUN_CONFIG_FILE)
-    (out / "README.md").write_text(model_card(cfg, base_name, id2label, metrics), encoding="utf-8")
+    task.save_extras(out, loaded, cfg, data, metrics)
     return out
-
-
-def model_card(
-    cfg: RunConfig,
-    base_name: str,
-    id2label: dict[int, str],
-    metrics: dict[str, Any],
-    merged: bool = False,
-) -> str:
-    """A short model card: base model, data, settings, metrics, how to load."""
-    lo, t = cfg.lora, cfg.training
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)) or "n/a"
-    load = (
-        "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n"
-        "model = AutoModelForSequenceClassification.from_pretrained(PATH)\n"
-        "tokenizer = AutoTokenizer.from_pretrained(PATH)"
-        if merged
-        else "from peft import AutoPeftModelForSequenceClassification\n"
-        "from transformers import AutoTokenizer\n"
-        f"id2label = {dict(sorted(id2label.items()))!r}\n"
-        "# Give the label count and names: peft builds the base model from the base's config.\n"
-        "model = AutoPeftModelForSequenceClassification.from_pretrained(\n"
-        "    PATH, num_labels=len(id2label), id2label=id2label,\n"
-        "    label2id={v: k for k, v in id2label.items()}, ignore_mismatched_sizes=True)\n"
-        "tokenizer = AutoTokenizer.from_pretrained(PATH)"
-    )
-    return f"""---
-library_name: {"transformers" if merged else "peft"}
-base_model: {base_name}
-pipeline_tag: text-classification
----
-# {"Merged" if merged else "LoRA adapter"}: {Path(base_name).name} fine-tuned for text classification
-
-Made with finetune-tui on a CPU.
-
-- Base model: `{base_name}`
-- Data: `{cfg.data.data_file_path or "bundled example reviews"}` (text column `{cfg.data.text_column or "auto"}`, label column `{cfg.data.label_column or "auto"}`)
-- Labels: {", ".join(f"{i} = {n}" for i, n in sorted(id2label.items()))}
-- LoRA: r={lo.lora_r}, alpha={lo.lora_alpha}, dropout={lo.lora_dropout}, targets={lo.target_modules}, DoRA={lo.use_dora}, rsLoRA={lo.use_rslora}
-- Training: epochs={t.epochs}, batch={t.batch_size}x{t.grad_accum}, lr={t.learning_rate}, precision={t.precision}, max_length={cfg.model.max_length}
-- Evaluation: {scores}
-
-## Load
-```python
-{load}
-```
-"""
 
 
 def load_adapter_config(adapter: Path) -> dict[str, Any]:
@@ -133,6 +74,13 @@ def output_folder(adapter: Path, out: Path) -> Path:
     return out
 
 
+def _task_for(folder: Path) -> Any:
+    from engine.predict import task_of
+    from engine.tasks import get_task
+
+    return get_task(task_of(folder))
+
+
 def copy_adapter(adapter: Path, out: Path) -> Path:
     """Copy an adapter folder (without a checkpoint's optimizer state) to `out`."""
     adapter = Path(adapter)
@@ -146,26 +94,17 @@ def copy_adapter(adapter: Path, out: Path) -> Path:
         raise UserError(
             f"copy failed ({exc})", where=str(out), hint="check the free space and permissions"
         ) from None
-    if not (out / LABELS_FILE).is_file():  # a checkpoint: keep the label map with it
-        from engine.predict import _labels_for
-
-        labels = _labels_for(adapter)
-        if labels:
-            (out / LABELS_FILE).write_text(
-                json.dumps({"id2label": {str(i): n for i, n in sorted(labels.items())}}, indent=2),
-                encoding="utf-8",
-            )
+    _task_for(adapter).export_extras(out, adapter, None)
     return out
 
 
 def export_merged(adapter: Path, out: Path, threads: int = 0) -> Path:
     """Merge the LoRA weights into the base model and save a plain transformers model."""
-    from engine.predict import load_classifier
-
     adapter = Path(adapter)
     load_adapter_config(adapter)
     out = output_folder(adapter, out)
-    model, tokenizer = load_classifier(adapter, threads)
+    task = _task_for(adapter)
+    model, tokenizer = task.load_for_inference(adapter, threads)
     merged = model.merge_and_unload()
     try:
         merged.save_pretrained(out, safe_serialization=True)
@@ -176,16 +115,8 @@ def export_merged(adapter: Path, out: Path, threads: int = 0) -> Path:
             where=str(out),
             hint="check the free space and permissions",
         ) from None
-    cfg_path = adapter / RUN_CONFIG_FILE
-    cfg = RunConfig.load(cfg_path) if cfg_path.is_file() else RunConfig()
-    metrics_path = adapter / METRICS_FILE
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    id2label = {int(k): v for k, v in merged.config.id2label.items()}
-    base = load_adapter_config(adapter).get("base_model_name_or_path", "")
-    (out / "README.md").write_text(
-        model_card(cfg, base, id2label, metrics, merged=True), encoding="utf-8"
-    )
-    for name in (LABELS_FILE, METRICS_FILE):
+    for name in (METRICS_FILE, RUN_CONFIG_FILE):
         if (adapter / name).is_file():
             (out / name).write_bytes((adapter / name).read_bytes())
+    task.export_extras(out, adapter, merged)
     return out

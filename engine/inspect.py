@@ -70,14 +70,18 @@ def _config_value(config: Any, *names: str) -> int:
 
 
 def inspect_model(
-    name: str, *, trust_remote_code: bool = False, allow_pickle: bool = False
+    name: str,
+    *,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    task: str = "classification",
 ) -> ModelInfo:
-    """Read a model's config and build it on the meta device (no weights are loaded)."""
+    """Read a model's config and build it for the task on the meta device (no weights loaded)."""
     with _MODEL_LOCK:
-        return _inspect_model(name, trust_remote_code, allow_pickle)
+        return _inspect_model(name, trust_remote_code, allow_pickle, task)
 
 
-def _inspect_model(name: str, trust_remote_code: bool, allow_pickle: bool) -> ModelInfo:
+def _inspect_model(name: str, trust_remote_code: bool, allow_pickle: bool, task: str) -> ModelInfo:
     from engine.model import (
         check_model_source,
         choose_targets,
@@ -89,21 +93,21 @@ def _inspect_model(name: str, trust_remote_code: bool, allow_pickle: bool) -> Mo
     resolved = resolve_model_name(name)
     check_model_source(resolved, allow_pickle)
     import torch
-    from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
+
+    from engine.tasks import get_task
 
     hf_logging.set_verbosity_error()
     config = load_model_config(resolved, trust_remote_code)
+    the_task = get_task(task)
     try:
         with torch.device("meta"):
-            model = AutoModelForSequenceClassification.from_config(
-                config, trust_remote_code=trust_remote_code
-            )
+            model = the_task.meta_model(config, trust_remote_code)
     except ValueError as exc:
         raise UserError(
-            f"this model cannot classify text: {exc}",
+            f"this model does not fit the task '{task}': {exc}",
             where=resolved,
-            hint="pick an encoder such as BERT, RoBERTa or MiniLM",
+            hint="pick another model or task",
             field="model.model_name",
         ) from None
     archs = getattr(config, "architectures", None) or [type(model).__name__]
@@ -120,13 +124,15 @@ def _inspect_model(name: str, trust_remote_code: bool, allow_pickle: bool) -> Mo
     )
 
 
-def inspect_data(data_cfg: Any, seed: int = 42, preview_rows: int = PREVIEW_ROWS) -> DataInfo:
-    """Read a data file for the form; a problem with columns or labels is kept in `.error`.
+def inspect_data(cfg: Any, preview_rows: int = PREVIEW_ROWS) -> DataInfo:
+    """Read the configured data for the form; a problem the task finds is kept in `.error`.
 
-    A file that cannot be read at all raises its UserError.
+    Data that cannot be read at all raises its UserError.
     """
-    from engine.data import EXAMPLE_DATA, load_splits, read_table
+    from engine.readers import EXAMPLE_DATA, read_table
+    from engine.tasks import get_task
 
+    data_cfg = cfg.data
     path = Path(data_cfg.data_file_path).expanduser() if data_cfg.data_file_path else EXAMPLE_DATA
     table = read_table(path)
     preview = [
@@ -139,16 +145,17 @@ def inspect_data(data_cfg: Any, seed: int = 42, preview_rows: int = PREVIEW_ROWS
         preview=preview,
         total_rows=sum(len(rows) for rows in table.splits.values()),
     )
+    task = get_task(cfg.task)
     try:
-        splits = load_splits(data_cfg, seed=seed)
+        data = task.prepare_data(cfg, None)
     except UserError as exc:
         exc.field = exc.field or "data.data_file_path"
         info.error = exc
         return info
-    info.text_column, info.label_column = splits.text_column, splits.label_column
-    info.label_counts = splits.label_counts
-    info.train_size, info.eval_size = len(splits.train_texts), len(splits.eval_texts)
-    info.eval_source = splits.eval_source
+    info.train_size, info.eval_size = data.train_size, data.eval_size
+    info.eval_source = data.eval_source
+    for key, value in task.data_summary(data).items():
+        setattr(info, key, value)
     return info
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,38 +198,40 @@ def load_model_config(name: str, trust_remote_code: bool = False) -> Any:
         ) from None
 
 
-def load_base_model(
-    cfg: Any, id2label: dict[int, str], precision: str, tokenizer: Any
-) -> tuple[Any, str]:
-    """Load the sequence-classification model with our label map, dropout and attention kernel."""
-    from transformers import AutoModelForSequenceClassification
+def choose_attention(cfg: Any, precision: str) -> str:
+    """The attention kernel to ask for: eager for short bf16 sequences, SDPA otherwise."""
+    attention = cfg.model.attention
+    if attention == "auto":
+        # Eager attention is faster for bf16 on short sequences; SDPA beyond ~256 tokens.
+        attention = "eager" if precision == "bf16" and cfg.model.max_length <= 256 else "sdpa"
+    return attention
 
-    mcfg = cfg.model
-    name = resolve_model_name(mcfg.model_name)
-    check_model_source(name, mcfg.allow_pickle_weights)
-    config = load_model_config(name, mcfg.trust_remote_code)
-    config.num_labels = len(id2label)
-    config.id2label = {int(i): str(v) for i, v in id2label.items()}
-    config.label2id = {str(v): int(i) for i, v in id2label.items()}
+
+def base_config(cfg: Any, name: str, tokenizer: Any) -> Any:
+    """The model's config with our dropout setting and a pad token id."""
+    config = load_model_config(name, cfg.model.trust_remote_code)
     for key in DROPOUT_KEYS:
         if isinstance(getattr(config, key, None), (int, float)):
             setattr(config, key, cfg.training.model_dropout)
-    if config.pad_token_id is None:
+    if getattr(config, "pad_token_id", None) is None:
         config.pad_token_id = tokenizer.pad_token_id
-    attention = mcfg.attention
-    if attention == "auto":
-        # Eager attention is faster for bf16 on short sequences; SDPA beyond ~256 tokens.
-        attention = "eager" if precision == "bf16" and mcfg.max_length <= 256 else "sdpa"
+    return config
+
+
+def load_pretrained(
+    model_cls: Any, name: str, config: Any, cfg: Any, attention: str, **extra: Any
+) -> tuple[Any, str]:
+    """`model_cls.from_pretrained` with our safety settings; errors become UserErrors."""
+    mcfg = cfg.model
     kwargs: dict[str, Any] = {
         "config": config,
         "trust_remote_code": mcfg.trust_remote_code,
         "use_safetensors": None if mcfg.allow_pickle_weights else True,
         "attn_implementation": attention,
-        # A model fine-tuned before may have a head of another size; ours is trained anew anyway.
-        "ignore_mismatched_sizes": True,
+        **extra,
     }
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
+        model = model_cls.from_pretrained(name, **kwargs)
     except OSError as exc:
         text = str(exc)
         if "safetensors" in text.lower() and not mcfg.allow_pickle_weights:
@@ -242,12 +245,10 @@ def load_base_model(
     except ValueError as exc:
         if "attn_implementation" in str(exc) or "attention" in str(exc).lower():
             kwargs["attn_implementation"] = None
-            model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
+            model = model_cls.from_pretrained(name, **kwargs)
             attention = "default"
         else:
             raise
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tokenizer))
     return model, attention
 
 
@@ -294,11 +295,13 @@ def choose_targets(model: Any, setting: str) -> list[str]:
     return wanted
 
 
-def choose_modules_to_save(model: Any, setting: str) -> list[str]:
-    """Head modules trained in full: 'auto' = classifier head (and pooler where present)."""
+def choose_modules_to_save(
+    model: Any, setting: str, auto: tuple[str, ...] = AUTO_SAVE
+) -> list[str]:
+    """Modules trained in full: 'auto' = the task's choice (a classifier's head and pooler)."""
     leaf = {n.split(".")[-1] for n, _ in model.named_modules()}
     if setting.strip() == "auto":
-        return [n for n in AUTO_SAVE if n in leaf]
+        return [n for n in auto if n in leaf]
     if setting.strip() in ("", "none"):
         return []
     wanted = [s.strip() for s in setting.split(",") if s.strip()]
@@ -313,15 +316,17 @@ def choose_modules_to_save(model: Any, setting: str) -> list[str]:
     return wanted
 
 
-def apply_lora(model: Any, cfg: Any) -> tuple[Any, list[str], list[str]]:
-    """Wrap the model with a LoRA adapter as configured."""
+def apply_lora(
+    model: Any, cfg: Any, task_type: str = "SEQ_CLS", auto_save: tuple[str, ...] = AUTO_SAVE
+) -> tuple[Any, list[str], list[str]]:
+    """Wrap the model with a LoRA adapter as configured (peft task type of the task)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     lo = cfg.lora
     targets = choose_targets(model, lo.target_modules)
-    to_save = choose_modules_to_save(model, lo.modules_to_save)
+    to_save = choose_modules_to_save(model, lo.modules_to_save, auto_save)
     lora_config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
+        task_type=TaskType(task_type),
         r=lo.lora_r,
         lora_alpha=lo.lora_alpha,
         lora_dropout=lo.lora_dropout,
@@ -364,13 +369,25 @@ def keep_lora_inputs_in_bf16(model: Any) -> None:
             module.cast_input_dtype_enabled = False
 
 
-def load_for_training(cfg: Any, id2label: dict[int, str], precision: str) -> LoadedModel:
-    """Tokenizer + base model + LoRA, per the config."""
+def load_for_training(
+    cfg: Any,
+    precision: str,
+    build_base: Callable[[str, Any], tuple[Any, str]],
+    task_type: str,
+    auto_save: tuple[str, ...] = (),
+) -> LoadedModel:
+    """Tokenizer + the task's base model (`build_base(name, tokenizer)`) + LoRA, per the config."""
     name = resolve_model_name(cfg.model.model_name)
     check_model_source(name, cfg.model.allow_pickle_weights)
     tokenizer = load_tokenizer(name, cfg.model.trust_remote_code)
-    model, attention = load_base_model(cfg, id2label, precision, tokenizer)
-    model, targets, to_save = apply_lora(model, cfg)
+    model, attention = build_base(name, tokenizer)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    # A head that ignores num_items_in_batch averages per micro-batch; letting the Trainer pass
+    # it would scale the logged loss (not the gradient) by grad_accum x world size
+    # (transformers#47688). Tasks whose loss does use it set the flag back.
+    model.accepts_loss_kwargs = False
+    model, targets, to_save = apply_lora(model, cfg, task_type, auto_save)
     if precision == "bf16" and not cfg.lora.use_dora:
         from engine.fused_lora import fuse_lora_layers
 

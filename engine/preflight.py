@@ -52,48 +52,37 @@ def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
     """Time `steps` optimiser steps on the real model and data, each batch shape warmed up first."""
     import psutil
     import torch
-    from transformers import DataCollatorWithPadding
 
-    from engine.data import load_splits
-    from engine.encoding import encode
     from engine.hardware import (
         free_memory_bytes,
         resolve_precision,
         resolve_threads,
         tune_allocator,
     )
-    from engine.model import load_for_training
-    from engine.train import _quiet_libraries, _total_steps
+    from engine.tasks import get_task
+    from engine.trainer_setup import quiet_libraries, total_steps
 
     tune_allocator()
     cfg = cfg.copy()
     t = cfg.training
+    task = get_task(cfg.task)
     precision = resolve_precision(t.precision)
     threads = resolve_threads(t.threads)
     torch.set_num_threads(threads)
-    _quiet_libraries()
-    splits = load_splits(cfg.data, seed=t.seed)
-    loaded = load_for_training(cfg, splits.id2label, precision)
-    model, tokenizer = loaded.model, loaded.tokenizer
+    quiet_libraries()
+    data = task.prepare_data(cfg, None)
+    loaded = task.load_model(cfg, data, precision)
+    model = loaded.model
+    n_train = data.train_size
     rng = random.Random(t.seed)
-    n = min(len(splits.train_texts), steps * t.batch_size)
-    picks = rng.sample(range(len(splits.train_texts)), n)
-    data = encode(
-        tokenizer,
-        [splits.train_texts[i] for i in picks],
-        [splits.train_labels[i] for i in picks],
-        cfg.model.max_length,
-    )
-    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
-    # Batches of similar lengths, as training's length grouping makes them.
-    order = (
-        sorted(range(n), key=lambda i: len(data[i]["input_ids"]))
-        if t.group_by_length
-        else list(range(n))
-    )
-    batches = [
-        collate([data[i] for i in order[s : s + t.batch_size]]) for s in range(0, n, t.batch_size)
-    ]
+    n = min(n_train, steps * t.batch_size)
+    picked = task.subset(data, sorted(rng.sample(range(n_train), n)))
+    encoded = task.encode(cfg, picked, loaded.tokenizer, None)
+    sample = [encoded.train[i] for i in range(n)]
+    collate = task.collator(cfg, loaded.tokenizer)
+    if t.group_by_length:  # batches of similar lengths, as training's length grouping makes them
+        sample.sort(key=lambda item: len(item["input_ids"]))
+    batches = [collate(sample[s : s + t.batch_size]) for s in range(0, n, t.batch_size)]
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=t.learning_rate)
     model.train()
@@ -110,11 +99,10 @@ def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
     # pays once per shape and then reuses thousands of times: warm every shape up, then time.
     for b in batches:
         step(b)
-    timed = batches
     start = time.perf_counter()
-    for b in timed:
+    for b in batches:
         step(b)
-    per_step = (time.perf_counter() - start) / len(timed) * t.grad_accum
+    per_step = (time.perf_counter() - start) / len(batches) * t.grad_accum
     peak = max(psutil.Process().memory_info().rss, rss0)
     try:
         import resource
@@ -122,12 +110,12 @@ def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
         peak = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     except ImportError:  # pragma: no cover
         pass
-    total = _total_steps(len(splits.train_texts), cfg)
+    total = total_steps(n_train, cfg)
     eval_s = 0.0
-    if splits.eval_texts and t.eval_strategy != "no":
+    if data.eval_size and t.eval_strategy != "no":
         evals = math.ceil(t.epochs) if t.eval_strategy == "epoch" else total // max(t.eval_steps, 1)
         # Forward only, bigger batches: roughly a third of a training step per batch.
-        eval_s = evals * math.ceil(len(splits.eval_texts) / t.batch_size) * per_step / 3
+        eval_s = evals * math.ceil(data.eval_size / t.batch_size) * per_step / 3
     report = PreflightReport(
         seconds_per_step=per_step,
         samples_per_s=t.batch_size * t.grad_accum / per_step,

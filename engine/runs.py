@@ -63,6 +63,21 @@ def new_run_dir(config: RunConfig, root: Path) -> Path:
     raise UserError("could not create a run directory", where=str(root))
 
 
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run, if any."""
+    folder = run_dir / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return None
+    found = []
+    for p in folder.glob("checkpoint-*"):
+        if (p / "trainer_state.json").is_file():
+            try:
+                found.append((int(p.name.split("-")[-1]), p))
+            except ValueError:
+                continue
+    return max(found)[1] if found else None
+
+
 def adapter_dir(run_dir: Path, config: RunConfig) -> Path:
     """Where the final adapter of a run is written."""
     return (

@@ -1,14 +1,10 @@
-"""One training run in this process: data -> model -> Trainer on CPU -> adapter, all as events."""
+"""One training run in this process: task data -> model -> Trainer on CPU -> adapter, as events."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import logging
 import os
 import time
 import traceback
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,22 +23,21 @@ from engine.events import (
     Stopped,
     read_events,
 )
-from engine.runs import CHECKPOINTS_DIR, CONFIG_FILE, LOG_FILE, STOP_FILE, adapter_dir, write_status
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, if any."""
-    folder = run_dir / CHECKPOINTS_DIR
-    if not folder.is_dir():
-        return None
-    found = []
-    for p in folder.glob("checkpoint-*"):
-        if (p / "trainer_state.json").is_file():
-            try:
-                found.append((int(p.name.split("-")[-1]), p))
-            except ValueError:
-                continue
-    return max(found)[1] if found else None
+from engine.runs import (
+    CONFIG_FILE,
+    LOG_FILE,
+    STOP_FILE,
+    adapter_dir,
+    last_checkpoint,
+    write_status,
+)
+from engine.trainer_setup import (
+    CountingDataset,
+    build_trainer,
+    quiet_libraries,
+    total_steps,
+    training_arguments,
+)
 
 
 def run_training(
@@ -87,220 +82,188 @@ def run_training(
         return 1
 
 
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    logging.getLogger("accelerate").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-
 def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
-    from engine.data import load_splits
     from engine.hardware import resolve_precision, resolve_threads, tune_allocator
+    from engine.tasks import get_task
 
     tune_allocator()
     cfg = RunConfig.load(run_dir / CONFIG_FILE).validate()
-    t_cfg = cfg.training
-    precision = resolve_precision(t_cfg.precision)
-    threads = resolve_threads(t_cfg.threads)
+    task = get_task(cfg.task)
+    precision = resolve_precision(cfg.training.precision)
+    threads = resolve_threads(cfg.training.threads)
     checkpoint = last_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         writer.emit(Log(level="warning", message="no checkpoint to resume from: starting over"))
 
     writer.emit(Phase(name="loading data"))
-    splits = load_splits(cfg.data, seed=t_cfg.seed)
+    data = task.prepare_data(cfg, run_dir)
 
     writer.emit(Phase(name="loading model"))
     import torch
 
     torch.set_num_threads(threads)
-    _quiet_libraries()
-    from transformers import DataCollatorWithPadding, Trainer, set_seed
+    quiet_libraries()
+    from transformers import set_seed
 
-    from engine.callback import EventsCallback, Throughput
-    from engine.encoding import encode_cached
-    from engine.metrics import classification_metrics
-    from engine.model import load_for_training
-
-    set_seed(t_cfg.seed)
-    loaded = load_for_training(cfg, splits.id2label, precision)
-    model, tokenizer = loaded.model, loaded.tokenizer
+    set_seed(cfg.training.seed)
+    loaded = task.load_model(cfg, data, precision)
 
     writer.emit(Phase(name="tokenizing"))
-    train_data, hit = encode_cached(
-        run_dir,
-        "train",
-        tokenizer,
-        loaded.name,
-        splits.train_texts,
-        splits.train_labels,
-        cfg.model.max_length,
-    )
-    eval_data = None
-    if splits.eval_texts:
-        eval_data, _ = encode_cached(
-            run_dir,
-            "eval",
-            tokenizer,
-            loaded.name,
-            splits.eval_texts,
-            splits.eval_labels,
-            cfg.model.max_length,
-        )
-    if hit:
+    encoded = task.encode(cfg, data, loaded.tokenizer, run_dir)
+    if encoded.cache_hit:
         writer.emit(Log(message="reused the cached tokenization"))
+    for note in encoded.notes:
+        writer.emit(Log(message=note))
+    session = _Session(cfg, task, data, loaded, encoded, precision, threads, checkpoint)
+    return session.run(run_dir, writer)
 
-    counter = Throughput()
-    train_data = _CountingDataset(train_data, counter)
-    detail: dict[str, Any] = {}
 
-    def compute_metrics(pred: Any) -> dict[str, float]:
-        import numpy as np
+class _Session:
+    """One engine's pass over a run: the Trainer, its callbacks, the final save and events."""
 
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        result = classification_metrics(pred.label_ids, np.argmax(logits, axis=-1), splits.id2label)
-        detail.clear()
-        detail.update({k: v for k, v in result.items() if not isinstance(v, float)})
-        return {k: v for k, v in result.items() if isinstance(v, float)}
+    def __init__(
+        self,
+        cfg: RunConfig,
+        task: Any,
+        data: Any,
+        loaded: Any,
+        encoded: Any,
+        precision: str,
+        threads: int,
+        checkpoint: Path | None,
+    ) -> None:
+        self.cfg, self.task, self.data, self.loaded = cfg, task, data, loaded
+        self.encoded, self.precision, self.threads = encoded, precision, threads
+        self.checkpoint = checkpoint
+        self.has_eval = encoded.eval is not None and len(encoded.eval) > 0
 
-    has_eval = eval_data is not None and len(eval_data) > 0
-    args = _training_arguments(cfg, run_dir, precision, has_eval)
-    elapsed_offset = _previous_elapsed(run_dir) if checkpoint else 0.0
-    callback = EventsCallback(
-        writer, run_dir, counter, detail, t_cfg.checkpoint_minutes, elapsed_offset
-    )
-    callback.install_signal_handlers()
-    callbacks: list[Any] = [callback]
-    if t_cfg.early_stopping_patience and has_eval:
-        from transformers import EarlyStoppingCallback
+    def _trainer(self, run_dir: Path, writer: EventWriter) -> tuple[Any, Any, Any]:
+        from engine.callback import EventsCallback, Throughput
 
-        callbacks.append(EarlyStoppingCallback(t_cfg.early_stopping_patience))
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_data,
-        eval_dataset=eval_data if has_eval else None,
-        # Multiples of 8 bound the number of distinct shapes (kernel caches, memory) at little cost.
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
-        processing_class=tokenizer,
-        compute_metrics=compute_metrics if has_eval else None,
-        callbacks=callbacks,
-    )
-    from transformers.trainer_callback import PrinterCallback
+        cfg, t_cfg = self.cfg, self.cfg.training
+        counter = Throughput()
+        train_data = CountingDataset(self.encoded.train, counter)
+        hooks = self.task.metric_hooks(cfg, self.data, self.loaded.tokenizer)
+        args = training_arguments(cfg, run_dir, self.precision, self.has_eval)
+        offset = _previous_elapsed(run_dir) if self.checkpoint else 0.0
+        callback = EventsCallback(
+            writer, run_dir, counter, hooks.detail, t_cfg.checkpoint_minutes, offset
+        )
+        callback.install_signal_handlers()
+        callbacks: list[Any] = [callback]
+        callbacks += self.task.callbacks(cfg, self.data, self.loaded, writer)
+        if t_cfg.early_stopping_patience and self.has_eval:
+            from transformers import EarlyStoppingCallback
 
-    trainer.remove_callback(PrinterCallback)  # our events replace its printed dicts
-    # The Trainer's FLOP tally re-walks every module on every step (~2% of a step); count once.
-    n_params = (
-        model.num_parameters(exclude_embeddings=True) if hasattr(model, "num_parameters") else 0
-    )
-    trainer.floating_point_ops = lambda inputs: 6 * inputs["input_ids"].numel() * n_params
-    total_steps = _total_steps(len(train_data), cfg)
-    trainable, total = model.get_nb_trainable_parameters()
-    writer.emit(
-        Started(
+            callbacks.append(EarlyStoppingCallback(t_cfg.early_stopping_patience))
+        trainer = build_trainer(
+            self.loaded.model,
+            args,
+            train_data,
+            self.encoded.eval if self.has_eval else None,
+            self.task.collator(cfg, self.loaded.tokenizer),
+            self.loaded.tokenizer,
+            hooks,
+            callbacks,
+        )
+        return trainer, callback, hooks
+
+    def _started(self, run_dir: Path, n_train: int) -> Started:
+        trainable, total = self.loaded.model.get_nb_trainable_parameters()
+        return Started(
             run_id=run_dir.name,
-            model=loaded.name,
-            task=cfg.task,
-            config=cfg.to_dict(),
-            train_size=len(train_data),
-            eval_size=len(eval_data) if has_eval else 0,
-            labels=[splits.id2label[i] for i in sorted(splits.id2label)],
-            precision=precision,
-            threads=threads,
-            total_steps=total_steps,
+            model=self.loaded.name,
+            task=self.cfg.task,
+            config=self.cfg.to_dict(),
+            train_size=n_train,
+            eval_size=len(self.encoded.eval) if self.has_eval else 0,
+            precision=self.precision,
+            threads=self.threads,
+            total_steps=total_steps(n_train, self.cfg),
             trainable_params=int(trainable),
             total_params=int(total),
-            resumed_from_step=_step_of(checkpoint),
+            resumed_from_step=_step_of(self.checkpoint),
             pid=os.getpid(),
+            **self.task.started_fields(self.data),
         )
-    )
-    writer.emit(
-        Log(
-            message=(
-                f"{len(train_data)} train / {len(eval_data) if has_eval else 0} eval examples "
-                f"({splits.eval_source}); LoRA on {', '.join(loaded.target_modules)}; "
-                f"training {', '.join(loaded.modules_to_save) or 'no extra modules'}; "
-                f"{precision}, {threads} threads, {loaded.attention} attention"
-            )
+
+    def _describe(self) -> str:
+        loaded = self.loaded
+        saved = ", ".join(loaded.modules_to_save) or "no extra modules"
+        return (
+            f"{self.task.describe_data(self.data)}; LoRA on {', '.join(loaded.target_modules)}; "
+            f"training {saved}; {self.precision}, {self.threads} threads, "
+            f"{loaded.attention} attention"
         )
-    )
-    t0 = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    stopped = callback.stop_requested and trainer.state.global_step < trainer.state.max_steps
-    ended_early = trainer.state.global_step < trainer.state.max_steps
-    if not stopped and ended_early and t_cfg.early_stopping_patience:
-        writer.emit(
-            Log(
-                message=(
-                    f"stopped early at step {trainer.state.global_step}: {t_cfg.metric_for_best} "
-                    f"did not improve for {t_cfg.early_stopping_patience} evaluations"
+
+    def run(self, run_dir: Path, writer: EventWriter) -> str:
+        """Train, evaluate the kept model, save the adapter; returns the final state."""
+        trainer, callback, hooks = self._trainer(run_dir, writer)
+        writer.emit(self._started(run_dir, len(self.encoded.train)))
+        writer.emit(Log(message=self._describe()))
+        t0 = time.monotonic()
+        ckpt = self.checkpoint
+        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+        state = trainer.state
+        stopped = callback.stop_requested and state.global_step < state.max_steps
+        patience = self.cfg.training.early_stopping_patience
+        if not stopped and state.global_step < state.max_steps and patience:
+            writer.emit(
+                Log(
+                    message=(
+                        f"stopped early at step {state.global_step}: "
+                        f"{self.cfg.training.metric_for_best} did not improve for "
+                        f"{patience} evaluations"
+                    )
                 )
             )
-        )
+        metrics: dict[str, Any] = {}
+        if self.has_eval and not stopped:
+            metrics = self._final_metrics(trainer, callback, hooks, writer)
+        writer.emit(Phase(name="saving"))
+        from engine.export import save_adapter
 
-    out = adapter_dir(run_dir, cfg)
-    metrics: dict[str, Any] = {}
-    if has_eval and not stopped:
-        kept = "best checkpoint" if args.load_best_model_at_end else "final model"
-        writer.emit(Phase(name="evaluating", detail=kept))
-        metrics = _final_metrics(trainer, detail)
-    writer.emit(Phase(name="saving"))
-    from engine.export import save_adapter
-
-    save_adapter(trainer.model, tokenizer, out, cfg, splits.id2label, metrics, loaded.name)
-    step = trainer.state.global_step
-    if stopped:
+        out = adapter_dir(run_dir, self.cfg)
+        save_adapter(self.loaded, out, self.cfg, metrics, self.task, self.data)
+        if stopped:
+            writer.emit(
+                Stopped(
+                    step=state.global_step,
+                    output_dir=str(out),
+                    reason=callback.stop_reason,
+                    checkpoint=str(last_checkpoint(run_dir) or ""),
+                )
+            )
+            (run_dir / STOP_FILE).unlink(missing_ok=True)
+            return "stopped"
+        elapsed = round(callback.elapsed_offset + time.monotonic() - t0, 2)
         writer.emit(
-            Stopped(
-                step=step,
-                output_dir=str(out),
-                reason=callback.stop_reason,
-                checkpoint=str(last_checkpoint(run_dir) or ""),
+            Finished(
+                step=state.global_step, output_dir=str(out), metrics=metrics, elapsed_s=elapsed
             )
         )
-        (run_dir / STOP_FILE).unlink(missing_ok=True)
-        return "stopped"
-    writer.emit(
-        Finished(
-            step=step,
-            output_dir=str(out),
-            metrics=metrics,
-            elapsed_s=round(elapsed_offset + time.monotonic() - t0, 2),
-        )
-    )
-    return "finished"
+        return "finished"
 
-
-class _CountingDataset:
-    """Wraps the training data so the callback can report samples/s and real tokens/s."""
-
-    def __init__(self, data: Any, counter: Any) -> None:
-        self.data = data
-        self.counter = counter
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        item = self.data[i]
-        self.counter.add(len(item["input_ids"]))
-        return item
-
-
-def _final_metrics(trainer: Any, detail: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate the final (best, when kept) model once more for the record."""
-    raw = trainer.evaluate()
-    metrics = {
-        k.removeprefix("eval_"): v
-        for k, v in raw.items()
-        if isinstance(v, (int, float)) and k != "epoch"
-    }
-    metrics.update(detail)
-    return metrics
+    def _final_metrics(
+        self, trainer: Any, callback: Any, hooks: Any, writer: EventWriter
+    ) -> dict[str, Any]:
+        """The kept model's scores: the last evaluation's when that is the kept model, else anew."""
+        state = trainer.state
+        best = state.best_model_checkpoint
+        keep_best = trainer.args.load_best_model_at_end
+        kept_step = _step_of(Path(best)) if keep_best and best else state.global_step
+        if callback.last_eval is not None and callback.last_eval[0] == kept_step:
+            return dict(callback.last_eval[1])
+        kept = "best checkpoint" if keep_best else "final model"
+        writer.emit(Phase(name="evaluating", detail=kept))
+        raw = trainer.evaluate()
+        metrics = {
+            k.removeprefix("eval_"): v
+            for k, v in raw.items()
+            if isinstance(v, (int, float)) and k != "epoch"
+        }
+        metrics.update(hooks.detail)
+        return metrics
 
 
 def _step_of(checkpoint: Path | None) -> int:
@@ -310,74 +273,3 @@ def _step_of(checkpoint: Path | None) -> int:
 def _previous_elapsed(run_dir: Path) -> float:
     steps = [e for e in read_events(run_dir) if isinstance(e, Step)]
     return steps[-1].elapsed_s if steps else 0.0
-
-
-def _total_steps(n_train: int, cfg: RunConfig) -> int:
-    t = cfg.training
-    if t.max_steps > 0:
-        return t.max_steps
-    import math
-
-    per_epoch = max(1, math.ceil(math.ceil(n_train / t.batch_size) / t.grad_accum))
-    return max(1, math.ceil(per_epoch * t.epochs))
-
-
-def _training_arguments(cfg: RunConfig, run_dir: Path, precision: str, has_eval: bool) -> Any:
-    from transformers import TrainingArguments
-
-    t = cfg.training
-    eval_strategy = t.eval_strategy if has_eval else "no"
-    keep_best = (
-        eval_strategy != "no"
-        and t.save_strategy == eval_strategy
-        and (eval_strategy != "steps" or t.save_steps % max(t.eval_steps, 1) == 0)
-    )
-    wanted: dict[str, Any] = {
-        "output_dir": str(run_dir / CHECKPOINTS_DIR),
-        "per_device_train_batch_size": t.batch_size,
-        "per_device_eval_batch_size": max(t.batch_size, 32),
-        "gradient_accumulation_steps": t.grad_accum,
-        "learning_rate": t.learning_rate,
-        "weight_decay": t.weight_decay,
-        "lr_scheduler_type": t.lr_scheduler,
-        "num_train_epochs": t.epochs,
-        "max_steps": t.max_steps if t.max_steps > 0 else -1,
-        "use_cpu": True,
-        "bf16": precision == "bf16",
-        "eval_strategy": eval_strategy,
-        "eval_steps": t.eval_steps or None,
-        "save_strategy": t.save_strategy,
-        "save_steps": t.save_steps or 500,
-        "save_total_limit": t.save_total_limit,
-        "load_best_model_at_end": keep_best,
-        # Also without kept checkpoints: early stopping watches this metric.
-        "metric_for_best_model": t.metric_for_best if eval_strategy != "no" else None,
-        "greater_is_better": (
-            not t.metric_for_best.endswith("loss") if eval_strategy != "no" else None
-        ),
-        "logging_strategy": "steps",
-        "logging_steps": t.logging_steps,
-        "logging_first_step": True,
-        "report_to": "none",
-        "disable_tqdm": True,
-        "seed": t.seed,
-        "dataloader_num_workers": 0,
-        "remove_unused_columns": False,
-        "label_names": ["labels"],
-        "save_safetensors": True,
-    }
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
-    if "train_sampling_strategy" in names:  # transformers 5
-        wanted["train_sampling_strategy"] = "group_by_length" if t.group_by_length else "random"
-    else:  # transformers 4
-        wanted["group_by_length"] = t.group_by_length
-    if "warmup_ratio" in names:
-        wanted["warmup_ratio"] = t.warmup_ratio
-    else:
-        wanted["warmup_steps"] = t.warmup_ratio
-    return TrainingArguments(**{k: v for k, v in wanted.items() if k in names})
-
-
-def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    """Save metrics as JSON."""
-    path.write_text(json.dumps(metrics, indent=2), encoding="utf-8")

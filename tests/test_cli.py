@@ -21,8 +21,8 @@ import pytest
 import engine
 from engine.cli import build_parser, config_from_args
 from engine.config import RunConfig
-from engine.data import EXAMPLE_DATA
 from engine.events import read_events
+from engine.readers import EXAMPLE_DATA
 
 ROOT = Path(engine.__file__).resolve().parent.parent
 _SCRIPT = Path(sys.executable).parent / "finetune-tui"

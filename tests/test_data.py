@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from engine.config import DataConfig
-from engine.data import EXAMPLE_DATA, load_splits, read_table, stratified_split
 from engine.errors import UserError
+from engine.readers import EXAMPLE_DATA, read_table
+from engine.tasks.classification.data import load_splits, stratified_split
 
 ROWS = [
     {"text": "a wonderful film", "label": "pos"},

@@ -14,7 +14,7 @@ import pytest
 import engine
 
 ROOT = Path(engine.__file__).resolve().parent.parent
-ENGINE_MODULES = sorted(f"engine.{m.name}" for m in pkgutil.iter_modules(engine.__path__))
+ENGINE_MODULES = sorted(m.name for m in pkgutil.walk_packages(engine.__path__, "engine."))
 # Modules the TUI imports on its UI thread and the CLI imports before any training.
 LIGHT_MODULES = [
     "engine.cli",
@@ -22,7 +22,9 @@ LIGHT_MODULES = [
     "engine.events",
     "engine.runs",
     "engine.errors",
-    "engine.data",
+    "engine.readers",
+    "engine.tasks",
+    "engine.tasks.classification",
 ]
 HEAVY = ("torch", "transformers", "peft", "accelerate", "sklearn", "pyarrow")
 
@@ -44,7 +46,13 @@ def imported_after(modules: list[str]) -> set[str]:
 
 
 def test_engine_modules_are_found():
-    for name in ("engine.cli", "engine.config", "engine.data", "engine.events", "engine.train"):
+    for name in (
+        "engine.cli",
+        "engine.config",
+        "engine.tasks.classification.data",
+        "engine.events",
+        "engine.train",
+    ):
         assert name in ENGINE_MODULES
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.data import EXAMPLE_DATA
 from engine.errors import UserError
-from engine.metrics import classification_metrics
+from engine.readers import EXAMPLE_DATA
+from engine.tasks.classification.metrics import classification_metrics
 from tests.fakeruns import cli, engine_env, train_tiny, varied_tiny_bert
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,8 @@ def test_metrics_match_a_hand_computation() -> None:
 
 
 def test_adapter_and_merged_predictions_agree(trained: tuple[Path, Path], merged: Path) -> None:
-    from engine.predict import Predictor, find_weights
+    from engine.predict import find_weights
+    from engine.tasks.classification.predict import Predictor
 
     _, run_dir = trained
     assert find_weights(run_dir) == run_dir / "adapter"
@@ -100,7 +101,7 @@ def test_exports_load_with_plain_peft_and_transformers(
     trained: tuple[Path, Path], merged: Path, tmp_path: Path
 ) -> None:
     from engine.export import copy_adapter
-    from engine.predict import Predictor
+    from engine.tasks.classification.predict import Predictor
 
     root, run_dir = trained
     adapter = copy_adapter(run_dir / "adapter", tmp_path / "adapter-copy")
@@ -134,7 +135,7 @@ def test_copy_of_a_checkpoint_drops_the_optimizer_and_keeps_labels(
 
 
 def test_cli_predict_texts_and_file(trained: tuple[Path, Path], tmp_path: Path) -> None:
-    from engine.predict import Predictor
+    from engine.tasks.classification.predict import Predictor
 
     root, run_dir = trained
     expected = Predictor(run_dir / "adapter").predict(TEXTS)
@@ -198,7 +199,7 @@ def test_export_refuses_a_run_without_weights(tmp_path: Path) -> None:
 
 def test_adapter_card_tells_peft_the_label_count() -> None:
     from engine.config import RunConfig
-    from engine.export import model_card
+    from engine.tasks.classification.card import model_card
 
     card = model_card(RunConfig(), "base", {0: "a", 1: "b", 2: "c"}, {"accuracy": 0.5})
     assert "num_labels=len(id2label)" in card

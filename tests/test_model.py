@@ -14,7 +14,6 @@ from engine.model import (
     check_model_source,
     choose_modules_to_save,
     choose_targets,
-    load_for_training,
 )
 
 
@@ -139,7 +138,7 @@ def test_gpt2_without_pad_token_trains_a_step(tmp_path: Path) -> None:
     cfg = RunConfig()
     cfg.model.model_name = str(tmp_path)
     cfg.training.precision = "fp32"
-    loaded = load_for_training(cfg, {0: "neg", 1: "pos"}, "fp32")
+    loaded = classifier_for_training(cfg, "fp32")
     assert loaded.tokenizer.pad_token is not None
     assert {"c_attn", "c_fc", "c_proj"} <= set(loaded.target_modules)
     batch = loaded.tokenizer(["good film", "very very bad film"], padding=True, return_tensors="pt")
@@ -179,7 +178,7 @@ def _load(tiny_model: Path, precision: str, fuse: bool = True, **lora: Any) -> A
     if not fuse:
         fused_lora.fuse_lora_layers = lambda model: 0
     try:
-        loaded = load_for_training(cfg, {0: "neg", 1: "pos"}, precision)
+        loaded = classifier_for_training(cfg, precision)
     finally:
         fused_lora.fuse_lora_layers = real
     for name, param in loaded.model.named_parameters():
@@ -269,3 +268,12 @@ def test_fused_lora_steps_aside_for_dropout(
         loaded = _load(tiny_model, "bf16", lora_dropout=dropout)
         _loss_and_grads(loaded.model, loaded.tokenizer)
         assert bool(calls) is fused_calls, dropout
+
+
+def classifier_for_training(cfg: RunConfig, precision: str) -> Any:
+    """The classification task's model (labels neg / pos) with LoRA, as training loads it."""
+    from engine.tasks.base import TaskData
+    from engine.tasks.classification import ClassificationTask
+
+    data = TaskData([], None, "none", {"id2label": {0: "neg", 1: "pos"}})
+    return ClassificationTask().load_model(cfg, data, precision)

@@ -8,7 +8,7 @@ import pytest
 
 from engine.config import RunConfig
 from engine.preflight import preflight
-from engine.train import _total_steps
+from engine.trainer_setup import total_steps as _total_steps
 
 
 def _config(model: Path) -> RunConfig:
@@ -26,7 +26,7 @@ def test_report_covers_the_whole_run(tiny_model: Path, runs_root: Path) -> None:
     report = preflight(cfg, steps=3)
     assert report.seconds_per_step > 0
     assert report.samples_per_s == pytest.approx(8 / report.seconds_per_step)
-    from engine.data import load_splits
+    from engine.tasks.classification.data import load_splits
 
     splits = load_splits(cfg.data, seed=cfg.training.seed)
     assert report.total_steps == _total_steps(len(splits.train_texts), cfg)

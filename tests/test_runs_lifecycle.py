@@ -176,7 +176,8 @@ def test_kill_9_then_resume_continues_after_the_checkpoint(
 @pytest.mark.slow
 def test_graceful_stop_leaves_a_loadable_adapter(tiny: Path, engine_environment: Path) -> None:
     from engine.launch import launch, request_stop
-    from engine.predict import Predictor, find_weights
+    from engine.predict import find_weights
+    from engine.tasks.classification.predict import Predictor
 
     run_dir = launch(tiny_config(tiny, max_steps=5000), engine_environment)
     wait_for(lambda: typed(run_dir, Step), "the first step")

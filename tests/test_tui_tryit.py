@@ -63,7 +63,8 @@ def status_text(screen: TryItScreen) -> str:
 
 
 async def test_typed_sentence_gets_the_predictors_label(trained: Path) -> None:
-    from engine.predict import Predictor, find_weights
+    from engine.predict import find_weights
+    from engine.tasks.classification.predict import Predictor
 
     expected = Predictor(find_weights(trained)).predict([SENTENCE, "cold fries"])
     app = FinetuneApp(runs_root=trained.parent)

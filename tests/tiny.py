@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from engine.data import EXAMPLE_DATA
+from engine.readers import EXAMPLE_DATA
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static, TextArea
 
 from engine.errors import UserError
-from engine.predict import Prediction
+from engine.tasks.classification.predict import Prediction
 from tui.widgets.probabilities import PredictionView
 
 MAX_LINES = 100
@@ -131,7 +131,8 @@ class TryItScreen(Screen[None]):
     # -- loading and predicting happen in a thread ------------------------------------------------
     def _load(self) -> tuple[Any, Path, int]:
         """The predictor for the newest weights (reloaded when they change), and the thread cap."""
-        from engine.predict import Predictor, find_weights
+        from engine.predict import find_weights
+        from engine.tasks.classification.predict import Predictor
 
         weights = find_weights(self.run_dir)
         busy = training_engine_alive(self.run_dir.parent)

@@ -138,7 +138,7 @@ class InspectionMixin:
         lower_priority()
 
         try:
-            info = inspect_data(cfg.data, seed=cfg.training.seed)
+            info = inspect_data(cfg)
         except UserError as exc:
             self.post_message(DataChecked(key, error=exc))
         except Exception as exc:  # e.g. an unreadable file: a message, never a traceback

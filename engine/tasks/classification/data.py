@@ -1,4 +1,4 @@
-"""Turn a data file's rows into train / validation texts and label ids."""
+"""Classification data: a file's rows -> train / validation texts and label ids, checked."""
 
 from __future__ import annotations
 
@@ -9,17 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
-from engine.readers import (  # noqa: F401  (re-exported: the data API lives here)
-    EVAL_SPLITS,
-    EXAMPLE_DATA,
-    FORMATS,
-    LABEL_NAMES,
-    TEXT_NAMES,
-    TRAIN_SPLITS,
-    Table,
-    detect_format,
-    read_table,
-)
+from engine.readers import EXAMPLE_DATA, LABEL_NAMES, TEXT_NAMES, Table, read_table
 
 
 @dataclass
