@@ -13,7 +13,13 @@ TABS = {
     "data": (
         "Data",
         ["data_file_path", "text_column", "label_column"],
-        ["eval_file_path", "validation_fraction", "max_train_rows", "max_eval_rows"],
+        [
+            "eval_file_path",
+            "label_names",
+            "validation_fraction",
+            "max_train_rows",
+            "max_eval_rows",
+        ],
     ),
     "lora": (
         "LoRA",
@@ -60,6 +66,7 @@ DATA_KEYS = (
     "eval_file_path",
     "text_column",
     "label_column",
+    "label_names",
     "validation_fraction",
     "max_train_rows",
     "max_eval_rows",

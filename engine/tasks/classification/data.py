@@ -164,6 +164,36 @@ def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[lis
     return sorted(train), sorted(held)
 
 
+def name_labels(label2id: dict[Any, int], names_text: str, where: str) -> dict[int, str]:
+    """id -> label name: the data's own labels, or `label_names` for int labels 0..n-1."""
+    if not names_text.strip():
+        return {i: str(v) for v, i in label2id.items()}
+    names = [n.strip() for n in names_text.split(",")]
+    if any(not n for n in names) or len(set(names)) != len(names):
+        raise UserError(
+            f"label_names must be distinct, non-empty names (got '{names_text}')",
+            hint="e.g. --label_names negative,positive",
+            field="data.label_names",
+        )
+    values = list(label2id)
+    if not all(isinstance(v, int) for v in values):
+        raise UserError(
+            "label_names names int labels, but this data's labels are already names",
+            where=where,
+            hint="leave label_names empty",
+            field="data.label_names",
+        )
+    outside = sorted(v for v in values if not 0 <= v < len(names))
+    if outside:
+        raise UserError(
+            f"label_names has {len(names)} names, but the data has label {outside[0]}",
+            where=where,
+            hint=f"give one name for each label 0..{max(values)}",
+            field="data.label_names",
+        )
+    return {i: names[v] for v, i in label2id.items()}
+
+
 def load_splits(data_cfg: Any, seed: int = 42) -> Splits:
     """Read the configured data into train / evaluation texts and label ids."""
     path = Path(data_cfg.data_file_path).expanduser() if data_cfg.data_file_path else EXAMPLE_DATA
@@ -268,7 +298,7 @@ def load_splits(data_cfg: Any, seed: int = 42) -> Splits:
         labels,
         eval_texts,
         eval_labels,
-        {i: str(v) for v, i in label2id.items()},
+        name_labels(label2id, getattr(data_cfg, "label_names", ""), str(path)),
         text_col,
         label_col,
         table.format,
