@@ -73,7 +73,7 @@ class DataConfig:
     label_column: str = _f("", "Label column; empty = detect from common names")
     label_names: str = _f(
         "",
-        "Names for int labels 0, 1, ... in order, e.g. negative,positive; empty = as in the data",
+        "Names of int labels 0, 1, ... e.g. negative,positive (empty: as in the data)",
     )
     validation_fraction: float = _f(0.1, "Share held out for evaluation when the data has no split")
     max_train_rows: int = _f(0, "Use only the first N training rows (0 = all)")

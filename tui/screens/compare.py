@@ -35,21 +35,22 @@ REFRESH_S = 2.0
 class CurvePlot(PlotextPlot):
     """Curves of several runs in one plot, each in its run's colour; no legend (the table is it)."""
 
-    def show(self, title: str, lines: list[tuple[list[int], list[float], str, bool]]) -> None:
-        """Replace the curves: (x, y, colour, as points) for each."""
+    def show(self, title: str, lines: list[tuple[list[int], list[float], str, str]]) -> None:
+        """Replace the curves: (x, y, colour, style) for each; style is 'line' (many points),
+        'points' (dots only) or 'evals' (a few dots, joined)."""
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         plt.title(title)
         plt.xlabel("step")
         drawn = False
-        for xs, ys, colour, points in lines:
+        for xs, ys, colour, style in lines:
             if not xs:
                 continue
             drawn = True
-            if points:
+            if style == "points":
                 plt.scatter(xs, ys, color=colour, marker="•")
-            elif len(xs) <= 12:  # a few evaluations: dots joined, visible even alone
+            elif style == "evals" and len(xs) <= 12:  # a few evaluations: visible even alone
                 plt.plot(xs, ys, color=colour, marker="•")
             else:
                 plt.plot(xs, ys, color=colour, marker="braille")
@@ -144,14 +145,18 @@ class CompareScreen(Screen[None]):
         metric_name = self.series[0].metric_name if self.series else "accuracy"
         self.query_one("#loss-plot", CurvePlot).show(
             "loss: train ─ eval •",
-            [(s.steps, s.losses, colour[s.key][0], False) for s in self.series]
+            [(s.steps, s.losses, colour[s.key][0], "line") for s in self.series]
             + [
-                _points(s.eval_steps, s.eval_losses) + (colour[s.key][0], True) for s in self.series
+                _points(s.eval_steps, s.eval_losses) + (colour[s.key][0], "points")
+                for s in self.series
             ],
         )
         self.query_one("#metric-plot", CurvePlot).show(
             f"eval {metric_name}",
-            [_points(s.eval_steps, s.eval_metric) + (colour[s.key][0], False) for s in self.series],
+            [
+                _points(s.eval_steps, s.eval_metric) + (colour[s.key][0], "evals")
+                for s in self.series
+            ],
         )
         self._fill_table(colour, metric_name)
         live = sum(s.state in ("starting", "running") for s in self.series)

@@ -42,8 +42,10 @@ class SetupScreen(InspectionMixin, Screen[None]):
     CSS_PATH = "setup.tcss"
     AUTO_FOCUS = "#in-model_name"  # type straight away; shift+tab reaches the tab bar
     BINDINGS = [
-        Binding("ctrl+r", "start", "Start", priority=True),
-        Binding("ctrl+g", "queue", "Queue", priority=True),
+        # Start and Queue are buttons in the status bar (with their keys), so the footer keeps
+        # room for ^q Quit at 80 columns.
+        Binding("ctrl+r", "start", "Start", priority=True, show=False),
+        Binding("ctrl+g", "queue", "Queue", priority=True, show=False),
         # priority: an Input would otherwise take ctrl+e as "end of line"
         Binding("ctrl+e", "estimate", "Estimate", priority=True),
         Binding("ctrl+o", "load", "Load"),
@@ -254,7 +256,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
             axes = " × ".join(f"{field_label(n)} ({len(v)})" for n, v in sweep.items())
             status.update(f"Sweep of {count} runs over {axes}: ctrl+r queues them")
         else:
-            status.update("Ready: ctrl+r starts training, ctrl+g queues it")
+            status.update("Ready")
 
     @on(FormField.Changed)
     @on(TargetModules.Changed)
@@ -450,7 +452,8 @@ class SetupScreen(InspectionMixin, Screen[None]):
         text = ""
         if field is not None:
             shown = field.query_one(".field-help", Static)
-            if not shown.display or shown.size.width < len(field.help_text):
+            # Fields without a help column (paths) say it in their placeholder instead.
+            if shown.display and shown.size.width < len(field.help_text):
                 text = f"{field_label(field.field_name)}: {field.help_text}"
         line.update(text)
         line.display = bool(text)
