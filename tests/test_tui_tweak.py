@@ -49,7 +49,8 @@ async def test_a_sweep_typed_in_the_form_queues_its_grid(runs_root: Path, no_eng
         await wait_for(pilot, lambda: screen.valid and screen.sweep_values())
         assert screen.sweep_values() == {"learning_rate": [3e-4, 1e-3, 2e-3]}
         status = str(screen.query_one("#setup-status", Static).render())
-        assert "Sweep of 3 runs" in status and "ctrl+r queues" in status
+        assert "Sweep: 3 runs (learning rate ×3)" in status
+        assert str(screen.query_one("#start-button").label) == "Queue sweep ^r"
         await type_into(pilot, app, "learning_rate", "3e-4,x")
         assert "learning_rate must be a number such as 0.1 or 1e-3 (got 'x')" in str(
             field(app, "learning_rate").query_one(".field-error", Static).render()
@@ -135,7 +136,11 @@ async def test_file_picker_takes_a_typed_path_home_and_the_last_folder(
         await pilot.press("slash")  # type a path anywhere: one line, no arrow walk
         editor = picker.query_one("#picker-folder", Input)
         assert editor.has_focus
-        editor.value = str(elsewhere / "eval.jsonl")
+        editor.value = str(elsewhere / "ev")
+        editor.cursor_position = len(editor.value)
+        await wait_for(pilot, lambda: editor._suggestion.endswith("eval.jsonl"))
+        await pilot.press("tab")  # completes the name
+        assert editor.value == str(elsewhere / "eval.jsonl") and editor.has_focus
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen))
         assert field(app, "data_file_path").value == str(elsewhere / "eval.jsonl")

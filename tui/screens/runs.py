@@ -230,6 +230,8 @@ class RunsScreen(Screen[None]):
             self.order = ids
             if ids:
                 index = ids.index(current) if current in ids else min(old_index, len(ids) - 1)
+                if current is None:  # first fill: the newest run, not the queue above it
+                    index = next((i for i, r in enumerate(ids) if not self.rows[r].queued), 0)
                 table.move_cursor(row=max(index, 0))
             return
         for run_id in ids:
@@ -281,6 +283,7 @@ class RunsScreen(Screen[None]):
             )
             hint = "starts when the run before it ends · enter edits · ⇧↑↓ moves · d cancels"
             second = Text(hint, style="dim")
+            text.truncate(max(self.size.width - 2, 20), overflow="ellipsis")
             second.truncate(max(self.size.width - 2, 20), overflow="ellipsis")
             detail.update(Text("\n").join([text, second]))
             return
@@ -303,6 +306,7 @@ class RunsScreen(Screen[None]):
         if row.sweep_id:
             hint += " · w shows its sweep"
         second = Text(info.message, style="red") if info.message else Text(hint, style="dim")
+        text.truncate(max(self.size.width - 2, 20), overflow="ellipsis")  # one line each
         second.truncate(max(self.size.width - 2, 20), overflow="ellipsis")
         detail.update(Text("\n").join([text, second]))
 

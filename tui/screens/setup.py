@@ -124,8 +124,6 @@ class SetupScreen(InspectionMixin, Screen[None]):
                     yield Static("Text classification (causal-lm is planned)", classes="field-help")
             elif name == "lora_dropout":
                 yield self.targets
-        if tab == "data":
-            yield DataPreview(id="data-preview")
         with Collapsible(title=f"More {TABS[tab][0]} settings", classes="more"):
             for name in more:
                 if name == "eval_file_path":
@@ -134,6 +132,8 @@ class SetupScreen(InspectionMixin, Screen[None]):
                         yield Button("Browse…", id=f"browse-{name}", classes="browse", compact=True)
                 else:
                     yield self.fields[name]
+        if tab == "data":  # below the settings: at 80x24 the eval file stays one key away
+            yield DataPreview(id="data-preview")
 
     def on_mount(self) -> None:
         """Fill the form, then look at the model and data in the background."""
@@ -253,8 +253,8 @@ class SetupScreen(InspectionMixin, Screen[None]):
         elif self.queue_entry:
             status.update("Editing a queued run: ctrl+g saves it back to the queue")
         elif sweep:
-            axes = " × ".join(f"{field_label(n)} ({len(v)})" for n, v in sweep.items())
-            status.update(f"Sweep of {count} runs over {axes}: ctrl+r queues them")
+            axes = " × ".join(f"{field_label(n)} ×{len(v)}" for n, v in sweep.items())
+            status.update(f"Sweep: {count} runs ({axes})")
         else:
             status.update("Ready")
 

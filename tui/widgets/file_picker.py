@@ -46,6 +46,20 @@ class PathSuggester(Suggester):
         return value[: len(value) - len(path.name)] + match if match else None
 
 
+class PathInput(Input):
+    """The picker's path field: tab completes the suggested name (then moves on, as usual)."""
+
+    BINDINGS = [Binding("tab", "complete", "Complete", show=False)]
+
+    def action_complete(self) -> None:
+        """Take the suggestion; with none, go to the next widget."""
+        if self._suggestion and self._suggestion != self.value:
+            self.value = self._suggestion
+            self.cursor_position = len(self.value)
+        else:
+            self.screen.focus_next()
+
+
 class FilePicker(ModalScreen[Path | None]):
     """Pick a data file: type a path (enter), jump home or to the last folder, or walk the tree."""
 
@@ -71,10 +85,11 @@ class FilePicker(ModalScreen[Path | None]):
         with Vertical(id="picker"):
             yield Label("Choose a data file (.jsonl .json .csv .tsv .parquet)", id="picker-title")
             with Horizontal(id="picker-row"):
-                yield Input(
+                yield PathInput(
                     str(self.folder),
                     id="picker-folder",
                     compact=True,
+                    select_on_focus=False,  # / then typing continues the path
                     suggester=PathSuggester(),
                     placeholder="type a folder or file path, enter goes there",
                 )
@@ -82,7 +97,7 @@ class FilePicker(ModalScreen[Path | None]):
                 yield Button("- Last", id="picker-last", compact=True, disabled=self.last is None)
             yield DataFileTree(self.folder, id="picker-tree")
             yield Label(
-                "/ type a path (tab completes)  ~ home  - last folder  backspace: up  esc: cancel",
+                "/ type a path (tab completes) · ~ home · - last · backspace up · esc cancel",
                 id="picker-help",
             )
 
