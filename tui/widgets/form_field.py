@@ -36,6 +36,7 @@ LABELS = {
     "early_stopping_patience": "early stopping",
     "allow_pickle_weights": "allow .bin weights",
     "validation_fraction": "held-out share",
+    "notify": "when it ends",
 }
 
 

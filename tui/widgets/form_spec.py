@@ -55,6 +55,7 @@ TABS = {
             "metric_for_best",
             "early_stopping_patience",
             "seed",
+            "notify",
         ],
     ),
 }
