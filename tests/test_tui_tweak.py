@@ -337,3 +337,14 @@ async def test_ring_sends_osc9_to_the_terminal(tmp_path: Path) -> None:
         app.ring("osc9", "run x finished")
         await pilot.pause()
         assert written == ["\x1b]9;run x finished\x07"]
+
+
+def test_free_path_counts_on_instead_of_stacking_suffixes(tmp_path: Path) -> None:
+    from tui.widgets.paths import free_path
+
+    (tmp_path / "x-adapter").mkdir()
+    assert free_path(tmp_path / "x-adapter").name == "x-adapter-2"
+    (tmp_path / "x-adapter-2").mkdir()
+    assert free_path(tmp_path / "x-adapter-2").name == "x-adapter-3"
+    (tmp_path / "run.toml").write_text("")
+    assert free_path(tmp_path / "run.toml").name == "run-2.toml"

@@ -35,7 +35,12 @@ REFRESH_S = 2.0
 class CurvePlot(PlotextPlot):
     """Curves of several runs in one plot, each in its run's colour; no legend (the table is it)."""
 
-    def show(self, title: str, lines: list[tuple[list[int], list[float], str, str]]) -> None:
+    def show(
+        self,
+        title: str,
+        lines: list[tuple[list[int], list[float], str, str]],
+        last_step: int = 0,
+    ) -> None:
         """Replace the curves: (x, y, colour, style) for each; style is 'line' (many points),
         'points' (dots only) or 'evals' (a few dots, joined)."""
         plt = self.plt
@@ -58,6 +63,14 @@ class CurvePlot(PlotextPlot):
             plt.text("no points yet", 0.5, 0.5, alignment="center")
             plt.xlim(0, 1)
             plt.ylim(0, 1)
+            self.refresh()
+            return
+        if last_step:  # the same step axis as the loss plot beside it
+            plt.xlim(0, last_step)
+        ys_all = [y for _, ys, _, _ in lines for y in ys]
+        low, high = min(ys_all), max(ys_all)
+        if high - low < 0.02:  # one evaluation, or all alike: a readable band around it
+            plt.ylim(low - 0.05, high + 0.05)
         self.refresh()
 
 
@@ -157,6 +170,7 @@ class CompareScreen(Screen[None]):
                 _points(s.eval_steps, s.eval_metric) + (colour[s.key][0], "evals")
                 for s in self.series
             ],
+            last_step=max((s.steps[-1] for s in self.series if s.steps), default=0),
         )
         self._fill_table(colour, metric_name)
         live = sum(s.state in ("starting", "running") for s in self.series)
@@ -180,7 +194,7 @@ class CompareScreen(Screen[None]):
             for k in ("accuracy", "f1", "loss")
             if k != metric_name and any(k in s.final for s in self.series)
         ]
-        columns += [(f"final:{k}", f"{k[:3]}") for k in finals]
+        columns += [(f"final:{k}", {"accuracy": "acc"}.get(k, k)) for k in finals]
         columns += [("time", "time"), ("speed", "samples/s")]
         rows = [(s, self._cells(s, colour[s.key][1], diff, finals)) for s in self.series]
         if self.sort_column in dict(columns):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ def free_path(path: Path) -> Path:
     stem, suffix = (
         (path.stem, path.suffix) if path.suffix in (".toml", ".json") else (path.name, "")
     )
+    stem = re.sub(r"-\d+$", "", stem)  # x-2 is taken: x-3, not x-2-2
     for n in range(2, 1000):
         candidate = path.with_name(f"{stem}-{n}{suffix}")
         if not candidate.exists():
