@@ -291,18 +291,18 @@ async def test_compare_is_live_sortable_and_names_runs_readably(tmp_path: Path) 
         table = screen.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 2)
         labels = [str(c.label) for c in table.columns.values()]
-        assert labels[:4] == ["run", "state", "lr", "best"], labels
+        assert labels[:4] == ["run", "state", "best", "lr"], labels
         names = [str(table.get_row_at(i)[0]) for i in range(2)]
         assert names[0] != names[1] and all("base" in n for n in names)
         # Sort by best (o cycles columns; a header click works too).
         screen.sort_column, screen.sort_reverse = "best", True
         screen._redraw()
-        assert [str(table.get_row_at(i)[3]) for i in range(2)] == ["0.700", "0.600"]
+        assert [str(table.get_row_at(i)[2]) for i in range(2)] == ["0.700", "0.600"]
         await pilot.press("O")
-        assert [str(table.get_row_at(i)[3]) for i in range(2)] == ["0.600", "0.700"]
+        assert [str(table.get_row_at(i)[2]) for i in range(2)] == ["0.600", "0.700"]
         # The live run gets better: the table follows without a key press.
         EventWriter(live).emit(Eval(time=2e9, step=5, metrics={"accuracy": 0.95}))
-        await wait_for(pilot, lambda: "0.950" in [str(table.get_row_at(i)[3]) for i in range(2)])
+        await wait_for(pilot, lambda: "0.950" in [str(table.get_row_at(i)[2]) for i in range(2)])
 
 
 # -- notifications ------------------------------------------------------------------------------------------

@@ -186,9 +186,10 @@ class CompareScreen(Screen[None]):
     def _fill_table(self, colour: dict[str, tuple[str, str]], metric_name: str) -> None:
         table = self.query_one(DataTable)
         diff = differing([s.config for s in self.series])
+        # The best metric before the settings: at 80 columns it stays in view.
         columns = [("run", "run"), ("state", "state")]
-        columns += [(f"set:{n}", SHORT_NAMES.get(n, n.replace("_", " "))) for n in diff]
         columns += [("best", f"best {metric_name[:3]}" if metric_name != "accuracy" else "best")]
+        columns += [(f"set:{n}", SHORT_NAMES.get(n, n.replace("_", " "))) for n in diff]
         finals = [
             k
             for k in ("accuracy", "f1", "loss")
@@ -228,11 +229,11 @@ class CompareScreen(Screen[None]):
             (s.name, Text.assemble(("━━ ", colour), s.name)),
             (s.state, Text(s.state, style=STATE_STYLES.get(s.state, ""))),
         ]
+        cells.append((s.best, metric(s.best)))
         for name in diff:
             value = s.config.get(name) if s.config is not None else None
             sortable = value if isinstance(value, (int, float)) else str(value)
             cells.append((sortable, setting_text(s.config, name)))
-        cells.append((s.best, metric(s.best)))
         for k in finals:
             v = s.final.get(k)
             cells.append((v, metric(v)))
