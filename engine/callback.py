@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from engine.events import Checkpoint, Eval, EventWriter, Phase, Step
+from engine.events import Checkpoint, Eval, EventWriter, Failed, Log, Phase, Step
 from engine.runs import STOP_FILE
 
 
@@ -40,6 +41,7 @@ class EventsCallback(TrainerCallback):
         elapsed_offset: float = 0.0,
     ) -> None:
         self.writer = writer
+        self.run_dir = run_dir
         self.stop_path = run_dir / STOP_FILE
         self.counter = counter
         self.detail = detail
@@ -53,16 +55,40 @@ class EventsCallback(TrainerCallback):
         self.evaluating = False
         self.training_done = False
         self.saved_step = -1
+        self.rebalancer: Any = None
         self.last_eval: tuple[int, dict[str, Any]] | None = None  # (step, metrics) of the latest
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM / SIGINT ask for a graceful stop instead of killing the run mid-step."""
+        """SIGTERM / SIGINT ask for a graceful stop; a second SIGINT exits at once."""
 
         def handler(signum: int, _frame: Any) -> None:
+            if signum == signal.SIGINT and self.stop_reason.startswith("signal"):
+                self.force_exit()
             self.stop_reason = f"signal {signal.Signals(signum).name}"
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+    def force_exit(self) -> None:
+        """Leave now (a second Ctrl-C): say so in the events and status, keep the checkpoints."""
+        from engine.runs import write_status
+
+        event = Failed(
+            message="interrupted twice: exited without saving",
+            hint="resume continues from the last checkpoint",
+        )
+        # Straight to the file: the writer's lock may be held by the code we interrupted.
+        try:
+            fd = os.open(self.writer.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, (event.to_json() + "\n").encode("utf-8"))
+            finally:
+                os.close(fd)
+            write_status(self.run_dir, state="failed", message=event.message)
+        except OSError:
+            pass
+        os.write(2, b"interrupted twice: exiting without saving\n")
+        os._exit(130)
 
     @property
     def stop_requested(self) -> bool:
@@ -78,6 +104,21 @@ class EventsCallback(TrainerCallback):
         self.last_log = (self.t0, 0, 0)
         self.last_save = self.t0
         self.writer.emit(Phase(name="training"))
+        self._start_rebalancer()
+
+    def _start_rebalancer(self) -> None:
+        """Follow the other engines under the runs root (engine.cores) while training."""
+        import torch
+
+        from engine.config import RunConfig
+        from engine.cores import Rebalancer
+        from engine.errors import UserError
+
+        try:
+            requested = RunConfig.load(self.run_dir / "config.toml").training.threads
+        except UserError:
+            return
+        self.rebalancer = Rebalancer(self.run_dir, requested, torch.get_num_threads())
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
         if state.global_step >= state.max_steps or self.stop_requested:
@@ -85,17 +126,18 @@ class EventsCallback(TrainerCallback):
         if self.stop_requested:
             control.should_training_stop = True
             control.should_save = True
+            control.should_evaluate = False  # a stop saves at once; evaluation can wait
         elif self.checkpoint_s and time.monotonic() - self.last_save >= self.checkpoint_s:
             control.should_save = True
+        if self.rebalancer is not None and (note := self.rebalancer.check()):
+            self.writer.emit(Log(message=note))
         return control
 
     def on_epoch_end(self, args, state, control, **kwargs):  # noqa: D102
-        # A stop leaves the epoch loop through its end: no evaluation of a half epoch (an extra
-        # eval row) and no second save of the checkpoint the stop has just written.
         if self.stop_requested:
-            epoch = float(state.epoch or 0.0)
-            if abs(epoch - round(epoch)) > 1e-6:  # a whole epoch still gets its evaluation
-                control.should_evaluate = False
+            # A stop mid-epoch ends the epoch early: no end-of-epoch evaluation before saving,
+            # and no second checkpoint of the step just saved.
+            control.should_evaluate = False
             if self.saved_step == state.global_step:
                 control.should_save = False
         return control

@@ -16,12 +16,23 @@ from engine.model import model_label
 COMMANDS = ("train", "runs", "resume", "stop", "predict", "export", "preflight", "queue")
 
 
+# TrainingArguments' names, typed by habit, as aliases of our fields.
+HF_ALIASES = {
+    "epochs": ("num_train_epochs",),
+    "batch_size": ("per_device_train_batch_size",),
+    "grad_accum": ("gradient_accumulation_steps",),
+    "lr_scheduler": ("lr_scheduler_type",),
+    "model_name": ("model_name_or_path",),
+    "metric_for_best": ("metric_for_best_model",),
+    "threads": ("torch_threads",),
+}
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per config field (`--lora_r` and `--lora-r`), all defaulting to 'not given'."""
+    """One flag per config field (`--lora_r`, `--lora-r` and HF aliases), defaulting to 'not given'."""
     for section, f in all_fields():
-        flags = [f"--{f.name}"]
-        if "_" in f.name:
-            flags.append(f"--{f.name.replace('_', '-')}")
+        names = (f.name, *HF_ALIASES.get(f.name, ()))
+        flags = [f"--{n}" for n in names] + [f"--{n.replace('_', '-')}" for n in names if "_" in n]
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         extra = {"nargs": "?", "const": "true"} if kind == "bool" else {}
         parser.add_argument(
@@ -31,6 +42,15 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             metavar=kind.upper(),
             help=f"{f.metadata['help']} [{f.default}]",
             **extra,
+        )
+    for flag in ("fp16", "bf16", "fp32"):  # TrainingArguments' precision switches
+        parser.add_argument(
+            f"--{flag}",
+            dest="training.precision",
+            action="store_const",
+            const=flag,
+            help=f"same as --precision {flag}"
+            + (" (refused: CPUs do not train fp16)" if flag == "fp16" else ""),
         )
 
 
@@ -66,7 +86,9 @@ def _add_queue_parser(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every headless command."""
+    # No abbreviations: a typo such as --learning_rat must be an error, not a silent guess.
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="finetune-tui",
         description="Fine-tune Hugging Face models with LoRA on a CPU. "
         "With no command, opens the terminal UI.",
@@ -80,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
 
-    train = sub.add_parser("train", help="train headless, printing progress")
+    train = sub.add_parser("train", allow_abbrev=False, help="train headless, printing progress")
     train.add_argument("--config", help="a TOML config (flags override its values)")
     train.add_argument(
         "--save-config",
@@ -100,32 +122,50 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(train)
     _add_queue_parser(sub)
 
-    pre = sub.add_parser("preflight", help="time a few steps: speed, run-time and memory estimate")
+    pre = sub.add_parser(
+        "preflight",
+        allow_abbrev=False,
+        help="time a few steps: speed, run-time and memory estimate",
+    )
     pre.add_argument("--config")
     pre.add_argument("--steps", type=int, default=6, help="timed steps [6]")
     _add_config_flags(pre)
 
-    sub.add_parser("runs", help="list runs").add_argument("--json", action="store_true")
+    sub.add_parser("runs", allow_abbrev=False, help="list runs").add_argument(
+        "--json", action="store_true"
+    )
 
-    res = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    res = sub.add_parser(
+        "resume", allow_abbrev=False, help="continue a run from its last checkpoint"
+    )
     res.add_argument("run", nargs="?", help="run id (or unique part of it); default newest")
     res.add_argument("--detach", action="store_true")
 
-    stop = sub.add_parser("stop", help="ask a running run to stop (saves first)")
+    stop = sub.add_parser(
+        "stop", allow_abbrev=False, help="ask a running run to stop (saves first)"
+    )
     stop.add_argument("run", nargs="?")
 
-    pred = sub.add_parser("predict", help="predict labels with a run's adapter")
-    pred.add_argument("run", help="run id, adapter folder or merged model folder")
+    pred = sub.add_parser("predict", allow_abbrev=False, help="predict labels with a run's adapter")
+    pred.add_argument(
+        "run", nargs="?", help="run id, adapter folder or merged model folder (default: newest)"
+    )
     pred.add_argument("texts", nargs="*", help="texts to classify")
     pred.add_argument("--file", help="a data file of texts (JSON / JSONL / CSV / TSV / Parquet)")
     pred.add_argument("--text-column", "--text_column", dest="text_column", default="")
     pred.add_argument("--out", help="write predictions here (.jsonl or .csv); default stdout")
+    pred.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     pred.add_argument("--threads", type=int, default=0)
 
-    exp = sub.add_parser("export", help="copy the adapter and/or write a merged model")
+    exp = sub.add_parser(
+        "export", allow_abbrev=False, help="copy the adapter and/or write a merged model"
+    )
     exp.add_argument("run")
     exp.add_argument("--merged", metavar="OUT", help="write a merged full model to OUT")
     exp.add_argument("--adapter", metavar="OUT", help="copy the adapter folder to OUT")
+    exp.add_argument(
+        "--overwrite", action="store_true", help="write into a folder that holds other files"
+    )
     return parser
 
 
@@ -139,7 +179,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def check_inputs(cfg: RunConfig) -> None:
-    """Fail fast on bad data or model paths, before a run directory is made."""
+    """Fail fast on bad data, model paths or outputs, before a run directory is made."""
+    from engine.checks import check_run
     from engine.hardware import resolve_precision
     from engine.model import check_model_source, resolve_model_name
     from engine.tasks import get_task
@@ -147,6 +188,7 @@ def check_inputs(cfg: RunConfig) -> None:
     resolve_precision(cfg.training.precision)
     get_task(cfg.task).prepare_data(cfg, None)
     check_model_source(resolve_model_name(cfg.model.model_name), cfg.model.allow_pickle_weights)
+    check_run(cfg)
 
 
 def _clock(seconds: float | None) -> str:
@@ -350,6 +392,7 @@ def cmd_runs(args: argparse.Namespace, root: Path) -> int:
                         "started": r.started_at,
                         "duration_s": round(r.duration_s, 1),
                         "path": str(r.path),
+                        "message": r.message,
                     }
                     for r in runs
                 ],
@@ -364,20 +407,21 @@ def cmd_runs(args: argparse.Namespace, root: Path) -> int:
     for r in runs:
         best = f"{r.best_metric:.4f}" if r.best_metric is not None else "-"
         steps = f"{r.step}/{r.total_steps}"
+        what = r.message if r.state == "unreadable" else f"{model_label(r.model)} / {r.data}"
         print(
             f"{r.run_id[:40]:40} {r.state:9} {steps:>11} {best:>7} {_clock(r.duration_s):>8}  "
-            f"{model_label(r.model)} / {r.data}"
+            f"{what}"
         )
     return 0
 
 
 def cmd_resume(args: argparse.Namespace, root: Path) -> int:
     """Continue a run from its last checkpoint."""
-    from engine.runs import engine_alive, find_run
+    from engine.launch import check_resume
+    from engine.runs import find_run
 
     run_dir = find_run(args.run, root)
-    if engine_alive(run_dir):
-        raise UserError("the run is still going", where=run_dir.name, hint="attach to it instead")
+    check_resume(run_dir)
     if args.detach:
         from engine.launch import resume
 
@@ -411,9 +455,38 @@ def _weights_for(ref: str, root: Path) -> Path:
     return find_weights(find_run(ref, root))
 
 
+def _newest_finished(root: Path) -> Path | None:
+    from engine.runs import list_runs
+
+    return next((r.path for r in list_runs(root) if r.state == "finished"), None)
+
+
+def _predict_target(args: argparse.Namespace, root: Path) -> tuple[Path, list[str]]:
+    """The weights to use and the texts: `predict "a sentence"` means the newest finished run."""
+    texts = list(args.texts)
+    if args.run:
+        try:
+            return _weights_for(args.run, root), texts
+        except UserError:
+            if Path(args.run).expanduser().exists() or texts:
+                raise
+            texts = [args.run]  # not a run: the first text
+    newest = _newest_finished(root)
+    if newest is None:
+        raise UserError(
+            "say which run to use",
+            where=str(root),
+            hint='predict RUN "a sentence" (finetune-tui runs lists them; no finished run yet)',
+        )
+    print(f"using the newest finished run {newest.name}", file=sys.stderr)
+    from engine.predict import find_weights
+
+    return find_weights(newest), texts
+
+
 def cmd_predict(args: argparse.Namespace, root: Path) -> int:
     """Predict labels for texts or a file."""
-    texts = list(args.texts)
+    weights, texts = _predict_target(args, root)
     if args.file:
         from engine.readers import TEXT_NAMES, read_table
         from engine.tasks.classification.data import pick_column
@@ -428,24 +501,28 @@ def cmd_predict(args: argparse.Namespace, root: Path) -> int:
         )
     from engine.tasks.classification.predict import Predictor
 
-    predictor = Predictor(_weights_for(args.run, root), threads=args.threads)
+    out_file = _check_out_file(Path(args.out), args.overwrite) if args.out else None
+    predictor = Predictor(weights, threads=args.threads)
     preds = predictor.predict(texts)
     rows = [
         {"text": p.text, "label": p.label, **{f"p_{k}": v for k, v in p.probabilities.items()}}
         for p in preds
     ]
-    if args.out:
-        out = Path(args.out)
-        if out.suffix.lower() == ".csv":
-            import csv
+    if out_file is not None:
+        from engine.atomic import atomic_write_text
 
-            with out.open("w", newline="", encoding="utf-8") as fh:
-                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
+        if out_file.suffix.lower() == ".csv":
+            import csv
+            import io
+
+            buf = io.StringIO(newline="")
+            w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+            atomic_write_text(out_file, buf.getvalue())
         else:
-            out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        print(f"{len(rows)} predictions written to {out}")
+            atomic_write_text(out_file, "".join(json.dumps(r) + "\n" for r in rows))
+        print(f"{len(rows)} predictions written to {out_file}")
     elif args.file:
         for r in rows:
             print(json.dumps(r))
@@ -454,6 +531,21 @@ def cmd_predict(args: argparse.Namespace, root: Path) -> int:
             probs = "  ".join(f"{k} {v:.3f}" for k, v in p.probabilities.items())
             print(f"{p.label:12} {probs}  | {p.text}")
     return 0
+
+
+def _check_out_file(out: Path, overwrite: bool) -> Path:
+    """Check a file to write before the work: not a folder, no silent overwrite, writable."""
+    from engine.outputs import _check_writable
+
+    out = out.expanduser()
+    if out.is_dir():
+        raise UserError("--out is a folder", where=str(out), hint="give a file name (.jsonl, .csv)")
+    if out.exists() and not overwrite:
+        raise UserError(
+            "the file exists", where=str(out), hint="choose a new name, or add --overwrite"
+        )
+    _check_writable(out.parent, "--out")
+    return out
 
 
 def cmd_export(args: argparse.Namespace, root: Path) -> int:
@@ -467,11 +559,11 @@ def cmd_export(args: argparse.Namespace, root: Path) -> int:
     if args.adapter:
         from engine.export import copy_adapter
 
-        print(f"adapter copied to {copy_adapter(weights, Path(args.adapter))}")
+        print(f"adapter copied to {copy_adapter(weights, Path(args.adapter), args.overwrite)}")
     if args.merged:
         from engine.export import export_merged
 
-        out = export_merged(weights, Path(args.merged))
+        out = export_merged(weights, Path(args.merged), overwrite=args.overwrite)
         print(f"merged model written to {out}")
     return 0
 
@@ -500,10 +592,33 @@ HANDLERS = {
 }
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse; an unknown flag gets its command's usage and a 'did you mean' line."""
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    import difflib
+
+    sub = _subparser(parser, args.command) or parser
+    known = [o for a in sub._actions for o in a.option_strings if o.startswith("--")]
+    unknown = next((e for e in extra if e.startswith("-")), extra[0])
+    guess = difflib.get_close_matches(unknown.split("=")[0], known, n=1)
+    hint = f"; did you mean {guess[0]}?" if guess else f"; '{sub.prog} --help' lists the flags"
+    sub.error(f"unrecognized argument: {unknown}{hint}")
+    raise AssertionError("unreachable")  # pragma: no cover - error() exits
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a headless command; user mistakes print one line and exit 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not args.command:
         parser.print_help()
         return 0
@@ -517,6 +632,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `finetune-tui runs --json | head`: the reader left; say nothing more.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:  # the machine, not a bug: a full disk, a folder gone, no permission
+        from engine.atomic import is_disk_full
+
+        where = exc.filename or ""
+        what = "out of disk space" if is_disk_full(exc) else (exc.strerror or str(exc))
+        print(f"error: {where}: {what}" if where else f"error: {what}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

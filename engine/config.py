@@ -67,14 +67,18 @@ class ModelConfig:
 class DataConfig:
     """Which data to train on and how to read it."""
 
-    data_file_path: str = _f("", "JSON / JSONL / CSV / TSV / Parquet file; empty = bundled example")
+    data_file_path: str = _f(
+        "",
+        "A data file (JSON / JSONL / CSV / TSV / Parquet / TXT), a save_to_disk folder or a Hub "
+        "dataset id; empty = bundled example",
+    )
+    data_config: str = _f("", "Hub dataset config name (some datasets need one)")
+    data_split: str = _f("", "Split to train on, with an optional slice: train, train[:2000]")
+    eval_split: str = _f("", "Split to evaluate on (default: validation / dev / test if present)")
     eval_file_path: str = _f("", "Optional separate evaluation file (same format rules)")
     text_column: str = _f("", "Text column; empty = detect from common names")
     label_column: str = _f("", "Label column; empty = detect from common names")
-    label_names: str = _f(
-        "",
-        "Names of int labels 0, 1, ... e.g. negative,positive (empty: as in the data)",
-    )
+    label_names: str = _f("", "Names for int labels 0..n-1, comma-separated: negative,positive")
     validation_fraction: float = _f(0.1, "Share held out for evaluation when the data has no split")
     max_train_rows: int = _f(0, "Use only the first N training rows (0 = all)")
     max_eval_rows: int = _f(0, "Use only the first N evaluation rows (0 = all)")
@@ -137,6 +141,9 @@ class OutputConfig:
     """Where the result goes."""
 
     output_dir: str = _f("", "Folder for the final adapter; empty = inside the run directory")
+    overwrite: bool = _f(
+        False, "Write into an output_dir that holds other files or another run's adapter"
+    )
     run_name: str = _f("", "A name for the run; empty = derived from model and data")
     sweep_id: str = _f("", "The sweep this run belongs to (set when a sweep is queued)")
     notify: str = _f(
@@ -221,18 +228,39 @@ class RunConfig:
         return cls.from_dict(raw, source=source)
 
     def save(self, path: str | Path) -> None:
-        """Write the config to a TOML file."""
-        Path(path).write_text(self.to_toml(), encoding="utf-8")
+        """Write the config to a TOML file atomically (a full disk leaves the old file or none)."""
+        from engine.atomic import atomic_write_text
+
+        atomic_write_text(path, self.to_toml())
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
-        """Read a TOML config file."""
+        """Read a TOML config file; a missing, unreadable or empty file is a UserError."""
         p = Path(path)
         if not p.is_file():
             raise UserError(
                 "config file not found", where=str(p), hint="check the path passed to --config"
             )
-        return cls.from_toml(p.read_text(encoding="utf-8"), source=str(p))
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(
+                "the config file is not UTF-8 text", where=str(p), hint="give a TOML file"
+            ) from None
+        except OSError as exc:
+            raise UserError(
+                f"cannot read the config file ({exc.strerror or exc})",
+                where=str(p),
+                hint="check its permissions",
+            ) from None
+        if not text.strip():
+            # Never the defaults: a run would then train the example data over its own results.
+            raise UserError(
+                "the config file is empty (a full disk can leave it so)",
+                where=str(p),
+                hint="restore it, or start a new run",
+            )
+        return cls.from_toml(text, source=str(p))
 
     def copy(self) -> RunConfig:
         """A deep copy."""

@@ -142,13 +142,43 @@ EVENT_TYPES: dict[str, type[Event]] = {
 FINAL_TYPES = frozenset({"finished", "stopped", "failed"})
 
 
+def _fits(kind: str, value: Any) -> bool:
+    """True when a JSON value suits a field annotated `kind` (annotations are strings here)."""
+    if value is None:
+        return "None" in kind
+    base = kind.split("|")[0].split("[")[0].strip()
+    if base == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if base == "bool":
+        return isinstance(value, bool)
+    if base == "str":
+        return isinstance(value, str)
+    if base == "dict":
+        return isinstance(value, dict)
+    if base == "list":
+        return isinstance(value, list)
+    return True
+
+
 def parse_event(raw: dict[str, Any]) -> Event | None:
-    """A typed event from a decoded JSON object; unknown fields are ignored, unknown types give None."""
+    """A typed event from a decoded JSON object; never raises.
+
+    Unknown fields are ignored, unknown types give None, and a field of the wrong type (a
+    hand-edited or corrupted line, e.g. `"metrics": "notadict"`) takes its default.
+    """
     cls = EVENT_TYPES.get(str(raw.get("type", "")))
     if cls is None:
         return None
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in raw.items() if k in known})
+    kinds = {f.name: str(f.type) for f in fields(cls)}
+    values = {k: v for k, v in raw.items() if k in kinds and _fits(kinds[k], v)}
+    if "labels" in values:
+        values["labels"] = [str(v) for v in values["labels"]]
+    try:
+        return cls(**values)
+    except (TypeError, ValueError):  # pragma: no cover - defensive
+        return None
 
 
 def parse_line(line: str) -> Event | None:
@@ -202,6 +232,42 @@ class EventWriter:
         for listener in self.listeners:
             listener(event)
         return event
+
+
+def superseded_after(event: Event) -> int | None:
+    """For a resumed engine's `started`: the step beyond which earlier events were lost work."""
+    if isinstance(event, Started) and event.resumed_from_step > 0:
+        return event.resumed_from_step
+    return None
+
+
+def drop_superseded(events: list[Event]) -> list[Event]:
+    """The events without the steps and evaluations a killed engine made after its last checkpoint.
+
+    A resumed engine starts again from its checkpoint; the steps the dead engine logged beyond
+    it were redone, so readers (the plot, the run list, elapsed time) must not count them twice.
+    """
+    out: list[Event] = []
+    for event in events:
+        cut = superseded_after(event)
+        if cut is not None:
+            out = [e for e in out if not (isinstance(e, (Step, Eval, Checkpoint)) and e.step > cut)]
+        out.append(event)
+    return out
+
+
+def elapsed_at_step(events: list[Event], step: int) -> float:
+    """Training seconds spent up to `step` (a checkpoint), from the logged steps."""
+    kept = [e for e in drop_superseded(events) if isinstance(e, Step) and e.step <= step]
+    if not kept:
+        return 0.0
+    last = kept[-1]
+    saved = next(
+        (e for e in reversed(events) if isinstance(e, Checkpoint) and e.step == step), None
+    )
+    extra = max(0.0, saved.time - last.time) if saved is not None and saved.time > last.time else 0
+    # A checkpoint is written right after its step; more than a minute later means a pause.
+    return round(last.elapsed_s + (extra if extra < 60 else 0.0), 2)
 
 
 def read_events(run_dir: str | Path) -> list[Event]:

@@ -24,16 +24,29 @@ TRAINER_STATE_FILES = (
 
 
 def save_adapter(
-    loaded: Any, out: Path, cfg: RunConfig, metrics: dict[str, Any], task: Any, data: Any
+    loaded: Any,
+    out: Path,
+    cfg: RunConfig,
+    metrics: dict[str, Any],
+    task: Any,
+    data: Any,
+    run_dir: Path | None = None,
 ) -> Path:
-    """Write the adapter so plain peft loads it, with the tokenizer, config, metrics and extras."""
-    out.mkdir(parents=True, exist_ok=True)
-    loaded.model.save_pretrained(out, safe_serialization=True)
-    loaded.tokenizer.save_pretrained(out)
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    cfg.save(out / RUN_CONFIG_FILE)
-    task.save_extras(out, loaded, cfg, data, metrics)
-    return out
+    """Write the adapter so plain peft loads it, with the tokenizer, config, metrics and extras.
+
+    Files are written in a staging folder and renamed into `out` (engine.outputs), which is
+    then marked as written by the run in `run_dir`.
+    """
+    from engine.outputs import write_folder
+
+    def write(folder: Path) -> None:
+        loaded.model.save_pretrained(folder, safe_serialization=True)
+        loaded.tokenizer.save_pretrained(folder)
+        (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        cfg.save(folder / RUN_CONFIG_FILE)
+        task.save_extras(folder, loaded, cfg, data, metrics)
+
+    return write_folder(out, run_dir, write)
 
 
 def load_adapter_config(adapter: Path) -> dict[str, Any]:
@@ -48,30 +61,18 @@ def load_adapter_config(adapter: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def output_folder(adapter: Path, out: Path) -> Path:
-    """Check and create an export destination: a folder we can write, not the adapter itself."""
+def output_folder(adapter: Path, out: Path, overwrite: bool = False) -> Path:
+    """Check an export destination: a folder we can write, not the adapter, not the user's files."""
+    from engine.outputs import check_output_dir
+
     out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(
-            "the destination is a file, not a folder",
-            where=str(out),
-            hint="give a folder path (it is created if missing)",
-        )
     if out.exists() and out.resolve() == Path(adapter).resolve():
         raise UserError(
             "the destination is the adapter folder itself",
             where=str(out),
             hint="choose another folder",
         )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(
-            f"cannot create the folder ({exc.strerror or exc})",
-            where=str(out),
-            hint="choose a folder you can write to",
-        ) from None
-    return out
+    return check_output_dir(out, overwrite=overwrite, what="export")
 
 
 def _task_for(folder: Path) -> Any:
@@ -81,42 +82,55 @@ def _task_for(folder: Path) -> Any:
     return get_task(task_of(folder))
 
 
-def copy_adapter(adapter: Path, out: Path) -> Path:
+def copy_adapter(adapter: Path, out: Path, overwrite: bool = False) -> Path:
     """Copy an adapter folder (without a checkpoint's optimizer state) to `out`."""
+    from engine.outputs import MARKER, write_folder
+
     adapter = Path(adapter)
     load_adapter_config(adapter)
-    out = output_folder(adapter, out)
-    try:
+    out = output_folder(adapter, out, overwrite)
+
+    def write(folder: Path) -> None:
         shutil.copytree(
-            adapter, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*TRAINER_STATE_FILES)
+            adapter,
+            folder,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(*TRAINER_STATE_FILES, MARKER),
         )
+        _task_for(adapter).export_extras(folder, adapter, None)
+
+    try:
+        return write_folder(out, None, write)
     except (OSError, shutil.Error) as exc:
         raise UserError(
             f"copy failed ({exc})", where=str(out), hint="check the free space and permissions"
         ) from None
-    _task_for(adapter).export_extras(out, adapter, None)
-    return out
 
 
-def export_merged(adapter: Path, out: Path, threads: int = 0) -> Path:
+def export_merged(adapter: Path, out: Path, threads: int = 0, overwrite: bool = False) -> Path:
     """Merge the LoRA weights into the base model and save a plain transformers model."""
+    from engine.outputs import write_folder
+
     adapter = Path(adapter)
     load_adapter_config(adapter)
-    out = output_folder(adapter, out)
+    out = output_folder(adapter, out, overwrite)
     task = _task_for(adapter)
     model, tokenizer = task.load_for_inference(adapter, threads)
     merged = model.merge_and_unload()
+
+    def write(folder: Path) -> None:
+        merged.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        for name in (METRICS_FILE, RUN_CONFIG_FILE):
+            if (adapter / name).is_file():
+                (folder / name).write_bytes((adapter / name).read_bytes())
+        task.export_extras(folder, adapter, merged)
+
     try:
-        merged.save_pretrained(out, safe_serialization=True)
-        tokenizer.save_pretrained(out)
+        return write_folder(out, None, write)
     except OSError as exc:
         raise UserError(
             f"cannot write the merged model ({exc})",
             where=str(out),
             hint="check the free space and permissions",
         ) from None
-    for name in (METRICS_FILE, RUN_CONFIG_FILE):
-        if (adapter / name).is_file():
-            (out / name).write_bytes((adapter / name).read_bytes())
-    task.export_extras(out, adapter, merged)
-    return out

@@ -88,8 +88,19 @@ def _cgroup_cpu_limit() -> float | None:
     return None
 
 
+_ENGINE_THREADS: int | None = None
+
+
+def set_engine_threads(threads: int | None) -> None:
+    """Record the share of cores this engine claimed (engine.cores); None forgets it."""
+    global _ENGINE_THREADS
+    _ENGINE_THREADS = threads
+
+
 def resolve_threads(requested: int) -> int:
-    """The torch thread count to use (0 = the cores available)."""
+    """The torch thread count to use: the engine's claimed share, else asked, else all cores."""
+    if _ENGINE_THREADS is not None:
+        return _ENGINE_THREADS
     return requested if requested > 0 else available_cores()
 
 

@@ -6,7 +6,6 @@ import json
 import sys
 import threading
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
@@ -129,21 +128,21 @@ def inspect_data(cfg: Any, preview_rows: int = PREVIEW_ROWS) -> DataInfo:
 
     Data that cannot be read at all raises its UserError.
     """
-    from engine.readers import EXAMPLE_DATA, read_table
+    from engine.sources import open_source
     from engine.tasks import get_task
 
     data_cfg = cfg.data
-    path = Path(data_cfg.data_file_path).expanduser() if data_cfg.data_file_path else EXAMPLE_DATA
-    table = read_table(path)
-    preview = [
-        {k: v for k, v in row.items() if k != "__line__"} for row in table.rows[:preview_rows]
-    ]
+    source = open_source(
+        data_cfg.data_file_path, config=data_cfg.data_config, split=data_cfg.data_split
+    )
+    first = source.splits[source.train_split]
+    rows = first.select(range(min(preview_rows, len(first)))).to_list()
     info = DataInfo(
-        path=str(path),
-        format=table.format,
-        columns=list(table.columns),
-        preview=preview,
-        total_rows=sum(len(rows) for rows in table.splits.values()),
+        path=str(source.path) if source.path else source.name,
+        format=source.format,
+        columns=source.columns,
+        preview=[{k: v for k, v in row.items() if k != "__line__"} for row in rows],
+        total_rows=sum(len(ds) for ds in source.splits.values()),
     )
     task = get_task(cfg.task)
     try:

@@ -9,8 +9,15 @@ import time
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.errors import UserError
-from engine.runs import LOG_FILE, STOP_FILE, engine_alive, new_run_dir, write_status
+from engine.runs import (
+    CONFIG_FILE,
+    LOG_FILE,
+    STOP_FILE,
+    check_resumable,
+    engine_alive,
+    new_run_dir,
+    write_status,
+)
 
 
 def spawn_engine(run_dir: Path, *, resume: bool = False) -> int:
@@ -42,8 +49,15 @@ def spawn_engine(run_dir: Path, *, resume: bool = False) -> int:
 
 
 def launch(config: RunConfig, root: Path) -> Path:
-    """Create a run directory for `config` and start its engine in the background."""
+    """Create a run directory for `config` and start its engine in the background.
+
+    The entry point of the TUI and of anything that queues runs: the same pre-run checks as
+    the CLI (engine.checks.check_run) refuse bad outputs before a run directory is made.
+    """
+    from engine.checks import check_run
+
     config.validate()
+    check_run(config)
     run_dir = new_run_dir(config, root)
     spawn_engine(run_dir)
     return run_dir
@@ -58,11 +72,18 @@ def request_stop(run_dir: Path) -> bool:
 
 
 def resume(run_dir: Path) -> int:
-    """Continue a stopped, failed or crashed run from its last checkpoint in a new engine."""
-    if engine_alive(run_dir):
-        raise UserError(
-            "the run is still going",
-            where=run_dir.name,
-            hint="attach to it instead, or stop it first",
-        )
+    """Continue a stopped, failed or crashed run from its last checkpoint in a new engine.
+
+    Refuses a live or finished run and an unreadable config here, so the caller hears why;
+    the engine's lock still decides if two resumes race.
+    """
+    check_resume(run_dir)
     return spawn_engine(run_dir, resume=True)
+
+
+def check_resume(run_dir: Path) -> None:
+    """Everything that refuses a resume, checked before any engine starts or any file changes."""
+    from engine.checks import check_run
+
+    check_resumable(run_dir)
+    check_run(RunConfig.load(run_dir / CONFIG_FILE).validate(), run_dir)

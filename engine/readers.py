@@ -1,4 +1,4 @@
-"""Read a labelled data file (JSON, JSONL, CSV, TSV, Parquet) into rows, with clear errors."""
+"""Our own readers (JSON, JSONL, CSV, TSV, Parquet, text): they find the real line of a problem."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ FORMATS = {
     ".tab": "tsv",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".txt": "text",
 }
 EXAMPLE_DATA = Path(__file__).parent / "example_data" / "reviews.jsonl"
 
@@ -102,7 +103,7 @@ def detect_format(path: Path) -> str:
         raise UserError(
             f"unknown data format '{path.suffix or '(no extension)'}'",
             where=str(path),
-            hint="use .json, .jsonl, .csv, .tsv or .parquet",
+            hint="use .json, .jsonl, .csv, .tsv, .parquet or .txt (one text per line)",
             field="data.data_file_path",
         )
     return fmt
@@ -257,11 +258,11 @@ def _read_delimited(p: Path, delimiter: str, wanted: tuple[str, ...] = ()) -> Ta
     if not raw:
         raise UserError("the data file has no rows", where=str(p), hint="add labelled rows")
     header = [c.strip() for c in raw[0]]
-    has_header = _has_header(raw, header, wanted)
-    if has_header:
+    headed = has_header(raw, header, wanted)
+    if headed:
         columns, body, body_lines = header, raw[1:], lines[1:]
     else:
-        columns, body, body_lines = _headerless_columns(raw), raw, lines
+        columns, body, body_lines = headerless_columns(raw), raw, lines
     rows = []
     for r, line in zip(body, body_lines, strict=True):
         if len(r) != len(columns):
@@ -282,11 +283,11 @@ def _read_delimited(p: Path, delimiter: str, wanted: tuple[str, ...] = ()) -> Ta
         {"train": rows},
         {"train": "line"},
         {"train": first},
-        guessed_columns=not has_header,
+        guessed_columns=not headed,
     )
 
 
-def _has_header(raw: list[list[str]], header: list[str], wanted: tuple[str, ...]) -> bool:
+def has_header(raw: list[list[str]], header: list[str], wanted: tuple[str, ...]) -> bool:
     """Whether the first row names the columns."""
     known = {n.lower() for n in TEXT_NAMES + LABEL_NAMES}
     if any(c.lower() in known for c in header) or any(w in header for w in wanted):
@@ -316,7 +317,7 @@ def _looks_numeric(text: str) -> bool:
         return False
 
 
-def _headerless_columns(raw: list[list[str]]) -> list[str]:
+def headerless_columns(raw: list[list[str]]) -> list[str]:
     """Name the columns of a file without a header: the wordiest is text, a short one the label."""
     width = len(raw[0])
     if width == 1:
@@ -353,7 +354,17 @@ def _read_parquet(p: Path, wanted: tuple[str, ...] = ()) -> Table:
     return Table(p, "parquet", _columns({"train": rows}), {"train": rows}, {"train": "row"})
 
 
+def _read_text(p: Path, wanted: tuple[str, ...] = ()) -> Table:
+    rows: list[dict[str, Any]] = []
+    with p.open(encoding="utf-8-sig") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                rows.append({"text": line.rstrip("\r\n"), "__line__": n})
+    return Table(p, "text", ["text"], {"train": rows}, {"train": "line"})
+
+
 _READERS = {
+    "text": _read_text,
     "json": _read_json,
     "jsonl": _read_jsonl,
     "csv": _read_csv,

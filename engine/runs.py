@@ -13,7 +13,17 @@ from typing import Any
 
 from engine.config import RunConfig
 from engine.errors import UserError
-from engine.events import FINAL_TYPES, Eval, Event, Finished, Started, Step, read_events
+from engine.events import (
+    FINAL_TYPES,
+    Eval,
+    Event,
+    Finished,
+    Started,
+    Step,
+    drop_superseded,
+    read_events,
+)
+from engine.runlock import lock_held
 
 RUNS_ENV = "FINETUNE_TUI_RUNS"
 CONFIG_FILE = "config.toml"
@@ -23,7 +33,7 @@ LOG_FILE = "engine.log"
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
 
-STATES = ("starting", "running", "finished", "stopped", "failed", "crashed")
+STATES = ("starting", "running", "finished", "stopped", "failed", "crashed", "unreadable")
 
 
 def runs_root(override: str | Path | None = None) -> Path:
@@ -37,6 +47,16 @@ def runs_root(override: str | Path | None = None) -> Path:
 
         root = Path(platformdirs.user_data_dir("finetune-tui", appauthor=False)) / "runs"
     return root.resolve()
+
+
+def data_cache_dir(run_dir: Path | None = None) -> Path:
+    """The Arrow cache of loaded data: one per runs root, shared by its runs (never ~/.cache).
+
+    Shared so the tweak loop (the same data, run after run) converts a big file once; a check
+    before a run directory exists fills the same cache the run then reuses.
+    """
+    root = run_dir.parent if run_dir is not None else runs_root()
+    return root / ".cache" / "datasets"
 
 
 def _slug(text: str) -> str:
@@ -58,7 +78,11 @@ def new_run_dir(config: RunConfig, root: Path) -> Path:
             path.mkdir()
         except FileExistsError:
             continue
-        config.save(path / CONFIG_FILE)
+        try:
+            config.save(path / CONFIG_FILE)
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)  # no half-made run left behind
+            raise
         return path
     raise UserError("could not create a run directory", where=str(root))
 
@@ -101,35 +125,84 @@ def process_start_time(pid: int) -> float | None:
         return None
 
 
-def write_status(run_dir: Path, **values: Any) -> None:
-    """Merge values into `status.json` atomically."""
+def write_status(run_dir: Path, *, in_place_fallback: bool = False, **values: Any) -> None:
+    """Merge values into `status.json` atomically.
+
+    With `in_place_fallback`, a full disk that refuses the temporary file gets the status
+    rewritten in the old file's own blocks instead (used to never leave a run "running").
+    """
+    from engine.atomic import atomic_write_bytes, is_disk_full, overwrite_in_place
+
     path = run_dir / STATUS_FILE
     data = read_status(run_dir)
     data.update(values, updated=time.time())
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+    blob = json.dumps(data).encode("utf-8")
+    try:
+        atomic_write_bytes(path, blob)
+    except OSError as exc:
+        if not (in_place_fallback and is_disk_full(exc)):
+            raise
+        overwrite_in_place(path, blob)
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    """The status file as a dict (empty when missing or unreadable)."""
+    """The status file as a dict (empty when missing, unreadable or not a JSON object)."""
     try:
-        return json.loads((run_dir / STATUS_FILE).read_text(encoding="utf-8"))
+        data = json.loads((run_dir / STATUS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
-def engine_alive(run_dir: Path) -> bool:
-    """True while the run's engine process is alive."""
-    status = read_status(run_dir)
-    pid = status.get("pid")
-    if not pid:
+def status_number(status: dict[str, Any], key: str, default: float = 0.0) -> float:
+    """A number from the status file, or `default` when missing or malformed."""
+    value = status.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        return default
+    return number if number == number and abs(number) != float("inf") else default
+
+
+def _pid_alive(status: dict[str, Any]) -> bool:
+    pid = int(status_number(status, "pid"))
+    if pid <= 0:
         return False
-    started = process_start_time(int(pid))
+    started = process_start_time(pid)
     if started is None:
         return False
     expected = status.get("pid_start")
-    return expected is None or abs(started - float(expected)) < 2.0
+    if expected is None:
+        return True
+    return abs(started - status_number(status, "pid_start", started + 1e9)) < 2.0
+
+
+def engine_alive(run_dir: Path) -> bool:
+    """True while the run's engine process is alive (it holds the run's lock, or is starting)."""
+    return lock_held(run_dir) or _pid_alive(read_status(run_dir))
+
+
+def check_resumable(run_dir: Path) -> None:
+    """Refuse to resume a run that finished, or whose engine still works on it."""
+    if engine_alive(run_dir):
+        raise UserError(
+            "the run is still going", where=run_dir.name, hint="attach to it, or stop it first"
+        )
+    check_not_finished(run_dir)
+
+
+def check_not_finished(run_dir: Path) -> None:
+    """Refuse to resume a run whose last engine finished it (no second `finished`)."""
+    events = read_events(run_dir)
+    last_start = max((i for i, e in enumerate(events) if isinstance(e, Started)), default=-1)
+    if any(isinstance(e, Finished) for e in events[last_start + 1 :]):
+        raise UserError(
+            "this run has already finished: nothing to resume",
+            where=run_dir.name,
+            hint="its adapter is ready; to train more, start a new run from its settings",
+        )
 
 
 # -- the run list -----------------------------------------------------------------------------------
@@ -175,21 +248,36 @@ def derive_state(events: list[Event], alive: bool, launched_at: float = 0.0) -> 
 
 
 def run_info(run_dir: Path) -> RunInfo:
-    """Summarise one run directory."""
-    events = read_events(run_dir)
+    """Summarise one run directory (never raises: a broken one is shown as `unreadable`)."""
+    try:
+        return _run_info(run_dir)
+    except Exception as exc:  # noqa: BLE001 - one bad run must not hide the others
+        why = exc.one_line() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        return RunInfo(
+            run_id=run_dir.name, path=run_dir, state="unreadable", message=f"unreadable: {why}"
+        )
+
+
+def _run_info(run_dir: Path) -> RunInfo:
+    events = drop_superseded(read_events(run_dir))
     alive = engine_alive(run_dir)
-    state = derive_state(events, alive, float(read_status(run_dir).get("launched_at", 0.0)))
+    status = read_status(run_dir)
+    state = derive_state(events, alive, status_number(status, "launched_at"))
     fresh = time.time() - run_dir.stat().st_mtime < 30
     if state == "crashed" and not events and not (run_dir / STATUS_FILE).exists() and fresh:
         state = "starting"  # the launcher has not written the status yet
     info = RunInfo(run_id=run_dir.name, path=run_dir, state=state, events=events)
+    if state == "crashed" and status.get("state") == "failed":
+        # The engine failed but could not write its event (a full disk): the status says why.
+        info.state = "failed"
+        info.message = str(status.get("message", ""))
     try:
         cfg = RunConfig.load(run_dir / CONFIG_FILE)
         info.model = cfg.model.model_name or "default"
         info.data = Path(cfg.data.data_file_path).name if cfg.data.data_file_path else "example"
         info.metric_name = cfg.training.metric_for_best
-    except UserError:
-        pass
+    except UserError as exc:
+        info.message = info.message or exc.one_line()
     if events:
         info.started_at = events[0].time
         info.updated_at = events[-1].time
@@ -214,23 +302,31 @@ def run_info(run_dir: Path) -> RunInfo:
     return info
 
 
+def run_dirs(root: Path) -> list[Path]:
+    """The run directories under the root, newest first; an unreadable root is a UserError."""
+    try:
+        if not root.is_dir():
+            return []
+        dirs = [p for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).exists()]
+    except OSError as exc:
+        raise UserError(
+            f"cannot read the runs folder ({exc.strerror or exc})",
+            where=str(root),
+            hint="check its permissions, or pick another with --runs-root",
+        ) from None
+    return sorted(dirs, key=lambda p: p.name, reverse=True)
+
+
 def list_runs(root: Path) -> list[RunInfo]:
     """All runs under the root, newest first."""
-    if not root.is_dir():
-        return []
-    dirs = [p for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).exists()]
-    return [run_info(p) for p in sorted(dirs, key=lambda p: p.name, reverse=True)]
+    return [run_info(p) for p in run_dirs(root)]
 
 
 def find_run(ref: str | None, root: Path) -> Path:
     """A run directory from an id, a unique id prefix, a path, or None for the newest run."""
     if ref and Path(ref).expanduser().is_dir() and (Path(ref).expanduser() / CONFIG_FILE).exists():
         return Path(ref).expanduser().resolve()
-    runs = (
-        sorted((p for p in root.iterdir() if (p / CONFIG_FILE).exists()), key=lambda p: p.name)
-        if root.is_dir()
-        else []
-    )
+    runs = run_dirs(root)[::-1]
     if not runs:
         raise UserError("no runs yet", where=str(root), hint="start one with 'finetune-tui train'")
     if not ref:

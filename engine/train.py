@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import traceback
@@ -19,7 +20,6 @@ from engine.events import (
     Log,
     Phase,
     Started,
-    Step,
     Stopped,
     read_events,
 )
@@ -43,43 +43,129 @@ from engine.trainer_setup import (
 def run_training(
     run_dir: str | Path, *, resume: bool = False, listeners: list[Callable[[Event], None]] = ()
 ) -> int:
-    """Train the run in `run_dir`; returns 0 done/stopped, 2 user error, 1 internal error."""
+    """Train the run in `run_dir`; returns 0 done/stopped, 2 user error or full disk, 1 bug.
+
+    Before anything is written the engine takes the run's lock (one engine per run) and, on a
+    resume, refuses a finished run or an unreadable config with a UserError that changes nothing.
+    """
+    from engine.runlock import acquire_run_lock
+
     run_dir = Path(run_dir).resolve()
+    lock = acquire_run_lock(run_dir)  # raises UserError when another engine has the run
+    try:
+        if resume:
+            _check_resume(run_dir)
+        return _run_locked(run_dir, resume, listeners)
+    finally:
+        from engine.hardware import set_engine_threads
+
+        set_engine_threads(None)
+        lock.release()
+
+
+def _check_resume(run_dir: Path) -> None:
+    """A resume that cannot go anywhere is refused before it writes a thing."""
+    from engine.checks import check_run
+    from engine.runs import check_not_finished
+
+    check_not_finished(run_dir)  # liveness needs no check: we hold the run's lock
+    cfg = RunConfig.load(run_dir / CONFIG_FILE).validate()
+    check_run(cfg, run_dir)
+
+
+def _run_locked(run_dir: Path, resume: bool, listeners: list[Callable[[Event], None]]) -> int:
+    from engine import diskfull
+
     writer = EventWriter(run_dir)
     writer.listeners.extend(listeners)
-    import psutil
-
-    write_status(
-        run_dir, pid=os.getpid(), pid_start=psutil.Process().create_time(), state="running"
-    )
-    (run_dir / STOP_FILE).unlink(missing_ok=True)
+    reserve = diskfull.Reserve(run_dir)
     try:
+        import psutil
+
+        reserve.make()
+        write_status(
+            run_dir, pid=os.getpid(), pid_start=psutil.Process().create_time(), state="running"
+        )
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        _claim_threads(run_dir, writer)
+        if not resume:
+            from engine.checks import check_run
+
+            check_run(RunConfig.load(run_dir / CONFIG_FILE).validate(), run_dir)
         outcome = _train(run_dir, writer, resume)
-        write_status(run_dir, state=outcome)
+        write_status(run_dir, state=outcome, pid=None)  # done: no engine works on the run
         return 0
     except UserError as exc:
-        writer.emit(
+        _fail(
+            run_dir,
+            writer,
             Failed(
                 message=exc.message, hint=exc.hint, where=exc.where or exc.field, user_error=True
-            )
+            ),
         )
-        write_status(run_dir, state="failed")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before training began (the callback handles it after)
+        _fail(run_dir, writer, Failed(message="interrupted", hint="resume starts it again"))
+        raise
     except MemoryError:
-        writer.emit(Failed(message="out of memory", hint="lower batch_size or max_length"))
-        write_status(run_dir, state="failed")
+        _fail(
+            run_dir, writer, Failed(message="out of memory", hint="lower batch_size or max_length")
+        )
         return 1
-    except Exception as exc:  # an internal error: keep the traceback in engine.log
-        with open(run_dir / LOG_FILE, "a", encoding="utf-8") as fh:
-            fh.write(traceback.format_exc())
-        writer.emit(
+    except Exception as exc:
+        full = diskfull.disk_full_failure(exc, run_dir)
+        if full is not None:  # a full disk is no bug: one clear message, no traceback
+            reserve.release()  # room for the failed event and the status
+            diskfull.drop_incomplete_checkpoints(run_dir)
+            _fail(run_dir, writer, full)
+            return 2
+        try:  # an internal error: keep the traceback in engine.log
+            with open(run_dir / LOG_FILE, "a", encoding="utf-8") as fh:
+                fh.write(traceback.format_exc())
+        except OSError:
+            pass
+        _fail(
+            run_dir,
+            writer,
             Failed(
                 message=f"{type(exc).__name__}: {exc}",
                 hint=f"the full traceback is in {run_dir / LOG_FILE}",
-            )
+            ),
         )
-        write_status(run_dir, state="failed")
         return 1
+    finally:
+        reserve.release()
+
+
+def _claim_threads(run_dir: Path, writer: EventWriter) -> None:
+    """Take this engine's share of the cores (engine.cores) and say so when it is not all."""
+    from engine.cores import claim_threads
+
+    try:
+        requested = RunConfig.load(run_dir / CONFIG_FILE).training.threads
+    except UserError:
+        return  # _train reports the config
+    plan = claim_threads(requested, run_dir)
+    if plan.note:
+        writer.emit(Log(level="warning", message=plan.note))
+
+
+def _fail(run_dir: Path, writer: EventWriter, event: Failed) -> None:
+    """Record a failure without ever raising: the event if it can be written, the status always."""
+    try:
+        writer.emit(event)
+    except OSError:  # the disk is full even now: tell the listeners (the CLI's printer) anyway
+        for listener in writer.listeners:
+            listener(event)
+    with contextlib.suppress(OSError):
+        write_status(
+            run_dir,
+            in_place_fallback=True,
+            state="failed",
+            message=event.message,
+            hint=event.hint,
+            pid=None,
+        )
 
 
 def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
@@ -145,7 +231,7 @@ class _Session:
         train_data = CountingDataset(self.encoded.train, counter)
         hooks = self.task.metric_hooks(cfg, self.data, self.loaded.tokenizer)
         args = training_arguments(cfg, run_dir, self.precision, self.has_eval)
-        offset = _previous_elapsed(run_dir) if self.checkpoint else 0.0
+        offset = _previous_elapsed(run_dir, _step_of(self.checkpoint)) if self.checkpoint else 0.0
         callback = EventsCallback(
             writer, run_dir, counter, hooks.detail, t_cfg.checkpoint_minutes, offset
         )
@@ -224,7 +310,7 @@ class _Session:
         from engine.export import save_adapter
 
         out = adapter_dir(run_dir, self.cfg)
-        save_adapter(self.loaded, out, self.cfg, metrics, self.task, self.data)
+        save_adapter(self.loaded, out, self.cfg, metrics, self.task, self.data, run_dir=run_dir)
         if stopped:
             writer.emit(
                 Stopped(
@@ -270,6 +356,8 @@ def _step_of(checkpoint: Path | None) -> int:
     return int(checkpoint.name.split("-")[-1]) if checkpoint else 0
 
 
-def _previous_elapsed(run_dir: Path) -> float:
-    steps = [e for e in read_events(run_dir) if isinstance(e, Step)]
-    return steps[-1].elapsed_s if steps else 0.0
+def _previous_elapsed(run_dir: Path, step: int) -> float:
+    """Training time up to the resumed checkpoint (not up to steps the killed engine lost)."""
+    from engine.events import elapsed_at_step
+
+    return elapsed_at_step(read_events(run_dir), step)

@@ -132,10 +132,9 @@ def build_trainer(
     callbacks: list[Any],
 ) -> Any:
     """A Trainer without its printer, with a FLOP tally that does not re-walk the model per step."""
-    from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
 
-    trainer = Trainer(
+    trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=train_data,
@@ -153,3 +152,38 @@ def build_trainer(
     )
     trainer.floating_point_ops = lambda inputs: 6 * inputs["input_ids"].numel() * n_params
     return trainer
+
+
+def _trainer_class() -> type:
+    """Trainer whose length grouping asks the dataset for its lengths instead of reading every item.
+
+    The stock sampler reads every example once to measure it: for lazily tokenized big data that
+    would tokenize everything before the first step.
+    """
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class CpuTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            data = train_dataset if train_dataset is not None else self.train_dataset
+            lengths = getattr(data, "lengths", None)
+            if self.args.train_sampling_strategy != "group_by_length" or not callable(lengths):
+                return super()._get_train_sampler(train_dataset)
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                lengths=[int(n) for n in lengths()],
+            )
+
+        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+            lengths = getattr(eval_dataset, "lengths", None)
+            if self.args.train_sampling_strategy != "group_by_length" or not callable(lengths):
+                return super()._get_eval_sampler(eval_dataset)
+            import torch
+
+            return LengthGroupedSampler(
+                self.args.eval_batch_size,
+                lengths=[int(n) for n in lengths()],
+                generator=torch.Generator().manual_seed(self.args.seed),
+            )
+
+    return CpuTrainer

@@ -17,11 +17,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # A lost terminal must never end a run (we are in our own session already; belt and braces).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from engine.errors import UserError
     from engine.queue import after_run
     from engine.train import run_training
 
     run_dir = Path(paths[0]).resolve()
-    code = run_training(run_dir, resume=resume)
+    try:
+        code = run_training(run_dir, resume=resume)
+    except UserError as exc:  # refused before it wrote anything (e.g. another engine has the run)
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 2
     after_run(run_dir)  # the next queued run starts now, with or without a UI
     return code
 

@@ -19,7 +19,7 @@ from engine.events import (
     Step,
     Stopped,
 )
-from engine.runs import write_status
+from engine.runs import STATUS_FILE, write_status
 
 _DEAD_PID: int | None = None
 
@@ -107,6 +107,35 @@ def make_fake_run(
     return run_dir
 
 
+BAD_EVENTS = [
+    '{"type":"eval","time":1.8e9,"step":3,"metrics":"notadict"}',
+    '{"type":"step","time":"noon","step":"x","loss":"low"}',
+    '{"type":"started","time":1.8e9,"labels":"ab","config":[1],"total_steps":null}',
+    '{"type":"finished","time":1.8e9,"metrics":[1,2],"step":2.5}',
+    '{"type":"failed","message":{"a":1}}',
+    "[1,2,3]",
+    '"just a string"',
+]
+
+
+def malformed_runs(root: Path) -> list[Path]:
+    """A good run beside runs with broken events, status files and folders."""
+    good = make_fake_run(root, "good", "finished")
+    bad_event = make_fake_run(root, "badevent", "finished")
+    with open(bad_event / "events.jsonl", "a") as fh:
+        fh.write("\n".join(BAD_EVENTS) + "\n")
+    list_status = make_fake_run(root, "liststatus", "stopped")
+    (list_status / STATUS_FILE).write_text("[1,2]")
+    pid_status = make_fake_run(root, "pidstatus", "stopped")
+    (pid_status / STATUS_FILE).write_text('{"pid": "abc", "pid_start": "x", "launched_at": []}')
+    no_dir = make_fake_run(root, "eventsdir", "finished")
+    (no_dir / "events.jsonl").unlink()
+    (no_dir / "events.jsonl").mkdir()
+    empty_cfg = make_fake_run(root, "emptycfg", "finished")
+    (empty_cfg / "config.toml").write_text("")
+    return [good, bad_event, list_status, pid_status, no_dir, empty_cfg]
+
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -161,5 +190,5 @@ def train_tiny(root: Path, model: Path, *flags: str) -> Path:
     before = set(root.iterdir()) if root.is_dir() else set()
     done = cli(root, "train", "--model_name", str(model), *flags)
     assert done.returncode == 0, done.stdout + done.stderr
-    (run_dir,) = set(root.iterdir()) - before
+    (run_dir,) = {p for p in set(root.iterdir()) - before if not p.name.startswith(".")}
     return run_dir

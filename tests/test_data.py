@@ -446,8 +446,13 @@ def test_not_utf8(tmp_path):
 
 
 def test_unknown_extension(tmp_path):
-    err = error_of(write(tmp_path / "data.txt", "hello"))
-    assert ".txt" in err.text and ".jsonl" in err.text
+    err = error_of(write(tmp_path / "data.xml", "<a>hello</a>"))
+    assert ".xml" in err.text and ".jsonl" in err.text and ".txt" in err.text
+
+
+def test_plain_text_lines_have_a_text_column_but_no_labels(tmp_path):
+    err = error_of(write(tmp_path / "data.txt", "hello\n\nworld\n"))
+    assert "label column" in err.text and "columns are: text" in err.text
 
 
 # -- splits -------------------------------------------------------------------------------------------

@@ -171,6 +171,15 @@ def test_kill_9_then_resume_continues_after_the_checkpoint(
     later = [e.step for e in events[second:] if isinstance(e, Step)]
     assert later and min(later) > at and max(later) == total
     assert typed(run_dir, Finished)[-1].step == total
+    # Readers drop the steps the killed engine made after its checkpoint: no jump backwards,
+    # and elapsed time carries on from the checkpoint, not from the lost steps.
+    from engine.events import drop_superseded, elapsed_at_step
+
+    kept = [e for e in drop_superseded(events) if isinstance(e, Step)]
+    assert [e.step for e in kept] == sorted({e.step for e in kept})
+    assert [e.elapsed_s for e in kept] == sorted(e.elapsed_s for e in kept)
+    first_new = next(e for e in events[second:] if isinstance(e, Step))
+    assert first_new.elapsed_s >= elapsed_at_step(events[:second], at)
 
 
 @pytest.mark.slow

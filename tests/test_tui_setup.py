@@ -76,7 +76,9 @@ async def test_bad_learning_rate_shows_message_and_greys_start(runs_root: Path) 
         assert not app.screen.valid and not start_enabled(app)
         assert "learning rate" in str(app.screen.query_one("#setup-status", Static).render())
         await pilot.press("ctrl+r")  # greyed: does nothing
-        assert len(app.screen_stack) == 2 and not list(runs_root.glob("*"))
+        assert len(app.screen_stack) == 2 and not [
+            p for p in runs_root.glob("*") if not p.name.startswith(".")
+        ]
         await type_into(pilot, app, "learning_rate", "5")
         assert "between 0 and 1" in error_text(app, "learning_rate")
         await type_into(pilot, app, "learning_rate", "1e-3")
@@ -249,7 +251,7 @@ async def test_file_picker_chooses_a_data_file(runs_root: Path, tmp_path: Path) 
     (tmp_path / "data").mkdir()
     data = tmp_path / "data" / "mine.jsonl"
     data.write_text("".join(f'{{"text": "t {i}", "label": "{i % 2}"}}\n' for i in range(20)))
-    (tmp_path / "data" / "notes.txt").write_text("not data")
+    (tmp_path / "data" / "notes.md").write_text("not data")
     app = FinetuneApp(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.screen.valid)

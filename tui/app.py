@@ -49,18 +49,23 @@ class FinetuneApp(App[None]):
 
     def on_mount(self) -> None:
         """Open the monitor of a run given on the command line, else the run list or setup."""
-        from engine.runs import list_runs
-
         self.set_interval(ENDINGS_S, self.watch_endings)
-
         if self.attach_to is not None:
             self.open_monitor(self.attach_to)
-        elif (
-            self.runs_root.is_dir() and any(self.runs_root.iterdir()) and list_runs(self.runs_root)
-        ):
+        elif self._has_runs():
             self.open_runs()
         else:
             self.open_setup()
+
+    def _has_runs(self) -> bool:
+        """True when the runs root holds a run (an unreadable root opens the setup form)."""
+        from engine.errors import UserError
+        from engine.runs import run_dirs
+
+        try:
+            return bool(run_dirs(self.runs_root))
+        except UserError:
+            return False
 
     async def action_quit(self) -> None:
         """Quit; when a run is being watched live, ask first (the run keeps going either way)."""

@@ -49,7 +49,10 @@ class RunWatcher:
 
     def poll(self) -> RunEvents | None:
         """Read what is new; return the message to post (None when nothing changed)."""
-        events = self.reader.read_new()
+        try:
+            events = self.reader.read_new()
+        except OSError:  # an unreadable events file (the run list says why): show what we have
+            events = []
         for event in events:
             if isinstance(event, Started):
                 self.tail = [event]
@@ -69,10 +72,10 @@ class RunWatcher:
 
     def current_state(self) -> str:
         """starting / running / finished / stopped / failed / crashed, as `engine.runs` says."""
-        from engine.runs import STATUS_FILE, derive_state, engine_alive, read_status
+        from engine.runs import STATUS_FILE, derive_state, engine_alive, read_status, status_number
 
         alive = engine_alive(self.run_dir)
-        launched_at = float(read_status(self.run_dir).get("launched_at", 0.0))
+        launched_at = status_number(read_status(self.run_dir), "launched_at")
         state = derive_state(self.tail, alive, launched_at)
         if state == "crashed" and not self.any_events and not (self.run_dir / STATUS_FILE).exists():
             # The launcher has not written the status yet (a fresh directory): still starting.
@@ -134,6 +137,12 @@ class RunProgress:
                 self.session_start = e.time  # a new engine after a final event: a resume
             self.last_time = e.time
             if isinstance(e, Started):
+                if e.resumed_from_step:
+                    # A resumed engine redoes the steps after its checkpoint: drop the killed
+                    # engine's copies so the plot never jumps back.
+                    cut = e.resumed_from_step
+                    self.steps = [s for s in self.steps if s.step <= cut]
+                    self.evals = [v for v in self.evals if v.step <= cut]
                 self.run_id, self.model, self.config = e.run_id, e.model, e.config
                 self.total_steps, self.train_size, self.eval_size = (
                     e.total_steps,

@@ -16,6 +16,7 @@ STATE_STYLES = {
     "stopped": "yellow",
     "failed": "bold red",
     "crashed": "red",
+    "unreadable": "bold magenta",
 }
 
 

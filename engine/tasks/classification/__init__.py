@@ -22,9 +22,11 @@ class ClassificationTask(Task):
 
     def prepare_data(self, cfg: Any, run_dir: Path | None) -> TaskData:
         """Texts and label ids per split, the label names, and where evaluation comes from."""
+        from engine.runs import data_cache_dir
         from engine.tasks.classification.data import load_splits
 
-        splits = load_splits(cfg.data, seed=cfg.training.seed)
+        cache = data_cache_dir(run_dir)
+        splits = load_splits(cfg.data, seed=cfg.training.seed, cache_dir=cache)
         return TaskData(
             train=splits.train_texts,
             eval=splits.eval_texts or None,

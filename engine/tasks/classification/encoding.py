@@ -37,11 +37,21 @@ class EncodedDataset:
         return int(self.offsets[-1])
 
 
-def encode(tokenizer: Any, texts: list[str], labels: list[int], max_length: int) -> EncodedDataset:
-    """Tokenize texts (truncated to max_length, no padding)."""
+def char_limit(max_length: int) -> int:
+    """Characters kept before tokenizing: far more than max_length tokens ever need.
+
+    One huge field (a 50 MB text) would otherwise be tokenized whole, for gigabytes of memory
+    and minutes, only to be truncated to max_length tokens.
+    """
+    return max_length * 32
+
+
+def encode(tokenizer: Any, texts: Any, labels: list[int], max_length: int) -> EncodedDataset:
+    """Tokenize texts (cut by characters, truncated to max_length, no padding)."""
     ids_list: list[list[int]] = []
+    limit = char_limit(max_length)
     for start in range(0, len(texts), 2048):
-        chunk = texts[start : start + 2048]
+        chunk = [texts[i][:limit] for i in range(start, min(start + 2048, len(texts)))]
         ids_list += tokenizer(chunk, truncation=True, max_length=max_length)["input_ids"]
     lengths = np.fromiter((len(x) for x in ids_list), dtype=np.int64, count=len(ids_list))
     offsets = np.zeros(len(ids_list) + 1, dtype=np.int64)
@@ -50,10 +60,43 @@ def encode(tokenizer: Any, texts: list[str], labels: list[int], max_length: int)
     return EncodedDataset(flat, offsets, np.asarray(labels, dtype=np.int64))
 
 
+class LazyEncoded:
+    """Big data: texts stay in the memory-mapped Arrow file and are tokenized when asked for.
+
+    Training starts at once instead of after tokenizing millions of rows; length grouping uses
+    character lengths, which order texts nearly as token counts do.
+    """
+
+    def __init__(self, texts: Any, labels: Any, tokenizer: Any, max_length: int) -> None:
+        import numpy as np
+
+        self.texts = texts
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.limit = char_limit(max_length)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        text = self.texts[i][: self.limit]
+        ids = self.tokenizer(text, truncation=True, max_length=self.max_length)["input_ids"]
+        return {"input_ids": ids, "labels": int(self.labels[i])}
+
+    def lengths(self) -> Any:
+        """Approximate lengths (characters) for length grouping."""
+        return self.texts.char_lengths()
+
+
 def cache_key(tokenizer_name: str, max_length: int, texts: list[str], labels: list[int]) -> str:
     """A digest of everything that determines the token ids."""
     h = hashlib.sha256()
-    h.update(json.dumps([tokenizer_name, max_length, len(texts)]).encode())
+    # The version and the character cut are part of the key: a cache made by older code (or
+    # with another cut) is never reused for this one.
+    h.update(
+        json.dumps(["v2", tokenizer_name, max_length, char_limit(max_length), len(texts)]).encode()
+    )
     for t in texts:
         h.update(t.encode("utf-8", "replace"))
         h.update(b"\0")
@@ -70,7 +113,12 @@ def encode_cached(
     labels: list[int],
     max_length: int,
 ) -> tuple[EncodedDataset, bool]:
-    """Encode a split, reusing `run_dir/tokenized/<split>-<key>.npz` when present. Returns (data, hit)."""
+    """Encode a split, reusing `run_dir/tokenized/<split>-<key>.npz` when present. Returns (data, hit).
+
+    Big Arrow-backed data is not tokenized ahead: it is encoded lazily, batch by batch.
+    """
+    if not isinstance(texts, list):
+        return LazyEncoded(texts, labels, tokenizer, max_length), False
     key = cache_key(tokenizer_name, max_length, texts, labels)
     folder = run_dir / CACHE_DIR
     path = folder / f"{split}-{key}.npz"

@@ -45,6 +45,9 @@ def load_classifier(folder: Path, threads: int = 0) -> tuple[Any, Any]:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError("model folder not found", where=str(folder), hint="check the path")
+    from engine.checks import check_inference_weights
+
+    check_inference_weights(folder)  # pickle-only weights: a clear refusal, never an unpickle
     adapter_cfg = folder / "adapter_config.json"
     if not adapter_cfg.is_file():
         if not (folder / "config.json").is_file():
