@@ -266,9 +266,18 @@ def _note_failure(root: Path, entry: QueueEntry, exc: Exception) -> None:
 
 def after_run(run_dir: Path) -> Path | None:
     """The hook an engine calls when its run ends: start the next queued run, if any."""
+    root = Path(run_dir).parent
     try:
-        return start_next(Path(run_dir).parent, exclude=run_dir)
+        return start_next(root, exclude=run_dir)
     except Exception:  # noqa: BLE001 - a queue problem must never turn a run's outcome into a crash
+        import traceback
+
+        try:
+            with open(queue_dir(root) / "failures.log", "a", encoding="utf-8") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} after {Path(run_dir).name}:\n")
+                fh.write(traceback.format_exc())
+        except OSError:
+            pass
         return None
 
 

@@ -159,3 +159,17 @@ def test_a_queued_run_starts_when_the_previous_one_ends_with_no_ui(
     assert second_dir.name.endswith("second")
     assert run_info(second_dir).started_at >= run_info(first_dir).updated_at
     assert queue.entries(root) == []
+
+
+def test_a_queue_problem_after_a_run_is_logged_not_raised(tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "runs"
+    run = make_fake_run(root, "done", "finished")
+    queue.add(root, cfg_with(name="next"))
+
+    def broken(*args, **kwargs):
+        raise ImportError("half-updated install")
+
+    monkeypatch.setattr("engine.queue.start_next", broken)
+    assert queue.after_run(run) is None
+    assert "half-updated install" in (root / "queue" / "failures.log").read_text()
+    assert [e.name for e in queue.entries(root)] == ["next"], "the entry waits for the next try"
