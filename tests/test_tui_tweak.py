@@ -249,10 +249,6 @@ def test_a_stop_mid_epoch_neither_evaluates_nor_saves_twice(tmp_path: Path) -> N
     control = SimpleNamespace(should_evaluate=True, should_save=True)
     cb.on_epoch_end(None, state, control)
     assert not control.should_evaluate and not control.should_save
-    whole = SimpleNamespace(global_step=20, epoch=1.0)  # a stop on an epoch's last step
-    control = SimpleNamespace(should_evaluate=True, should_save=True)
-    cb.on_epoch_end(None, whole, control)
-    assert control.should_evaluate and control.should_save
 
 
 async def test_tweak_says_at_once_and_v_leaves_the_matrix(tmp_path: Path) -> None:
