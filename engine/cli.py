@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", allow_abbrev=False, help="train headless, printing progress")
     train.add_argument("--config", help="a TOML config (flags override its values)")
+    train.add_argument("--task", help="classification or causal-lm [classification]")
     train.add_argument(
         "--save-config",
         "--save_config",
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="time a few steps: speed, run-time and memory estimate",
     )
     pre.add_argument("--config")
+    pre.add_argument("--task", help="classification or causal-lm [classification]")
     pre.add_argument("--steps", type=int, default=6, help="timed steps [6]")
     _add_config_flags(pre)
 
@@ -156,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--out", help="write predictions here (.jsonl or .csv); default stdout")
     pred.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     pred.add_argument("--threads", type=int, default=0)
+    pred.add_argument(
+        "--max_new_tokens", "--max-new-tokens", type=int, default=128, help="causal-lm [128]"
+    )
+    pred.add_argument("--temperature", type=float, default=0.0, help="causal-lm: 0 = greedy [0]")
+    pred.add_argument("--top_p", "--top-p", type=float, default=1.0, help="causal-lm [1.0]")
+    pred.add_argument("--system", default="", help="causal-lm: a system prompt")
+    pred.add_argument(
+        "--column_map", "--column-map", default="", help="causal-lm: as data.column_map"
+    )
 
     exp = sub.add_parser(
         "export", allow_abbrev=False, help="copy the adapter and/or write a merged model"
@@ -166,12 +177,26 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--overwrite", action="store_true", help="write into a folder that holds other files"
     )
+    exp.add_argument(
+        "--gguf",
+        action="store_true",
+        help="causal-lm: also write a GGUF beside the merged model (needs a local llama.cpp)",
+    )
+    exp.add_argument(
+        "--llama-cpp",
+        "--llama_cpp",
+        dest="llama_cpp",
+        default="",
+        help="llama.cpp folder or its convert_hf_to_gguf.py [$FINETUNE_TUI_LLAMA_CPP]",
+    )
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The config file (if any) with every given flag applied on top, validated."""
     cfg = RunConfig.load(args.config) if getattr(args, "config", None) else RunConfig()
+    if getattr(args, "task", None):
+        cfg.task = args.task
     for key, value in vars(args).items():
         if "." in key and value is not None:
             cfg.set(key, value)
@@ -218,15 +243,20 @@ def format_event(e: Event) -> str | None:
     if t == "eval":
         m = e.metrics
         shown = [
-            f"{k} {m[k]:.4f}" for k in ("accuracy", "f1", "loss") if isinstance(m.get(k), float)
+            f"{k} {m[k]:.4f}"
+            for k in ("accuracy", "f1", "loss", "perplexity")
+            if isinstance(m.get(k), float)
         ]
         return f"eval at step {e.step} (epoch {e.epoch:.2f}): " + ", ".join(shown)
+    if t == "sample":
+        return f"sample {e.index + 1}: {e.prompt[-60:]!r} -> {e.generated[:80]!r} (ref {e.reference[:40]!r})"
     if t == "phase":
         return f"[{e.name}]" + (f" {e.detail}" if e.detail else "")
     if t == "started":
         return (
             f"run {e.run_id}: {e.train_size} train / {e.eval_size} eval examples, "
-            f"{len(e.labels)} labels, {e.total_steps} steps, {e.precision}, {e.threads} threads, "
+            + (f"{len(e.labels)} labels, " if e.labels else "")
+            + f"{e.total_steps} steps, {e.precision}, {e.threads} threads, "
             f"{e.trainable_params:,} of {e.total_params:,} parameters trained"
         )
     if t == "log":
@@ -485,8 +515,15 @@ def _predict_target(args: argparse.Namespace, root: Path) -> tuple[Path, list[st
 
 
 def cmd_predict(args: argparse.Namespace, root: Path) -> int:
-    """Predict labels for texts or a file."""
+    """Predict labels for texts or a file (a task with its own predict command runs that)."""
+    from engine.predict import task_of
+    from engine.tasks import get_task
+
     weights, texts = _predict_target(args, root)
+    own = getattr(get_task(task_of(weights)), "predict_cli", None)
+    if own is not None:
+        args.texts = texts
+        return own(args, weights)
     if args.file:
         from engine.readers import TEXT_NAMES, read_table
         from engine.tasks.classification.data import pick_column
@@ -565,6 +602,16 @@ def cmd_export(args: argparse.Namespace, root: Path) -> int:
 
         out = export_merged(weights, Path(args.merged), overwrite=args.overwrite)
         print(f"merged model written to {out}")
+        if args.gguf:
+            from engine.predict import task_of
+            from engine.tasks import get_task
+
+            gguf = getattr(get_task(task_of(weights)), "export_gguf", None)
+            if gguf is None:
+                raise UserError("GGUF is for language models", where="--gguf")
+            print(f"GGUF written to {gguf(out, args.llama_cpp)}")
+    elif args.gguf:
+        raise UserError("--gguf converts the merged model", hint="add --merged OUT")
     return 0
 
 

@@ -79,6 +79,12 @@ class DataConfig:
     text_column: str = _f("", "Text column; empty = detect from common names")
     label_column: str = _f("", "Label column; empty = detect from common names")
     label_names: str = _f("", "Names for int labels 0..n-1, comma-separated: negative,positive")
+    column_map: str = _f(
+        "",
+        "causal-lm: map format names to your columns, e.g. prompt=question,completion=answer "
+        "(names: text, prompt, completion, messages, conversations, instruction, input, output, "
+        "system); empty = detect",
+    )
     validation_fraction: float = _f(0.1, "Share held out for evaluation when the data has no split")
     max_train_rows: int = _f(0, "Use only the first N training rows (0 = all)")
     max_eval_rows: int = _f(0, "Use only the first N evaluation rows (0 = all)")
@@ -123,6 +129,12 @@ class TrainingConfig:
     precision: str = _f("auto", "auto, bf16 or fp32 (fp16 is refused on CPU)", choices=PRECISIONS)
     model_dropout: float = _f(0.0, "Dropout inside the base model (0 is much faster on CPU)")
     group_by_length: bool = _f(True, "Batch texts of similar length together (less padding)")
+    train_on_prompt: bool = _f(
+        False, "causal-lm: also train on prompt tokens (default: the answers only)"
+    )
+    gradient_checkpointing: bool = _f(
+        False, "Recompute activations in backward: less memory for long sequences, ~30% slower"
+    )
     threads: int = _f(0, "Torch threads (0 = the cores available to this process)")
     eval_strategy: str = _f("epoch", "When to evaluate: epoch, steps or no", choices=STRATEGIES)
     eval_steps: int = _f(0, "Evaluate every N steps (with eval_strategy=steps)")

@@ -84,6 +84,18 @@ class Eval(Event):
 
 
 @dataclass
+class Sample(Event):
+    """A generation from a held-out prompt at an evaluation, beside its reference answer."""
+
+    type: ClassVar[str] = "sample"
+    step: int = 0
+    index: int = 0
+    prompt: str = ""
+    reference: str = ""
+    generated: str = ""
+
+
+@dataclass
 class Checkpoint(Event):
     """A checkpoint was written."""
 
@@ -137,7 +149,7 @@ class Failed(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
-    for cls in (Started, Phase, Step, Eval, Checkpoint, Log, Finished, Stopped, Failed)
+    for cls in (Started, Phase, Step, Eval, Sample, Checkpoint, Log, Finished, Stopped, Failed)
 }
 FINAL_TYPES = frozenset({"finished", "stopped", "failed"})
 

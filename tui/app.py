@@ -127,7 +127,12 @@ class FinetuneApp(App[None]):
         self.push_screen(RunsScreen())
 
     def open_tryit(self, run_dir: Path) -> None:
-        """Show the try-it screen for a run's adapter."""
+        """Show the try-it screen its task asks for: labels, or a chat for a language model."""
+        if tryit_kind(run_dir) == "chat":
+            from tui.screens.chat import ChatScreen
+
+            self.push_screen(ChatScreen(run_dir))
+            return
         from tui.screens.tryit import TryItScreen
 
         self.push_screen(TryItScreen(run_dir))
@@ -137,3 +142,16 @@ class FinetuneApp(App[None]):
         from tui.screens.export import ExportScreen
 
         self.push_screen(ExportScreen(run_dir))
+
+
+def tryit_kind(run_dir: Path) -> str:
+    """'chat' or 'labels': the try-it screen of the run's task (labels when unreadable)."""
+    from engine.config import RunConfig
+    from engine.errors import UserError
+    from engine.tasks import get_task
+
+    try:
+        task = get_task(RunConfig.load(Path(run_dir) / "config.toml").task)
+    except UserError:
+        return "labels"
+    return getattr(task, "tryit", "labels")

@@ -19,6 +19,7 @@ from engine.events import (
     Failed,
     Finished,
     Phase,
+    Sample,
     Started,
     Step,
     Stopped,
@@ -119,6 +120,7 @@ class RunProgress:
     config: dict[str, Any] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     evals: list[Eval] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
     final: Event | None = None
     first_time: float = 0.0
     last_time: float = 0.0
@@ -159,6 +161,9 @@ class RunProgress:
             elif isinstance(e, Eval):
                 # One row per step: a resumed run evaluating the same step again replaces it.
                 self.evals = [x for x in self.evals if x.step != e.step] + [e]
+            elif isinstance(e, Sample):
+                self.samples = [*self.samples[-20:], e]
+                continue  # the samples pane shows these
             elif isinstance(e, Checkpoint):
                 if e.path in self.checkpoints:
                     continue  # saved again at the same step (a stop at an epoch's end): one line

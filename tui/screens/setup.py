@@ -26,6 +26,7 @@ from textual.widgets import (
 
 from engine.config import RunConfig, coerce
 from engine.errors import ConfigError, UserError
+from engine.tasks import TASK_NAMES
 from tui.messages import PreflightDone, RunLaunched
 from tui.validators import sweep_parts
 from tui.widgets.data_preview import DataPreview
@@ -34,6 +35,16 @@ from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, T
 from tui.widgets.inspection import InspectionMixin
 from tui.widgets.paths import display_path
 from tui.widgets.target_modules import TargetModules
+
+TASK_HELP = {
+    "classification": "Text classification: texts with labels -> a classifier",
+    "causal-lm": "Instruction tuning: prompts/chats with answers -> an LLM adapter (loss on answers)",
+}
+
+
+def task_help(task: str) -> str:
+    """One line about a task for the form."""
+    return TASK_HELP.get(task, task)
 
 
 class SetupScreen(InspectionMixin, Screen[None]):
@@ -115,13 +126,15 @@ class SetupScreen(InspectionMixin, Screen[None]):
                 with Horizontal(classes="field-row form-field"):
                     yield Label("task", classes="field-label")
                     yield Select(
-                        [("classification", "classification")],
-                        value="classification",
+                        [(name, name) for name in TASK_NAMES],
+                        value=self.initial.task
+                        if self.initial.task in TASK_NAMES
+                        else TASK_NAMES[0],
                         allow_blank=False,
                         compact=True,
                         id="in-task",
                     )
-                    yield Static("Text classification (causal-lm is planned)", classes="field-help")
+                    yield Static(task_help(self.initial.task), classes="field-help", id="task-help")
             elif name == "lora_dropout":
                 yield self.targets
         with Collapsible(title=f"More {TABS[tab][0]} settings", classes="more"):
@@ -194,6 +207,8 @@ class SetupScreen(InspectionMixin, Screen[None]):
                 self._set_column_options(field, [], config.get(name))
             field.set_value(config.get(name))
         self.targets.set_value(config.lora.target_modules)
+        if self.is_mounted and config.task in TASK_NAMES:
+            self.query_one("#in-task", Select).value = config.task
         self.revalidate()
         self.schedule_checks(delay=0.0)
 
@@ -257,6 +272,12 @@ class SetupScreen(InspectionMixin, Screen[None]):
             status.update(f"Sweep: {count} runs ({axes})")
         else:
             status.update("Ready")
+
+    @on(Select.Changed, "#in-task")
+    def _task_changed(self, event: Select.Changed) -> None:
+        self.query_one("#task-help", Static).update(task_help(str(event.value)))
+        self.revalidate()
+        self.schedule_checks(delay=0.2)  # the data reads differently for another task
 
     @on(FormField.Changed)
     @on(TargetModules.Changed)

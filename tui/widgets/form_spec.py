@@ -22,6 +22,7 @@ TABS = {
             "eval_split",
             "data_config",
             "label_names",
+            "column_map",
         ],
     ),
     "lora": (
@@ -53,6 +54,8 @@ TABS = {
             "lr_scheduler",
             "model_dropout",
             "group_by_length",
+            "train_on_prompt",
+            "gradient_checkpointing",
             "checkpoint_minutes",
             "save_total_limit",
             "metric_for_best",
@@ -77,6 +80,7 @@ DATA_KEYS = (
     "eval_split",
     "data_config",
     "label_names",
+    "column_map",
     "seed",
 )
 PLACEHOLDERS = {
