@@ -6,13 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from engine.config import RunConfig, all_fields
 from engine.errors import UserError
 from engine.events import Event, read_events
 from engine.model import model_label
 
-COMMANDS = ("train", "runs", "resume", "stop", "predict", "export", "preflight", "join")
+COMMANDS = ("train", "runs", "resume", "stop", "predict", "export", "preflight", "join", "queue")
 
 
 # TrainingArguments' names, typed by habit, as aliases of our fields.
@@ -53,6 +54,36 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def _add_sweep_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="queue one run per value (repeat for a grid), e.g. --sweep learning_rate=3e-4,1e-3",
+    )
+
+
+def _add_queue_parser(sub: Any) -> None:
+    """`queue [list|add|rm|up|down|start]`."""
+    queue = sub.add_parser("queue", help="runs waiting to start, one after another")
+    qsub = queue.add_subparsers(dest="queue_command")
+    qsub.add_parser("list", help="list the queue (the default)").add_argument(
+        "--json", action="store_true"
+    )
+    add = qsub.add_parser("add", help="queue a run (same flags as train)")
+    add.add_argument("--config", help="a TOML config (flags override its values)")
+    _add_sweep_flag(add)
+    _add_config_flags(add)
+    for name, text in (
+        ("rm", "cancel a queued run"),
+        ("up", "move a queued run earlier"),
+        ("down", "move a queued run later"),
+    ):
+        qsub.add_parser(name, help=text).add_argument("entry", help="its number or id")
+    qsub.add_parser("start", help="start the first queued run unless one is training")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every headless command."""
     # No abbreviations: a typo such as --learning_rat must be an error, not a silent guess.
@@ -83,7 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--detach", action="store_true", help="run the engine in the background and return at once"
     )
+    train.add_argument(
+        "--queue",
+        action="store_true",
+        help="add to the run queue instead (starts at once when no run is training)",
+    )
+    _add_sweep_flag(train)
     _add_config_flags(train)
+    _add_queue_parser(sub)
 
     pre = sub.add_parser(
         "preflight",
@@ -271,6 +309,8 @@ def cmd_train(args: argparse.Namespace, root: Path) -> int:
         print(f"config written to {args.save_config}")
         return 0
     check_inputs(cfg)
+    if args.queue or args.sweep:
+        return _queue_config(cfg, args.sweep, root)
     from engine.runs import new_run_dir
 
     if args.detach:
@@ -291,6 +331,10 @@ def cmd_train(args: argparse.Namespace, root: Path) -> int:
     from engine.train import run_training
 
     code = run_training(run_dir, listeners=[_printer])
+    _ring(cfg.output.notify, run_dir)
+    from engine.queue import after_run
+
+    after_run(run_dir)
     if code == 2 and not any(e.type == "started" for e in read_events(run_dir)):
         # A setup mistake (e.g. a target module name): nothing ran, so leave no failed run behind.
         import shutil
@@ -347,6 +391,89 @@ def cmd_join(args: argparse.Namespace, root: Path) -> int:
         max_restarts=args.max_restarts,
     )
     return run_join(cfg, root, detach=args.detach)
+
+
+def _ring(kind: str, run_dir: Path) -> None:
+    """The bell or an OSC 9 notification when a foreground run ends (off by default)."""
+    if kind == "off" or not sys.stdout.isatty():
+        return
+    from engine.runs import run_info
+
+    state = run_info(run_dir).state
+    text = f"finetune-tui: {run_dir.name} {state}"
+    sys.stdout.write(f"\x1b]9;{text}\x07" if kind == "osc9" else "\a")
+    sys.stdout.flush()
+
+
+def _queue_config(cfg: RunConfig, sweep: list[str], root: Path) -> int:
+    """Queue one config or a sweep's grid; start the first when no engine is busy."""
+    from engine import queue
+
+    values: dict[str, list[Any]] = {}
+    for item in sweep:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise UserError(
+                f"--sweep {item}: expected NAME=V1,V2", hint="e.g. --sweep learning_rate=3e-4,1e-3"
+            )
+        values[name.strip()] = queue.parse_values(name.strip(), text)
+    added = queue.add_sweep(root, cfg, values) if values else [queue.add(root, cfg)]
+    what = f"sweep {added[0].sweep_id}: {len(added)} runs" if values else "1 run"
+    print(f"queued {what}: " + ", ".join(e.name for e in added))
+    started = queue.start_next(root)
+    if started is not None:
+        print(f"started {started.name} (nothing else was training)")
+    else:
+        print("it starts when the current run ends; 'finetune-tui queue' shows the line")
+    return 0
+
+
+def cmd_queue(args: argparse.Namespace, root: Path) -> int:
+    """List, add, cancel, reorder or start queued runs."""
+    from engine import queue
+
+    sub = args.queue_command or "list"
+    if sub == "add":
+        cfg = config_from_args(args)
+        check_inputs(cfg)
+        return _queue_config(cfg, args.sweep, root)
+    if sub in ("rm", "up", "down"):
+        if sub == "rm":
+            entry = queue.remove(root, args.entry)
+            print(f"cancelled {entry.entry_id} ({entry.name})")
+        else:
+            entry = queue.move(root, args.entry, -1 if sub == "up" else 1)
+            print(f"moved {entry.entry_id} ({entry.name}) {sub}")
+        return 0
+    if sub == "start":
+        busy = queue.busy_run(root)
+        started = queue.start_next(root)
+        if started is not None:
+            print(f"started {started.name}")
+        elif busy is not None:
+            print(f"{busy.name} is training; the queue goes on when it ends")
+        else:
+            print("the queue is empty")
+        return 0
+    current = queue.entries(root)
+    if getattr(args, "json", False):
+        rows = [
+            {"n": n, "id": e.entry_id, "name": e.name, "sweep_id": e.sweep_id, "added": e.added}
+            for n, e in enumerate(current, start=1)
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not current:
+        print(f"the queue is empty ({queue.queue_dir(root)})")
+        return 0
+    print(f"{'#':>3} {'ID':6}  {'NAME':40} {'LR':>8} {'EPOCHS':>6} {'BATCH':>5} {'R':>4}  SWEEP")
+    for n, e in enumerate(current, start=1):
+        t, lo = e.config.training, e.config.lora
+        print(
+            f"{n:>3} {e.entry_id:6}  {e.name[:40]:40} {t.learning_rate:>8g} {t.epochs:>6g} "
+            f"{t.batch_size:>5} {lo.lora_r:>4}  {e.sweep_id}"
+        )
+    return 0
 
 
 def cmd_runs(args: argparse.Namespace, root: Path) -> int:
@@ -587,6 +714,7 @@ HANDLERS = {
     "export": cmd_export,
     "preflight": cmd_preflight,
     "join": cmd_join,
+    "queue": cmd_queue,
 }
 
 

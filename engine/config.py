@@ -30,6 +30,7 @@ SCHEDULERS = (
     "constant_with_warmup",
     "inverse_sqrt",
 )
+NOTIFY = ("off", "bell", "osc9")
 
 
 def task_metrics(task: str) -> tuple[str, ...]:
@@ -172,6 +173,12 @@ class OutputConfig:
         False, "Write into an output_dir that holds other files or another run's adapter"
     )
     run_name: str = _f("", "A name for the run; empty = derived from model and data")
+    sweep_id: str = _f("", "The sweep this run belongs to (set when a sweep is queued)")
+    notify: str = _f(
+        "off",
+        "When the run ends, ring the terminal: off, bell or osc9 (a desktop notification)",
+        choices=NOTIFY,
+    )
 
 
 SECTIONS: dict[str, type] = {
@@ -385,6 +392,8 @@ class RunConfig:
             p["training.early_stopping_patience"] = (
                 "early stopping needs evaluation (eval_strategy)"
             )
+        if self.output.notify not in NOTIFY:
+            p["output.notify"] = f"notify must be one of {', '.join(NOTIFY)}"
         if t.logging_steps < 1:
             p["training.logging_steps"] = "logging_steps must be at least 1"
         p.update(distributed_problems(self.distributed))

@@ -223,7 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dir = Path(paths[0]).resolve()
     cfg = RunConfig.load(run_dir / CONFIG_FILE)
-    return supervise(run_dir, [str(run_dir)] + (["--resume"] if resume else []), cfg)
+    code = supervise(run_dir, [str(run_dir)] + (["--resume"] if resume else []), cfg)
+    from engine.queue import after_run
+
+    after_run(run_dir)  # the next queued run starts once every process has ended
+    return code
 
 
 if __name__ == "__main__":

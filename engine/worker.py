@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from engine import distributed as dist
     from engine.errors import UserError
+    from engine.queue import after_run
     from engine.train import run_training
 
     run_dir = Path(paths[0]).resolve() if paths else None
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir, resume = agree_on_run(run_dir, join_root, resume)
     assert run_dir is not None
     try:
-        return run_training(run_dir, resume=resume)
+        code = run_training(run_dir, resume=resume)
     except UserError as exc:  # refused before it wrote anything (e.g. another engine has the run)
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return 2
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
 
             if torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
+    if join_root is None and dist.world_size() <= 1:
+        after_run(run_dir)  # the next queued run starts now, with or without a UI
+    return code
 
 
 if __name__ == "__main__":

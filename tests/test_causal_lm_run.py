@@ -65,7 +65,7 @@ def run(decoder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     )  # fmt: skip
     mp.undo()
     assert code == 0
-    run_dir = next(root.iterdir())
+    run_dir = next(p for p in root.iterdir() if (p / "config.toml").is_file())  # not .cache
     return {"dir": run_dir, "root": root, "events": read_events(run_dir), "tmp": tmp}
 
 

@@ -12,6 +12,7 @@ from textual.message import Message
 
 from engine.events import (
     FINAL_TYPES,
+    Checkpoint,
     Eval,
     Event,
     EventReader,
@@ -126,6 +127,8 @@ class RunProgress:
     final: Event | None = None
     first_time: float = 0.0
     last_time: float = 0.0
+    session_start: float = 0.0  # the first event of the latest engine (a resume starts anew)
+    checkpoints: set[str] = field(default_factory=set)
 
     def apply(self, events: list[Event]) -> list[LogLine]:
         """Fold a batch of events in; return the log lines they add."""
@@ -134,7 +137,9 @@ class RunProgress:
         lines: list[LogLine] = []
         for e in events:
             if not self.first_time:
-                self.first_time = e.time
+                self.first_time = self.session_start = e.time
+            elif self.final is not None and e.type not in FINAL_TYPES:
+                self.session_start = e.time  # a new engine after a final event: a resume
             self.last_time = e.time
             if isinstance(e, Started):
                 if e.resumed_from_step:
@@ -159,10 +164,15 @@ class RunProgress:
                 self.total_steps = e.total_steps or self.total_steps
                 continue  # steps go to the table, not the log
             elif isinstance(e, Eval):
-                self.evals.append(e)
+                # One row per step: a resumed run evaluating the same step again replaces it.
+                self.evals = [x for x in self.evals if x.step != e.step] + [e]
             elif isinstance(e, Sample):
                 self.samples = [*self.samples[-20:], e]
                 continue  # the samples pane shows these
+            elif isinstance(e, Checkpoint):
+                if e.path in self.checkpoints:
+                    continue  # saved again at the same step (a stop at an epoch's end): one line
+                self.checkpoints.add(e.path)
             elif e.type in FINAL_TYPES:
                 self.final = e
                 self.phase = e.type
@@ -200,10 +210,14 @@ class RunProgress:
         if isinstance(self.final, Finished) and self.final.elapsed_s:
             return self.final.elapsed_s
         last = self.last_step
-        since = last.time if last else self.first_time
+        if last is None:
+            return 0.0
+        if last.time < self.session_start:
+            # A resumed engine still loading: training time stands where it stopped (the
+            # engine carries on from there), instead of counting the pause and going back.
+            return last.elapsed_s
         end = now if self.active and now is not None else self.last_time
-        base = last.elapsed_s if last else 0.0
-        return base + max(0.0, end - since) if since else base
+        return last.elapsed_s + max(0.0, end - last.time)
 
     def eta(self, now: float | None = None) -> float | None:
         """Seconds left, from the latest step's estimate (None when unknown or done)."""

@@ -199,10 +199,17 @@ class MonitorScreen(Screen[None]):
         except UserError as exc:
             self.notify(f"cannot read this run's config: {exc.one_line()}", severity="warning")
             config = RunConfig()
-        self.app.open_setup(config)
+        config.output.sweep_id = ""  # a tweak is a run of its own
+        # Building the form takes a moment on a busy machine: say so first, then build it.
+        self.notify("Opening the setup form with this run's settings…", timeout=4)
+        self.call_after_refresh(self.app.open_setup, config)
 
     def action_toggle_view(self) -> None:
         """On a small terminal, switch the bottom pane between the log and the loss plot."""
+        if self.has_class("-view-metrics"):  # leave the matrix for the plot, visibly
+            self.remove_class("-view-metrics", "-view-log")
+            self.add_class("-view-plot")
+            return
         plot = self.has_class("-view-log")
         self.set_class(not plot, "-view-log")
         self.set_class(plot, "-view-plot")

@@ -62,6 +62,7 @@ TABS = {
             "metric_for_best",
             "early_stopping_patience",
             "seed",
+            "notify",
         ],
     ),
 }
