@@ -11,6 +11,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from engine import distributed
 from engine.events import Checkpoint, Eval, EventWriter, Failed, Log, Phase, Step
 from engine.runs import STOP_FILE
 
@@ -114,6 +115,8 @@ class EventsCallback(TrainerCallback):
         from engine.cores import Rebalancer
         from engine.errors import UserError
 
+        if distributed.world_size() > 1:
+            return  # torchrun's processes keep the cores they were pinned to
         try:
             requested = RunConfig.load(self.run_dir / "config.toml").training.threads
         except UserError:
@@ -121,13 +124,19 @@ class EventsCallback(TrainerCallback):
         self.rebalancer = Rebalancer(self.run_dir, requested, torch.get_num_threads())
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
-        if state.global_step >= state.max_steps or self.stop_requested:
+        due = bool(self.checkpoint_s) and time.monotonic() - self.last_save >= self.checkpoint_s
+        # Under torchrun every rank must take the same branch (a stop file seen by one machine,
+        # a clock one rank reads a little later): agree, or the others wait in a collective.
+        stop, due = distributed.any_rank(self.stop_requested, due)
+        if stop and not self.stop_reason:
+            self.stop_reason = "stop requested"
+        if state.global_step >= state.max_steps or stop:
             control.should_log = True  # the last step always gets its row, whatever logging_steps
-        if self.stop_requested:
+        if stop:
             control.should_training_stop = True
             control.should_save = True
             control.should_evaluate = False  # a stop saves at once; evaluation can wait
-        elif self.checkpoint_s and time.monotonic() - self.last_save >= self.checkpoint_s:
+        elif due:
             control.should_save = True
         if self.rebalancer is not None and (note := self.rebalancer.check()):
             self.writer.emit(Log(message=note))
@@ -149,8 +158,10 @@ class EventsCallback(TrainerCallback):
         now = time.monotonic()
         t_prev, samples_prev, tokens_prev = self.last_log
         dt = max(now - t_prev, 1e-9)
-        samples = self.counter.samples - samples_prev
-        tokens = self.counter.tokens - tokens_prev
+        # Every rank logs at the same steps, so the counts can be summed over the world.
+        samples, tokens = distributed.sum_ranks(
+            self.counter.samples - samples_prev, self.counter.tokens - tokens_prev
+        )
         self.last_log = (now, self.counter.samples, self.counter.tokens)
         done = state.global_step - self.start_step
         session = now - self.t0
@@ -168,6 +179,8 @@ class EventsCallback(TrainerCallback):
                 tokens_per_s=round(tokens / dt, 1) if tokens else None,
                 elapsed_s=round(self.elapsed_offset + session, 2),
                 eta_s=round(eta, 1) if eta is not None else None,
+                world_size=distributed.world_size(),
+                nnodes=max(1, distributed.world_size() // distributed.local_world_size()),
             )
         )
 

@@ -6,13 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from engine.config import RunConfig, all_fields
 from engine.errors import UserError
 from engine.events import Event, read_events
 from engine.model import model_label
 
-COMMANDS = ("train", "runs", "resume", "stop", "predict", "export", "preflight")
+COMMANDS = ("train", "runs", "resume", "stop", "predict", "export", "preflight", "join", "queue")
 
 
 # TrainingArguments' names, typed by habit, as aliases of our fields.
@@ -53,6 +54,36 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def _add_sweep_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="queue one run per value (repeat for a grid), e.g. --sweep learning_rate=3e-4,1e-3",
+    )
+
+
+def _add_queue_parser(sub: Any) -> None:
+    """`queue [list|add|rm|up|down|start]`."""
+    queue = sub.add_parser("queue", help="runs waiting to start, one after another")
+    qsub = queue.add_subparsers(dest="queue_command")
+    qsub.add_parser("list", help="list the queue (the default)").add_argument(
+        "--json", action="store_true"
+    )
+    add = qsub.add_parser("add", help="queue a run (same flags as train)")
+    add.add_argument("--config", help="a TOML config (flags override its values)")
+    _add_sweep_flag(add)
+    _add_config_flags(add)
+    for name, text in (
+        ("rm", "cancel a queued run"),
+        ("up", "move a queued run earlier"),
+        ("down", "move a queued run later"),
+    ):
+        qsub.add_parser(name, help=text).add_argument("entry", help="its number or id")
+    qsub.add_parser("start", help="start the first queued run unless one is training")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every headless command."""
     # No abbreviations: a typo such as --learning_rat must be an error, not a silent guess.
@@ -73,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", allow_abbrev=False, help="train headless, printing progress")
     train.add_argument("--config", help="a TOML config (flags override its values)")
+    train.add_argument("--task", help="classification or causal-lm [classification]")
     train.add_argument(
         "--save-config",
         "--save_config",
@@ -82,7 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--detach", action="store_true", help="run the engine in the background and return at once"
     )
+    train.add_argument(
+        "--queue",
+        action="store_true",
+        help="add to the run queue instead (starts at once when no run is training)",
+    )
+    _add_sweep_flag(train)
     _add_config_flags(train)
+    _add_queue_parser(sub)
 
     pre = sub.add_parser(
         "preflight",
@@ -90,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="time a few steps: speed, run-time and memory estimate",
     )
     pre.add_argument("--config")
+    pre.add_argument("--task", help="classification or causal-lm [classification]")
     pre.add_argument("--steps", type=int, default=6, help="timed steps [6]")
     _add_config_flags(pre)
 
@@ -118,6 +158,29 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--out", help="write predictions here (.jsonl or .csv); default stdout")
     pred.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     pred.add_argument("--threads", type=int, default=0)
+    pred.add_argument(
+        "--max_new_tokens", "--max-new-tokens", type=int, default=128, help="causal-lm [128]"
+    )
+    pred.add_argument("--temperature", type=float, default=0.0, help="causal-lm: 0 = greedy [0]")
+    pred.add_argument("--top_p", "--top-p", type=float, default=1.0, help="causal-lm [1.0]")
+    pred.add_argument("--system", default="", help="causal-lm: a system prompt")
+    pred.add_argument(
+        "--column_map", "--column-map", default="", help="causal-lm: as data.column_map"
+    )
+
+    join = sub.add_parser(
+        "join", help="let this machine take part in a run started on machine 0 (several machines)"
+    )
+    join.add_argument("address", metavar="HOST:PORT", help="machine 0's master_addr:master_port")
+    join.add_argument("--node_rank", "--node-rank", type=int, required=True, help="1..nnodes-1")
+    join.add_argument("--nnodes", type=int, required=True, help="machines in all, with machine 0")
+    join.add_argument("--nproc", default="1", help="training processes on this machine [1]")
+    join.add_argument("--threads", type=int, default=None, help="threads per process [cores/nproc]")
+    join.add_argument(
+        "--gloo_socket_ifname", "--gloo-socket-ifname", default=None, help="network interface"
+    )
+    join.add_argument("--max_restarts", "--max-restarts", type=int, default=None)
+    join.add_argument("--detach", action="store_true", help="run in the background")
 
     exp = sub.add_parser(
         "export", allow_abbrev=False, help="copy the adapter and/or write a merged model"
@@ -128,12 +191,26 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--overwrite", action="store_true", help="write into a folder that holds other files"
     )
+    exp.add_argument(
+        "--gguf",
+        action="store_true",
+        help="causal-lm: also write a GGUF beside the merged model (needs a local llama.cpp)",
+    )
+    exp.add_argument(
+        "--llama-cpp",
+        "--llama_cpp",
+        dest="llama_cpp",
+        default="",
+        help="llama.cpp folder or its convert_hf_to_gguf.py [$FINETUNE_TUI_LLAMA_CPP]",
+    )
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The config file (if any) with every given flag applied on top, validated."""
     cfg = RunConfig.load(args.config) if getattr(args, "config", None) else RunConfig()
+    if getattr(args, "task", None):
+        cfg.task = args.task
     for key, value in vars(args).items():
         if "." in key and value is not None:
             cfg.set(key, value)
@@ -180,16 +257,27 @@ def format_event(e: Event) -> str | None:
     if t == "eval":
         m = e.metrics
         shown = [
-            f"{k} {m[k]:.4f}" for k in ("accuracy", "f1", "loss") if isinstance(m.get(k), float)
+            f"{k} {m[k]:.4f}"
+            for k in ("accuracy", "f1", "loss", "perplexity")
+            if isinstance(m.get(k), float)
         ]
         return f"eval at step {e.step} (epoch {e.epoch:.2f}): " + ", ".join(shown)
+    if t == "sample":
+        return f"sample {e.index + 1}: {e.prompt[-60:]!r} -> {e.generated[:80]!r} (ref {e.reference[:40]!r})"
     if t == "phase":
         return f"[{e.name}]" + (f" {e.detail}" if e.detail else "")
     if t == "started":
         return (
             f"run {e.run_id}: {e.train_size} train / {e.eval_size} eval examples, "
-            f"{len(e.labels)} labels, {e.total_steps} steps, {e.precision}, {e.threads} threads, "
+            + (f"{len(e.labels)} labels, " if e.labels else "")
+            + f"{e.total_steps} steps, {e.precision}, {e.threads} threads, "
             f"{e.trainable_params:,} of {e.total_params:,} parameters trained"
+            + (
+                f"; world size {e.world_size} ({e.nnodes} machine(s) x {e.nproc_per_node} "
+                f"processes, batch {e.batch_size} x grad_accum {e.grad_accum} each)"
+                if getattr(e, "world_size", 1) > 1
+                else ""
+            )
         )
     if t == "log":
         return f"{e.level}: {e.message}" if e.level != "info" else e.message
@@ -221,6 +309,8 @@ def cmd_train(args: argparse.Namespace, root: Path) -> int:
         print(f"config written to {args.save_config}")
         return 0
     check_inputs(cfg)
+    if args.queue or args.sweep:
+        return _queue_config(cfg, args.sweep, root)
     from engine.runs import new_run_dir
 
     if args.detach:
@@ -234,15 +324,156 @@ def cmd_train(args: argparse.Namespace, root: Path) -> int:
         return 0
     run_dir = new_run_dir(cfg, root)
     print(f"run directory: {run_dir}", flush=True)
+    from engine.torchrun import world_of
+
+    if world_of(cfg) > 1:
+        return follow_engine(run_dir)
     from engine.train import run_training
 
     code = run_training(run_dir, listeners=[_printer])
+    _ring(cfg.output.notify, run_dir)
+    from engine.queue import after_run
+
+    after_run(run_dir)
     if code == 2 and not any(e.type == "started" for e in read_events(run_dir)):
         # A setup mistake (e.g. a target module name): nothing ran, so leave no failed run behind.
         import shutil
 
         shutil.rmtree(run_dir, ignore_errors=True)
     return code
+
+
+def follow_engine(run_dir: Path, *, resume: bool = False) -> int:
+    """Run the engine in the background (torchrun) and print its events until it ends.
+
+    Ctrl-C asks for a graceful stop (every process saves) and keeps following.
+    """
+    import time
+
+    from engine.events import EventReader
+    from engine.launch import request_stop, spawn_engine
+    from engine.runs import engine_alive
+
+    spawn_engine(run_dir, resume=resume)
+    reader = EventReader(run_dir)
+    last = None
+    while True:
+        try:
+            alive = engine_alive(run_dir)
+            for e in reader.read_new():
+                _printer(e)
+                last = e
+            if not alive:
+                for e in reader.read_new():
+                    _printer(e)
+                    last = e
+                break
+            time.sleep(0.3)
+        except KeyboardInterrupt:
+            request_stop(run_dir)
+            print("stopping: every process saves first", file=sys.stderr, flush=True)
+    if last is not None and last.type in ("finished", "stopped"):
+        return 0
+    return 2 if getattr(last, "user_error", False) else 1
+
+
+def cmd_join(args: argparse.Namespace, root: Path) -> int:
+    """Take part in a run on machine 0 with this machine's processes."""
+    from engine.join import join_config, run_join
+
+    cfg = join_config(
+        args.address,
+        args.node_rank,
+        args.nnodes,
+        args.nproc,
+        threads=args.threads,
+        gloo_socket_ifname=args.gloo_socket_ifname,
+        max_restarts=args.max_restarts,
+    )
+    return run_join(cfg, root, detach=args.detach)
+
+
+def _ring(kind: str, run_dir: Path) -> None:
+    """The bell or an OSC 9 notification when a foreground run ends (off by default)."""
+    if kind == "off" or not sys.stdout.isatty():
+        return
+    from engine.runs import run_info
+
+    state = run_info(run_dir).state
+    text = f"finetune-tui: {run_dir.name} {state}"
+    sys.stdout.write(f"\x1b]9;{text}\x07" if kind == "osc9" else "\a")
+    sys.stdout.flush()
+
+
+def _queue_config(cfg: RunConfig, sweep: list[str], root: Path) -> int:
+    """Queue one config or a sweep's grid; start the first when no engine is busy."""
+    from engine import queue
+
+    values: dict[str, list[Any]] = {}
+    for item in sweep:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise UserError(
+                f"--sweep {item}: expected NAME=V1,V2", hint="e.g. --sweep learning_rate=3e-4,1e-3"
+            )
+        values[name.strip()] = queue.parse_values(name.strip(), text)
+    added = queue.add_sweep(root, cfg, values) if values else [queue.add(root, cfg)]
+    what = f"sweep {added[0].sweep_id}: {len(added)} runs" if values else "1 run"
+    print(f"queued {what}: " + ", ".join(e.name for e in added))
+    started = queue.start_next(root)
+    if started is not None:
+        print(f"started {started.name} (nothing else was training)")
+    else:
+        print("it starts when the current run ends; 'finetune-tui queue' shows the line")
+    return 0
+
+
+def cmd_queue(args: argparse.Namespace, root: Path) -> int:
+    """List, add, cancel, reorder or start queued runs."""
+    from engine import queue
+
+    sub = args.queue_command or "list"
+    if sub == "add":
+        cfg = config_from_args(args)
+        check_inputs(cfg)
+        return _queue_config(cfg, args.sweep, root)
+    if sub in ("rm", "up", "down"):
+        if sub == "rm":
+            entry = queue.remove(root, args.entry)
+            print(f"cancelled {entry.entry_id} ({entry.name})")
+        else:
+            entry = queue.move(root, args.entry, -1 if sub == "up" else 1)
+            print(f"moved {entry.entry_id} ({entry.name}) {sub}")
+        return 0
+    if sub == "start":
+        busy = queue.busy_run(root)
+        started = queue.start_next(root)
+        if started is not None:
+            print(f"started {started.name}")
+        elif busy is not None:
+            print(f"{busy.name} is training; the queue goes on when it ends")
+        else:
+            print("the queue is empty")
+        return 0
+    current = queue.entries(root)
+    if getattr(args, "json", False):
+        rows = [
+            {"n": n, "id": e.entry_id, "name": e.name, "sweep_id": e.sweep_id, "added": e.added}
+            for n, e in enumerate(current, start=1)
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not current:
+        print(f"the queue is empty ({queue.queue_dir(root)})")
+        return 0
+    print(f"{'#':>3} {'ID':6}  {'NAME':40} {'LR':>8} {'EPOCHS':>6} {'BATCH':>5} {'R':>4}  SWEEP")
+    for n, e in enumerate(current, start=1):
+        t, lo = e.config.training, e.config.lora
+        print(
+            f"{n:>3} {e.entry_id:6}  {e.name[:40]:40} {t.learning_rate:>8g} {t.epochs:>6g} "
+            f"{t.batch_size:>5} {lo.lora_r:>4}  {e.sweep_id}"
+        )
+    return 0
 
 
 def cmd_runs(args: argparse.Namespace, root: Path) -> int:
@@ -301,6 +532,10 @@ def cmd_resume(args: argparse.Namespace, root: Path) -> int:
         resume(run_dir)
         print(f"resumed {run_dir.name} in the background")
         return 0
+    from engine.torchrun import world_of
+
+    if world_of(RunConfig.load(run_dir / "config.toml")) > 1:
+        return follow_engine(run_dir, resume=True)
     from engine.train import run_training
 
     return run_training(run_dir, resume=True, listeners=[_printer])
@@ -358,8 +593,15 @@ def _predict_target(args: argparse.Namespace, root: Path) -> tuple[Path, list[st
 
 
 def cmd_predict(args: argparse.Namespace, root: Path) -> int:
-    """Predict labels for texts or a file."""
+    """Predict labels for texts or a file (a task with its own predict command runs that)."""
+    from engine.predict import task_of
+    from engine.tasks import get_task
+
     weights, texts = _predict_target(args, root)
+    own = getattr(get_task(task_of(weights)), "predict_cli", None)
+    if own is not None:
+        args.texts = texts
+        return own(args, weights)
     if args.file:
         from engine.readers import TEXT_NAMES, read_table
         from engine.tasks.classification.data import pick_column
@@ -438,6 +680,16 @@ def cmd_export(args: argparse.Namespace, root: Path) -> int:
 
         out = export_merged(weights, Path(args.merged), overwrite=args.overwrite)
         print(f"merged model written to {out}")
+        if args.gguf:
+            from engine.predict import task_of
+            from engine.tasks import get_task
+
+            gguf = getattr(get_task(task_of(weights)), "export_gguf", None)
+            if gguf is None:
+                raise UserError("GGUF is for language models", where="--gguf")
+            print(f"GGUF written to {gguf(out, args.llama_cpp)}")
+    elif args.gguf:
+        raise UserError("--gguf converts the merged model", hint="add --merged OUT")
     return 0
 
 
@@ -461,6 +713,8 @@ HANDLERS = {
     "predict": cmd_predict,
     "export": cmd_export,
     "preflight": cmd_preflight,
+    "join": cmd_join,
+    "queue": cmd_queue,
 }
 
 

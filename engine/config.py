@@ -30,6 +30,7 @@ SCHEDULERS = (
     "constant_with_warmup",
     "inverse_sqrt",
 )
+NOTIFY = ("off", "bell", "osc9")
 
 
 def task_metrics(task: str) -> tuple[str, ...]:
@@ -78,6 +79,12 @@ class DataConfig:
     text_column: str = _f("", "Text column; empty = detect from common names")
     label_column: str = _f("", "Label column; empty = detect from common names")
     label_names: str = _f("", "Names for int labels 0..n-1, comma-separated: negative,positive")
+    column_map: str = _f(
+        "",
+        "causal-lm: map format names to your columns, e.g. prompt=question,completion=answer "
+        "(names: text, prompt, completion, messages, conversations, instruction, input, output, "
+        "system); empty = detect",
+    )
     validation_fraction: float = _f(0.1, "Share held out for evaluation when the data has no split")
     max_train_rows: int = _f(0, "Use only the first N training rows (0 = all)")
     max_eval_rows: int = _f(0, "Use only the first N evaluation rows (0 = all)")
@@ -130,6 +137,12 @@ class TrainingConfig:
     precision: str = _f("auto", "auto, bf16 or fp32 (fp16 is refused on CPU)", choices=PRECISIONS)
     model_dropout: float = _f(0.0, "Dropout inside the base model (0 is much faster on CPU)")
     group_by_length: bool = _f(True, "Batch texts of similar length together (less padding)")
+    train_on_prompt: bool = _f(
+        False, "causal-lm: also train on prompt tokens (default: the answers only)"
+    )
+    gradient_checkpointing: bool = _f(
+        False, "Recompute activations in backward: less memory for long sequences, ~30% slower"
+    )
     threads: int = _f(0, "Torch threads (0 = the cores available to this process)")
     eval_strategy: str = _f("epoch", "When to evaluate: epoch, steps or no", choices=STRATEGIES)
     eval_steps: int = _f(0, "Evaluate every N steps (with eval_strategy=steps)")
@@ -144,6 +157,22 @@ class TrainingConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Several processes (torchrun, gloo) on this machine and, optionally, several machines."""
+
+    # A string so a config can say "auto" (TOML ints are accepted and kept as their text).
+    nproc: str = _f("1", "Processes on this machine (torchrun); auto = 1 per 8 cores")
+    nnodes: int = _f(1, "Machines taking part (the others join with 'finetune-tui join')")
+    node_rank: int = _f(0, "This machine's number: 0 runs the run, 1..nnodes-1 join it")
+    master_addr: str = _f("127.0.0.1", "Address of machine 0 that the other machines reach")
+    master_port: int = _f(
+        29500, "TCP port on machine 0 for the rendezvous (open it between machines)"
+    )
+    gloo_socket_ifname: str = _f("", "Network interface for gloo (e.g. eth0); empty = automatic")
+    max_restarts: int = _f(0, "Restart all processes from the last checkpoint up to N times")
+
+
+@dataclass
 class OutputConfig:
     """Where the result goes."""
 
@@ -152,6 +181,12 @@ class OutputConfig:
         False, "Write into an output_dir that holds other files or another run's adapter"
     )
     run_name: str = _f("", "A name for the run; empty = derived from model and data")
+    sweep_id: str = _f("", "The sweep this run belongs to (set when a sweep is queued)")
+    notify: str = _f(
+        "off",
+        "When the run ends, ring the terminal: off, bell or osc9 (a desktop notification)",
+        choices=NOTIFY,
+    )
 
 
 SECTIONS: dict[str, type] = {
@@ -159,6 +194,7 @@ SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "lora": LoraSettings,
     "training": TrainingConfig,
+    "distributed": DistributedConfig,
     "output": OutputConfig,
 }
 
@@ -172,6 +208,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     # -- conversion -------------------------------------------------------------------------
@@ -365,8 +402,20 @@ class RunConfig:
             p["training.early_stopping_patience"] = (
                 "early stopping needs evaluation (eval_strategy)"
             )
+        if self.output.notify not in NOTIFY:
+            p["output.notify"] = f"notify must be one of {', '.join(NOTIFY)}"
         if t.logging_steps < 1:
             p["training.logging_steps"] = "logging_steps must be at least 1"
+        p.update(distributed_problems(self.distributed))
+        nproc, total = self.distributed.nproc.strip(), t.batch_size * t.grad_accum
+        if nproc.isdigit() and "distributed.nproc" not in p and total > 0:
+            world = int(nproc) * max(1, self.distributed.nnodes)
+            if total % world:
+                # Every world size keeps the global batch (batch x grad_accum) of one step.
+                p["distributed.nproc"] = (
+                    f"{world} processes cannot share the global batch of {total} "
+                    f"(batch_size x grad_accum) evenly: use a count that divides {total}"
+                )
         return p
 
     def validate(self) -> RunConfig:
@@ -375,6 +424,33 @@ class RunConfig:
         if problems:
             raise ConfigError(problems)
         return self
+
+
+def distributed_problems(d: DistributedConfig) -> dict[str, str]:
+    """The bad scale-out settings, each with how to fix it."""
+    p: dict[str, str] = {}
+    nproc = d.nproc.strip().lower()
+    if nproc != "auto" and not (nproc.isdigit() and 1 <= int(nproc) <= 1024):
+        p["distributed.nproc"] = (
+            f"nproc must be 'auto' or a count of processes, e.g. 2 (got '{d.nproc}')"
+        )
+    if not 1 <= d.nnodes <= 1024:
+        p["distributed.nnodes"] = "nnodes must be at least 1 (1 = this machine only)"
+    elif not 0 <= d.node_rank < d.nnodes:
+        p["distributed.node_rank"] = (
+            f"node_rank must be in 0..{d.nnodes - 1} (0 = the machine that runs the run)"
+        )
+    if not d.master_addr.strip():
+        p["distributed.master_addr"] = (
+            "master_addr is empty: give machine 0's address, e.g. 10.0.0.5"
+        )
+    if not 1024 <= d.master_port <= 65535:
+        p["distributed.master_port"] = (
+            "master_port must be a free TCP port in 1024..65535, e.g. 29500"
+        )
+    if d.max_restarts < 0:
+        p["distributed.max_restarts"] = "max_restarts must be 0 (off) or more"
+    return p
 
 
 def field_path(name: str) -> tuple[str, str]:

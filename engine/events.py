@@ -45,6 +45,13 @@ class Started(Event):
     total_params: int = 0
     resumed_from_step: int = 0
     pid: int = 0
+    # Scale-out (torchrun): processes in all, machines, processes per machine, and the split of
+    # the global batch (per-process batch x grad_accum x world_size = the config's).
+    world_size: int = 1
+    nnodes: int = 1
+    nproc_per_node: int = 1
+    batch_size: int = 0
+    grad_accum: int = 0
 
 
 @dataclass
@@ -71,6 +78,8 @@ class Step(Event):
     tokens_per_s: float | None = None
     elapsed_s: float = 0.0
     eta_s: float | None = None
+    world_size: int = 1
+    nnodes: int = 1
 
 
 @dataclass
@@ -81,6 +90,18 @@ class Eval(Event):
     step: int = 0
     epoch: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Sample(Event):
+    """A generation from a held-out prompt at an evaluation, beside its reference answer."""
+
+    type: ClassVar[str] = "sample"
+    step: int = 0
+    index: int = 0
+    prompt: str = ""
+    reference: str = ""
+    generated: str = ""
 
 
 @dataclass
@@ -137,7 +158,7 @@ class Failed(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
-    for cls in (Started, Phase, Step, Eval, Checkpoint, Log, Finished, Stopped, Failed)
+    for cls in (Started, Phase, Step, Eval, Sample, Checkpoint, Log, Finished, Stopped, Failed)
 }
 FINAL_TYPES = frozenset({"finished", "stopped", "failed"})
 
@@ -229,6 +250,16 @@ class EventWriter:
                 os.write(fd, data)
             finally:
                 os.close(fd)
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+
+class QuietWriter(EventWriter):
+    """The writer of a training process other than rank 0: tells listeners, writes nothing."""
+
+    def emit(self, event: Event) -> Event:
+        """Pass the event to in-process listeners only."""
         for listener in self.listeners:
             listener(event)
         return event

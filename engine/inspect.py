@@ -57,6 +57,8 @@ class DataInfo:
     train_size: int = 0
     eval_size: int = 0
     eval_source: str = ""
+    # One training example as (text, trained) pieces, for tasks that mask part of it (causal-lm).
+    example: list[tuple[str, bool]] = field(default_factory=list)
     error: UserError | None = None
 
 

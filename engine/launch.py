@@ -21,10 +21,21 @@ from engine.runs import (
 
 
 def spawn_engine(run_dir: Path, *, resume: bool = False) -> int:
-    """Start `python -m engine.worker RUN_DIR` detached from this terminal; returns its pid."""
+    """Start `python -m engine.worker RUN_DIR` detached from this terminal; returns its pid.
+
+    With several processes (nproc x nnodes > 1) the engine is `engine.torchrun`, which starts
+    torchrun and reports a process that dies.
+    """
     import psutil
 
-    cmd = [sys.executable, "-m", "engine.worker", str(run_dir)] + (["--resume"] if resume else [])
+    from engine.torchrun import world_of
+
+    entry = (
+        "engine.torchrun"
+        if world_of(RunConfig.load(run_dir / CONFIG_FILE)) > 1
+        else "engine.worker"
+    )
+    cmd = [sys.executable, "-m", entry, str(run_dir)] + (["--resume"] if resume else [])
     env = dict(os.environ)
     # Make `engine` importable in the child even when running from a source checkout.
     root = str(Path(__file__).resolve().parent.parent)

@@ -23,6 +23,7 @@ class PreflightReport:
     precision: str
     threads: int
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # task-specific lines (e.g. a memory breakdown)
 
     @property
     def fits_in_memory(self) -> bool:
@@ -38,7 +39,7 @@ class PreflightReport:
             f"{self.total_steps} steps: about {_duration(self.estimated_s)} of training",
             f"peak memory about {self.peak_rss_bytes / gb:.2f} GB; {self.free_bytes / gb:.1f} GB free",
         ]
-        return out + [f"warning: {w}" for w in self.warnings]
+        return out + self.notes + [f"warning: {w}" for w in self.warnings]
 
 
 def _duration(seconds: float) -> str:
@@ -128,4 +129,6 @@ def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
     )
     if not report.fits_in_memory:
         report.warnings.append("the run may not fit in free memory: lower batch_size or max_length")
+    for note in getattr(task, "preflight_notes", lambda *a: [])(cfg, precision, report):
+        (report.warnings if note.startswith("!") else report.notes).append(note.lstrip("!"))
     return report

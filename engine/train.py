@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from engine.events import (
     Finished,
     Log,
     Phase,
+    QuietWriter,
     Started,
     Stopped,
     read_events,
@@ -48,12 +50,17 @@ def run_training(
     Before anything is written the engine takes the run's lock (one engine per run) and, on a
     resume, refuses a finished run or an unreadable config with a UserError that changes nothing.
     """
+    from engine import distributed as dist
     from engine.runlock import acquire_run_lock
 
     run_dir = Path(run_dir).resolve()
+    dist.init_process_group()  # under torchrun (several processes): join the gloo group
+    resume = resume or dist.restart_count() > 0  # torchrun restarted us: continue, not redo
+    if not dist.is_main():  # rank 0 holds the lock and makes the checks for the whole run
+        return _run_locked(run_dir, resume, listeners)
     lock = acquire_run_lock(run_dir)  # raises UserError when another engine has the run
     try:
-        if resume:
+        if resume and dist.restart_count() == 0:
             _check_resume(run_dir)
         return _run_locked(run_dir, resume, listeners)
     finally:
@@ -75,25 +82,37 @@ def _check_resume(run_dir: Path) -> None:
 
 def _run_locked(run_dir: Path, resume: bool, listeners: list[Callable[[Event], None]]) -> int:
     from engine import diskfull
+    from engine import distributed as dist
 
-    writer = EventWriter(run_dir)
+    multi, main = dist.world_size() > 1, dist.is_main()
+    # Only rank 0 writes events and status; the others tell in-process listeners only.
+    writer = EventWriter(run_dir) if main else QuietWriter(run_dir)
     writer.listeners.extend(listeners)
     reserve = diskfull.Reserve(run_dir)
     try:
         import psutil
 
-        reserve.make()
-        write_status(
-            run_dir, pid=os.getpid(), pid_start=psutil.Process().create_time(), state="running"
-        )
-        (run_dir / STOP_FILE).unlink(missing_ok=True)
-        _claim_threads(run_dir, writer)
-        if not resume:
+        if main:
+            reserve.make()
+            if multi:  # the status pid stays the torchrun supervisor's (engine.torchrun)
+                write_status(run_dir, state="running")
+            else:
+                write_status(
+                    run_dir,
+                    pid=os.getpid(),
+                    pid_start=psutil.Process().create_time(),
+                    state="running",
+                )
+            (run_dir / STOP_FILE).unlink(missing_ok=True)
+        if not multi:  # torchrun's processes are pinned to their own cores instead
+            _claim_threads(run_dir, writer)
+        if not resume and main:
             from engine.checks import check_run
 
             check_run(RunConfig.load(run_dir / CONFIG_FILE).validate(), run_dir)
         outcome = _train(run_dir, writer, resume)
-        write_status(run_dir, state=outcome, pid=None)  # done: no engine works on the run
+        if main:  # done: no engine works on the run (under torchrun: once the supervisor ends)
+            write_status(run_dir, state=outcome, **({} if multi else {"pid": None}))
         return 0
     except UserError as exc:
         _fail(
@@ -119,11 +138,28 @@ def _run_locked(run_dir: Path, resume: bool, listeners: list[Callable[[Event], N
             diskfull.drop_incomplete_checkpoints(run_dir)
             _fail(run_dir, writer, full)
             return 2
-        try:  # an internal error: keep the traceback in engine.log
-            with open(run_dir / LOG_FILE, "a", encoding="utf-8") as fh:
-                fh.write(traceback.format_exc())
-        except OSError:
-            pass
+        if multi:  # every rank shares engine.log through torchrun's output
+            print(f"rank {dist.rank()}: {traceback.format_exc()}", file=sys.stderr, flush=True)
+        else:
+            try:  # an internal error: keep the traceback in engine.log
+                with open(run_dir / LOG_FILE, "a", encoding="utf-8") as fh:
+                    fh.write(traceback.format_exc())
+            except OSError:
+                pass
+        if multi and dist.lost_contact(exc):
+            # Another process died first (kill -9, out of memory): say so, or wait for the restart.
+            if dist.restarts_left():
+                writer.emit(Log(level="warning", message="a training process died: restarting"))
+                return 1
+            _fail(
+                run_dir,
+                writer,
+                Failed(
+                    message=f"lost contact with another training process ({type(exc).__name__})",
+                    hint=f"resume continues from the last checkpoint; see {run_dir / LOG_FILE}",
+                ),
+            )
+            return 1
         _fail(
             run_dir,
             writer,
@@ -152,11 +188,15 @@ def _claim_threads(run_dir: Path, writer: EventWriter) -> None:
 
 def _fail(run_dir: Path, writer: EventWriter, event: Failed) -> None:
     """Record a failure without ever raising: the event if it can be written, the status always."""
+    from engine import distributed as dist
+
     try:
         writer.emit(event)
     except OSError:  # the disk is full even now: tell the listeners (the CLI's printer) anyway
         for listener in writer.listeners:
             listener(event)
+    if not dist.is_main():
+        return
     with contextlib.suppress(OSError):
         write_status(
             run_dir,
@@ -164,11 +204,13 @@ def _fail(run_dir: Path, writer: EventWriter, event: Failed) -> None:
             state="failed",
             message=event.message,
             hint=event.hint,
-            pid=None,
+            # Under torchrun the supervisor is still the engine until torchrun ends.
+            **({"pid": None} if dist.world_size() <= 1 else {}),
         )
 
 
 def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
+    from engine import distributed as dist
     from engine.hardware import resolve_precision, resolve_threads, tune_allocator
     from engine.tasks import get_task
 
@@ -176,13 +218,17 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     cfg = RunConfig.load(run_dir / CONFIG_FILE).validate()
     task = get_task(cfg.task)
     precision = resolve_precision(cfg.training.precision)
-    threads = resolve_threads(cfg.training.threads)
-    checkpoint = last_checkpoint(run_dir) if resume else None
+    scale = dist.Scale.of(cfg)  # world size, threads per process, the global batch's split
+    if scale.world <= 1:
+        scale.threads = resolve_threads(cfg.training.threads)
+    threads = scale.threads
+    checkpoint = dist.agreed_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         writer.emit(Log(level="warning", message="no checkpoint to resume from: starting over"))
 
     writer.emit(Phase(name="loading data"))
-    data = task.prepare_data(cfg, run_dir)
+    with dist.in_turn():  # one process writes the caches, the others then read them
+        data = task.prepare_data(cfg, run_dir)
 
     writer.emit(Phase(name="loading model"))
     import torch
@@ -195,12 +241,13 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     loaded = task.load_model(cfg, data, precision)
 
     writer.emit(Phase(name="tokenizing"))
-    encoded = task.encode(cfg, data, loaded.tokenizer, run_dir)
+    with dist.in_turn():
+        encoded = task.encode(cfg, data, loaded.tokenizer, run_dir)
     if encoded.cache_hit:
         writer.emit(Log(message="reused the cached tokenization"))
     for note in encoded.notes:
         writer.emit(Log(message=note))
-    session = _Session(cfg, task, data, loaded, encoded, precision, threads, checkpoint)
+    session = _Session(cfg, task, data, loaded, encoded, precision, threads, checkpoint, scale)
     return session.run(run_dir, writer)
 
 
@@ -217,7 +264,11 @@ class _Session:
         precision: str,
         threads: int,
         checkpoint: Path | None,
+        scale: Any = None,
     ) -> None:
+        from engine.distributed import Scale
+
+        self.scale = scale or Scale.of(cfg)
         self.cfg, self.task, self.data, self.loaded = cfg, task, data, loaded
         self.encoded, self.precision, self.threads = encoded, precision, threads
         self.checkpoint = checkpoint
@@ -230,7 +281,9 @@ class _Session:
         counter = Throughput()
         train_data = CountingDataset(self.encoded.train, counter)
         hooks = self.task.metric_hooks(cfg, self.data, self.loaded.tokenizer)
-        args = training_arguments(cfg, run_dir, self.precision, self.has_eval)
+        args = training_arguments(
+            cfg, run_dir, self.precision, self.has_eval, **self.scale.arguments(run_dir)
+        )
         offset = _previous_elapsed(run_dir, _step_of(self.checkpoint)) if self.checkpoint else 0.0
         callback = EventsCallback(
             writer, run_dir, counter, hooks.detail, t_cfg.checkpoint_minutes, offset
@@ -265,12 +318,13 @@ class _Session:
             eval_size=len(self.encoded.eval) if self.has_eval else 0,
             precision=self.precision,
             threads=self.threads,
-            total_steps=total_steps(n_train, self.cfg),
+            total_steps=total_steps(n_train, self.cfg, self.scale),
             trainable_params=int(trainable),
             total_params=int(total),
             resumed_from_step=_step_of(self.checkpoint),
             pid=os.getpid(),
             **self.task.started_fields(self.data),
+            **self.scale.started_fields(),
         )
 
     def _describe(self) -> str:
@@ -279,7 +333,7 @@ class _Session:
         return (
             f"{self.task.describe_data(self.data)}; LoRA on {', '.join(loaded.target_modules)}; "
             f"training {saved}; {self.precision}, {self.threads} threads, "
-            f"{loaded.attention} attention"
+            f"{loaded.attention} attention{self.scale.describe()}"
         )
 
     def run(self, run_dir: Path, writer: EventWriter) -> str:
@@ -310,7 +364,8 @@ class _Session:
         from engine.export import save_adapter
 
         out = adapter_dir(run_dir, self.cfg)
-        save_adapter(self.loaded, out, self.cfg, metrics, self.task, self.data, run_dir=run_dir)
+        if self.scale.main:  # the other processes hold the same weights
+            save_adapter(self.loaded, out, self.cfg, metrics, self.task, self.data, run_dir=run_dir)
         if stopped:
             writer.emit(
                 Stopped(
@@ -320,7 +375,8 @@ class _Session:
                     checkpoint=str(last_checkpoint(run_dir) or ""),
                 )
             )
-            (run_dir / STOP_FILE).unlink(missing_ok=True)
+            if self.scale.main:
+                (run_dir / STOP_FILE).unlink(missing_ok=True)
             return "stopped"
         elapsed = round(callback.elapsed_offset + time.monotonic() - t0, 2)
         writer.emit(

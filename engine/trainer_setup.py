@@ -48,12 +48,19 @@ class CountingDataset:
         return getattr(self.data, name)
 
 
-def total_steps(n_train: int, cfg: RunConfig) -> int:
-    """Optimizer steps the run will take."""
+def total_steps(n_train: int, cfg: RunConfig, scale: Any = None) -> int:
+    """Optimizer steps the run will take (`scale`: the split over several processes)."""
     t = cfg.training
     if t.max_steps > 0:
         return t.max_steps
-    per_epoch = max(1, math.ceil(math.ceil(n_train / t.batch_size) / t.grad_accum))
+    batch, accum, world = (
+        (scale.batch_size, scale.grad_accum, scale.world)
+        if scale
+        else (t.batch_size, t.grad_accum, 1)
+    )
+    # Each process takes every world-th batch of the shared order (accelerate's sharding).
+    batches = math.ceil(math.ceil(n_train / batch) / world)
+    per_epoch = max(1, math.ceil(batches / accum))
     return max(1, math.ceil(per_epoch * t.epochs))
 
 
@@ -68,8 +75,13 @@ def keeps_best(cfg: RunConfig, has_eval: bool) -> bool:
     )
 
 
-def training_arguments(cfg: RunConfig, run_dir: Path, precision: str, has_eval: bool) -> Any:
-    """TrainingArguments for a CPU run (use_cpu always: else torchrun trains N copies)."""
+def training_arguments(
+    cfg: RunConfig, run_dir: Path, precision: str, has_eval: bool, **overrides: Any
+) -> Any:
+    """TrainingArguments for a CPU run (use_cpu always: else torchrun trains N copies).
+
+    `overrides` (engine.distributed.Scale.arguments) split the batch over several processes.
+    """
     from transformers import TrainingArguments
 
     t = cfg.training
@@ -107,7 +119,10 @@ def training_arguments(cfg: RunConfig, run_dir: Path, precision: str, has_eval: 
         "remove_unused_columns": False,
         "label_names": ["labels"],
         "save_safetensors": True,
+        # LoRA leaves no parameter unused; Trainer's default for a PeftModel (True) costs an
+        # extra graph walk per step under torchrun.
         "ddp_find_unused_parameters": False,
+        **overrides,
     }
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
     if "train_sampling_strategy" in names:  # transformers 5
@@ -167,11 +182,22 @@ def _trainer_class() -> type:
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             data = train_dataset if train_dataset is not None else self.train_dataset
             lengths = getattr(data, "lengths", None)
-            if self.args.train_sampling_strategy != "group_by_length" or not callable(lengths):
+            args = self.args
+            if args.train_sampling_strategy != "group_by_length":
                 return super()._get_train_sampler(train_dataset)
+            if callable(lengths):
+                measured = [int(n) for n in lengths()]
+            else:
+                found = super()._get_train_sampler(train_dataset)
+                if args.world_size <= 1 or not isinstance(found, LengthGroupedSampler):
+                    return found
+                measured = found.lengths
+            # Grouped over the global batch (x world size, not each process's share): N
+            # processes then take, step by step, the examples one process takes at the same
+            # global batch (accelerate hands rank r the r-th slice of each batch).
             return LengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                lengths=[int(n) for n in lengths()],
+                args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
+                lengths=measured,
             )
 
         def _get_eval_sampler(self, eval_dataset: Any) -> Any:

@@ -31,9 +31,7 @@ async def test_the_app_lists_and_opens_malformed_runs(root: Path) -> None:
         assert isinstance(screen, RunsScreen)
         table = screen.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 6)
-        states = {
-            rid.split("-")[-1]: str(table.get_row_at(i)[3]) for i, rid in enumerate(screen.order)
-        }
+        states = {rid.split("-")[-1]: str(table.get_cell(rid, "status")) for rid in screen.order}
         assert states["eventsdir"] == "unreadable"
         assert states["good"] == "finished"
         assert states["liststatus"] == "stopped"

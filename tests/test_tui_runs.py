@@ -12,8 +12,8 @@ from textual.widgets import DataTable, Static
 
 from tests.fakeruns import make_fake_run
 from tui.app import FinetuneApp
+from tui.screens.compare import CompareScreen, CurvePlot
 from tui.screens.runs import RunsScreen, column_widths
-from tui.widgets.compare import CompareScreen, LossPlot
 from tui.widgets.dialogs import Confirm
 
 STATES = [("a", "finished"), ("b", "stopped"), ("c", "failed"), ("d", "crashed"), ("e", "running")]
@@ -69,13 +69,19 @@ async def test_lists_every_run_with_its_state_at_80x24(root: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await loaded(pilot, 5)
         table = screen.query_one(DataTable)
-        states = [str(table.get_row_at(i)[3]) for i in range(5)]
+        states = [str(table.get_row_at(i)[1]) for i in range(5)]
         assert states == ["running 50%", "crashed", "failed", "stopped", "finished"]
         names = [str(table.get_row_at(i)[0]).strip() for i in range(5)]
         assert names == ["e", "d", "c", "b", "a"]
-        assert str(table.get_row_at(4)[4]) == "0.600"  # best accuracy
+        assert str(table.get_row_at(4)[2]) == "0.600"  # best accuracy
+        # The settings that matter are columns at 80: learning rate, epochs, batch, rank.
+        assert [str(c) for c in table.get_row_at(4)[3:7]] == ["1e-03", "3", "12", "8"]
         widths = column_widths(80)
         assert sum(widths.values()) + 2 * len(widths) <= 80, "the table fits 80 columns"
+        assert "model" not in widths and "model" in column_widths(160)
+        await select(pilot, screen, "a")
+        detail = str(screen.query_one("#detail", Static).render())
+        assert "enter opens" in detail and "a-model" in detail
         await select(pilot, screen, "c")
         assert "CUDA is not a thing here" in str(screen.query_one("#detail", Static).render())
 
@@ -89,15 +95,15 @@ async def test_keys_that_do_nothing_are_greyed(root: Path) -> None:
             return screen.check_action(action, ())
 
         await select(pilot, screen, "a")  # finished, no weights on disk
-        assert enabled("stop") is None and enabled("resume") is None
-        assert enabled("tryit") is None and enabled("export") is None
+        assert not enabled("stop") and not enabled("resume")
+        assert not enabled("tryit") and not enabled("export")
         assert enabled("open") and enabled("delete") and enabled("new")
-        assert enabled("compare") is None
+        assert not enabled("compare") and not enabled("sweep") and not enabled("move")
         await select(pilot, screen, "e")  # running
-        assert enabled("stop") and enabled("resume") is None
+        assert enabled("stop") and not enabled("resume")
         for name in ("b", "c", "d"):  # stopped, failed, crashed
             await select(pilot, screen, name)
-            assert enabled("resume") and enabled("stop") is None
+            assert enabled("resume") and not enabled("stop")
 
 
 async def test_delete_asks_first_and_refuses_a_live_run(root: Path) -> None:
@@ -142,11 +148,13 @@ async def test_compare_overlays_marked_loss_curves(root: Path) -> None:
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, CompareScreen), "the compare screen")
         compare = app.screen
-        summary = compare.query_one("#summary", Static)
-        await until(pilot, lambda: "loss" in str(summary.render()), "the curves")
-        text = str(summary.render())
-        assert "e " in text and "d " in text and "@ step 10" in text
-        assert compare.query_one(LossPlot).plt is not None
+        table = compare.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 2, "the runs")
+        names = [str(table.get_row_at(i)[0]) for i in range(2)]
+        assert names == ["━━ 00:00 e", "━━ 00:00 d"], names
+        labels = [str(c.label) for c in table.columns.values()]
+        assert "model" in labels and "data" in labels, "the settings that differ are columns"
+        assert compare.query_one("#loss-plot", CurvePlot).plt is not None
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is screen, "back to the list")
 
@@ -191,7 +199,7 @@ async def test_empty_root_says_how_to_start(tmp_path: Path) -> None:
         empty = app.screen.query_one("#empty", Static)
         await until(pilot, lambda: empty.display, "the empty message")
         assert "Press n" in str(empty.render())
-        assert app.screen.check_action("delete", ()) is None
+        assert not app.screen.check_action("delete", ())
 
 
 async def test_confusion_view_shows_per_class_scores_and_the_matrix() -> None:

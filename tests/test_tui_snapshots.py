@@ -144,3 +144,100 @@ def test_monitor(
 ) -> None:
     app = FinetuneApp(runs_root, attach_to=fake_run(outcome))
     assert snap_compare(app, terminal_size=size, run_before=monitor_ready(*keys))
+
+
+# -- the tweak loop: the queue in the run list, a sweep's table, compare ---------------------------
+WIDE = (160, 50)
+
+
+@pytest.fixture
+def sweep_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A runs root: a finished 3-value learning-rate sweep (fixed events), an older run, and two
+    queued runs of a second sweep."""
+    from engine import queue
+    from tests.fakeruns import make_fake_run
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("FINETUNE_TUI_RUNS", str(root))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    make_fake_run(root, "default-example", "stopped", accuracy=0.74, loss0=0.8)
+    for lr, acc, loss0 in ((3e-4, 0.79, 0.7), (1e-3, 0.83, 0.6), (2e-3, 0.81, 0.9)):
+        run = make_fake_run(root, f"lr{lr:.0e}", "finished", accuracy=acc, loss0=loss0, steps=12)
+        cfg = RunConfig.load(run / "config.toml")
+        cfg.training.learning_rate = lr
+        cfg.training.epochs = 1
+        cfg.output.sweep_id = "sweep-demo"
+        cfg.save(run / "config.toml")
+    for r in (4, 16):
+        cfg = RunConfig()
+        cfg.lora.lora_r = r
+        cfg.output.run_name = f"r{r}"
+        queue.add(root, cfg, sweep_id="sweep-next")
+    return root
+
+
+async def runs_ready(pilot: Pilot) -> None:
+    """Wait for the run list's first scan."""
+    from textual.widgets import DataTable
+
+    from tui.screens.runs import RunsScreen
+
+    for _ in range(600):
+        screen = pilot.app.screen
+        if isinstance(screen, RunsScreen) and screen.query_one(DataTable).row_count == 6:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
+
+
+def open_sweep_table(pilot_keys: tuple[str, ...] = ()) -> Callable:
+    """A run_before hook: select a run of the finished sweep, press w (and more keys)."""
+
+    async def run_before(pilot: Pilot) -> None:
+        from textual.widgets import DataTable
+
+        from tui.screens.compare import CompareScreen
+
+        await runs_ready(pilot)
+        await pilot.press("down", "down", "w", *pilot_keys)
+        for _ in range(600):
+            screen = pilot.app.screen
+            table = screen.query(DataTable) if isinstance(screen, CompareScreen) else None
+            if table and table.first().row_count >= 2:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+
+    return run_before
+
+
+async def compare_two(pilot: Pilot) -> None:
+    """Mark the oldest run and one of the sweep, then compare."""
+    from textual.widgets import DataTable
+
+    from tui.screens.compare import CompareScreen
+
+    await runs_ready(pilot)
+    await pilot.press("down", "down", "space", "down", "down", "down", "space", "c")
+    for _ in range(600):
+        screen = pilot.app.screen
+        table = screen.query(DataTable) if isinstance(screen, CompareScreen) else None
+        if table and table.first().row_count == 2:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.3)
+
+
+@pytest.mark.parametrize("size", [SMALL, WIDE], ids=["small", "wide"])
+def test_runs_with_queue(snap_compare: Callable, sweep_root: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(FinetuneApp(sweep_root), terminal_size=size, run_before=runs_ready)
+
+
+@pytest.mark.parametrize("size", [SMALL, WIDE], ids=["small", "wide"])
+def test_sweep_table(snap_compare: Callable, sweep_root: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(FinetuneApp(sweep_root), terminal_size=size, run_before=open_sweep_table())
+
+
+@pytest.mark.parametrize("size", [SMALL, WIDE], ids=["small", "wide"])
+def test_compare(snap_compare: Callable, sweep_root: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(FinetuneApp(sweep_root), terminal_size=size, run_before=compare_two)

@@ -16,6 +16,7 @@ from tests.fakeruns import make_fake_run, train_tiny, varied_tiny_bert
 from tui.app import FinetuneApp
 from tui.screens.export import ExportScreen
 from tui.screens.tryit import TryItScreen
+from tui.widgets.dialogs import Confirm
 from tui.widgets.probabilities import PredictionView
 
 pytestmark = pytest.mark.slow
@@ -120,27 +121,49 @@ async def test_predicts_on_one_thread_while_an_engine_trains(trained: Path) -> N
 
 
 async def test_export_dialog_copies_merges_and_reports_errors(
-    trained: Path, tmp_path: Path
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
     app = FinetuneApp(runs_root=trained.parent)
     async with app.run_test(size=(80, 24)) as pilot:
         app.open_export(trained)
         await until(pilot, lambda: isinstance(app.screen, ExportScreen), "the export dialog")
         dialog: ExportScreen = app.screen  # type: ignore[assignment]
         await until(pilot, lambda: dialog.weights is not None, "the adapter to be found")
-        assert dialog.query_one("#adapter-out", Input).value == f"./{trained.name}-adapter"
-        assert dialog.query_one("#merged-out", Input).value == f"./{trained.name}-merged"
+        # Suggested under the home folder, not wherever the app was started.
+        suggested = f"~/finetune-exports/{trained.name}-adapter"
+        assert dialog.query_one("#adapter-out", Input).value == suggested
+        assert dialog.query_one("#merged-out", Input).value == suggested[:-7] + "merged"
+        await pilot.click("#copy")
+        await until(pilot, lambda: dialog.results, "the copy")
+        first = tmp_path / "home" / "finetune-exports" / f"{trained.name}-adapter"
+        assert (first / "adapter_config.json").is_file()
+        assert not any(tmp_path.glob("*adapter*")), "nothing lands in the current folder"
+        # A second export suggests a new folder; typing the old one asks before replacing it.
+        await until(pilot, lambda: dialog.query_one("#adapter-out", Input).value != suggested, "")
+        assert dialog.query_one("#adapter-out", Input).value == suggested + "-2"
+        field = dialog.query_one("#adapter-out", Input)
+        field.value = suggested
+        await until(pilot, lambda: not dialog.query_one("#copy").disabled, "the buttons")
+        field.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, Confirm), "the overwrite question")
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is dialog, "the dialog again")
+        assert dialog.query_one("#adapter-out", Input).value == suggested + "-2"
+        assert len(dialog.results) == 1
 
         dialog.query_one("#adapter-out", Input).value = str(tmp_path / "a")
         await pilot.click("#copy")
-        await until(pilot, lambda: dialog.results, "the copy")
+        await until(pilot, lambda: len(dialog.results) == 2, "the copy")
         assert dialog.results[-1].startswith("adapter copied to")
         assert (tmp_path / "a" / "adapter_config.json").is_file()
 
         dialog.query_one("#merged-out", Input).value = str(tmp_path / "m")
         await until(pilot, lambda: not dialog.query_one("#merge").disabled, "the buttons")
         await pilot.click("#merge")
-        await until(pilot, lambda: len(dialog.results) == 2, "the merge")
+        await until(pilot, lambda: len(dialog.results) == 3, "the merge")
         assert dialog.results[-1].startswith("merged model written to")
         assert (tmp_path / "m" / "model.safetensors").is_file()
 
@@ -150,7 +173,7 @@ async def test_export_dialog_copies_merges_and_reports_errors(
         field.value = str(taken)
         field.focus()
         await pilot.press("enter")  # Enter in a field starts its export too
-        await until(pilot, lambda: len(dialog.results) == 3, "the error")
+        await until(pilot, lambda: len(dialog.results) == 4, "the error")
         assert "is a file" in dialog.results[-1]
         assert dialog.query_one("#result", Static).has_class("error")
         await pilot.press("escape")

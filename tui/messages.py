@@ -46,6 +46,7 @@ class RunLaunched(Message):
 
     run_dir: Path | None = None
     error: UserError | None = None
+    queued: str = ""  # runs were queued instead: what to tell the user
 
 
 @dataclass

@@ -12,12 +12,14 @@ from textual.message import Message
 
 from engine.events import (
     FINAL_TYPES,
+    Checkpoint,
     Eval,
     Event,
     EventReader,
     Failed,
     Finished,
     Phase,
+    Sample,
     Started,
     Step,
     Stopped,
@@ -115,12 +117,18 @@ class RunProgress:
     eval_size: int = 0
     precision: str = ""
     threads: int = 0
+    world_size: int = 1
+    nnodes: int = 1
+    nproc_per_node: int = 1
     config: dict[str, Any] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     evals: list[Eval] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
     final: Event | None = None
     first_time: float = 0.0
     last_time: float = 0.0
+    session_start: float = 0.0  # the first event of the latest engine (a resume starts anew)
+    checkpoints: set[str] = field(default_factory=set)
 
     def apply(self, events: list[Event]) -> list[LogLine]:
         """Fold a batch of events in; return the log lines they add."""
@@ -129,7 +137,9 @@ class RunProgress:
         lines: list[LogLine] = []
         for e in events:
             if not self.first_time:
-                self.first_time = e.time
+                self.first_time = self.session_start = e.time
+            elif self.final is not None and e.type not in FINAL_TYPES:
+                self.session_start = e.time  # a new engine after a final event: a resume
             self.last_time = e.time
             if isinstance(e, Started):
                 if e.resumed_from_step:
@@ -145,6 +155,8 @@ class RunProgress:
                     e.eval_size,
                 )
                 self.precision, self.threads, self.final = e.precision, e.threads, None
+                self.world_size, self.nnodes = e.world_size, e.nnodes
+                self.nproc_per_node = e.nproc_per_node
             elif isinstance(e, Phase):
                 self.phase = e.name
             elif isinstance(e, Step):
@@ -152,7 +164,15 @@ class RunProgress:
                 self.total_steps = e.total_steps or self.total_steps
                 continue  # steps go to the table, not the log
             elif isinstance(e, Eval):
-                self.evals.append(e)
+                # One row per step: a resumed run evaluating the same step again replaces it.
+                self.evals = [x for x in self.evals if x.step != e.step] + [e]
+            elif isinstance(e, Sample):
+                self.samples = [*self.samples[-20:], e]
+                continue  # the samples pane shows these
+            elif isinstance(e, Checkpoint):
+                if e.path in self.checkpoints:
+                    continue  # saved again at the same step (a stop at an epoch's end): one line
+                self.checkpoints.add(e.path)
             elif e.type in FINAL_TYPES:
                 self.final = e
                 self.phase = e.type
@@ -190,10 +210,14 @@ class RunProgress:
         if isinstance(self.final, Finished) and self.final.elapsed_s:
             return self.final.elapsed_s
         last = self.last_step
-        since = last.time if last else self.first_time
+        if last is None:
+            return 0.0
+        if last.time < self.session_start:
+            # A resumed engine still loading: training time stands where it stopped (the
+            # engine carries on from there), instead of counting the pause and going back.
+            return last.elapsed_s
         end = now if self.active and now is not None else self.last_time
-        base = last.elapsed_s if last else 0.0
-        return base + max(0.0, end - since) if since else base
+        return last.elapsed_s + max(0.0, end - last.time)
 
     def eta(self, now: float | None = None) -> float | None:
         """Seconds left, from the latest step's estimate (None when unknown or done)."""

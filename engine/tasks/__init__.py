@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 # name -> "module:Class"; imported on first use so a task's heavy imports stay lazy.
 REGISTRY: dict[str, str] = {
     "classification": "engine.tasks.classification:ClassificationTask",
+    "causal-lm": "engine.tasks.causal_lm:CausalLMTask",
 }
 TASK_NAMES: tuple[str, ...] = tuple(REGISTRY)
 

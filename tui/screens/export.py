@@ -14,6 +14,15 @@ from textual.validation import Length
 from textual.widgets import Button, Input, Label, Static
 
 from engine.errors import UserError
+from tui.widgets.paths import confirm_overwrite, display_path, free_path, in_use
+
+EXPORTS = "finetune-exports"
+
+
+def suggestion(run_id: str, kind: str) -> str:
+    """Where an export goes unless the user says otherwise: a new folder under the home folder
+    (not wherever the app was started), never one that already holds something."""
+    return display_path(free_path(Path.home() / EXPORTS / f"{run_id}-{kind}"))
 
 
 class ExportScreen(ModalScreen[None]):
@@ -38,13 +47,19 @@ class ExportScreen(ModalScreen[None]):
             yield Label("Copy the adapter to (load with peft):")
             with Horizontal(classes="row"):
                 yield Input(
-                    f"./{run_id}-adapter", id="adapter-out", validators=not_empty, compact=True
+                    suggestion(run_id, "adapter"),
+                    id="adapter-out",
+                    validators=not_empty,
+                    compact=True,
                 )
                 yield Button("Copy", id="copy", compact=True, disabled=True)
             yield Label("Write a merged model to (load with transformers alone):")
             with Horizontal(classes="row"):
                 yield Input(
-                    f"./{run_id}-merged", id="merged-out", validators=not_empty, compact=True
+                    suggestion(run_id, "merged"),
+                    id="merged-out",
+                    validators=not_empty,
+                    compact=True,
                 )
                 yield Button("Merge", id="merge", compact=True, disabled=True)
             yield Static(id="result")
@@ -102,11 +117,21 @@ class ExportScreen(ModalScreen[None]):
         if check is not None and not check.is_valid:
             self.show_result("; ".join(check.failure_descriptions), error=True)
             return
-        note = "copying…" if kind == "adapter" else "merging… (loads the base model)"
-        self.show_result(note, progress=True)
-        for button in self.query(".row Button").results(Button):
-            button.disabled = True
-        self.export(kind, self.weights, Path(field.value.strip()))
+        out = Path(field.value.strip()).expanduser()
+        weights = self.weights
+
+        def go(yes: bool | None) -> None:
+            if not yes:
+                field.value = display_path(free_path(out))
+                self.show_result(f"kept {out}; a new folder name is suggested", progress=True)
+                return
+            note = "copying…" if kind == "adapter" else "merging… (loads the base model)"
+            self.show_result(note, progress=True)
+            for button in self.query(".row Button").results(Button):
+                button.disabled = True
+            self.export(kind, weights, out)
+
+        confirm_overwrite(self.app, out, go, folder=True)
 
     @work(thread=True, group="export", exit_on_error=False)
     def export(self, kind: str, weights: Path, out: Path) -> None:
@@ -133,6 +158,10 @@ class ExportScreen(ModalScreen[None]):
     def _enable(self) -> None:
         for button in self.query(".row Button").results(Button):
             button.disabled = self.weights is None
+        for field in self.query(".row Input").results(Input):  # the next export: a new name
+            out = Path(field.value.strip()).expanduser()
+            if out.is_dir() and in_use(out):
+                field.value = display_path(free_path(out))
 
     def show_result(self, message: str, error: bool = False, progress: bool = False) -> None:
         """Show an outcome (kept in `results`) or a progress note under the fields."""

@@ -22,6 +22,7 @@ from tui.widgets.event_log import EventLog
 from tui.widgets.loss_plot import LossPlot
 from tui.widgets.metric_tables import EvalTable, StepTable
 from tui.widgets.run_header import RunHeader
+from tui.widgets.samples import SamplesView
 
 SPARK_POINTS = 120
 TICK_S = 1.0  # at most one frame a second while a run trains: drawing costs it CPU
@@ -37,6 +38,7 @@ class MonitorScreen(Screen[None]):
         Binding("n", "setup", "Tweak"),
         Binding("v", "toggle_view", "Plot"),
         Binding("m", "toggle_metrics", "Matrix"),
+        Binding("g", "toggle_samples", "Samples"),
         Binding("t", "tryit", "Try"),
         Binding("e", "export", "Export"),
         Binding("l", "runs", "Runs"),
@@ -52,6 +54,7 @@ class MonitorScreen(Screen[None]):
         self.progress = RunProgress()
         self.has_adapter = False
         self._dirty = False
+        self._samples_seen = False
 
     @property
     def run_active(self) -> bool:
@@ -73,6 +76,7 @@ class MonitorScreen(Screen[None]):
             yield LossPlot(id="loss-plot")
             yield EventLog(id="log")
             yield ConfusionView(id="confusion")
+            yield SamplesView(id="samples")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -126,6 +130,11 @@ class MonitorScreen(Screen[None]):
         if p.evals and p.evals[-1].metrics.get("confusion"):
             self.query_one(ConfusionView).show_eval(p.evals[-1].metrics, p.evals[-1].step)
             self.refresh_bindings()  # the Confusion key comes alive with the first evaluation
+        if p.samples:
+            self.query_one(SamplesView).show(p.samples)
+            if not self._samples_seen:
+                self._samples_seen = True
+                self.refresh_bindings()
 
     def _tick(self) -> None:
         """Once a second: draw what arrived, and move elapsed / ETA on while the run is active."""
@@ -150,6 +159,8 @@ class MonitorScreen(Screen[None]):
             return True if self.state in ("stopped", "failed", "crashed") else None
         if action == "toggle_metrics":
             return True if any(e.metrics.get("confusion") for e in self.progress.evals) else None
+        if action == "toggle_samples":  # hidden for tasks without sample generations
+            return bool(self.progress.samples)
         if action in ("tryit", "export"):
             return True if self.has_adapter else None
         return True
@@ -188,17 +199,30 @@ class MonitorScreen(Screen[None]):
         except UserError as exc:
             self.notify(f"cannot read this run's config: {exc.one_line()}", severity="warning")
             config = RunConfig()
-        self.app.open_setup(config)
+        config.output.sweep_id = ""  # a tweak is a run of its own
+        # Building the form takes a moment on a busy machine: say so first, then build it.
+        self.notify("Opening the setup form with this run's settings…", timeout=4)
+        self.call_after_refresh(self.app.open_setup, config)
 
     def action_toggle_view(self) -> None:
         """On a small terminal, switch the bottom pane between the log and the loss plot."""
+        if self.has_class("-view-metrics"):  # leave the matrix for the plot, visibly
+            self.remove_class("-view-metrics", "-view-log")
+            self.add_class("-view-plot")
+            return
         plot = self.has_class("-view-log")
         self.set_class(not plot, "-view-log")
         self.set_class(plot, "-view-plot")
 
     def action_toggle_metrics(self) -> None:
         """Show the latest confusion matrix and per-class table in place of the log (and back)."""
+        self.remove_class("-view-samples")
         self.toggle_class("-view-metrics")
+
+    def action_toggle_samples(self) -> None:
+        """Show the latest sample generations beside their references in place of the log."""
+        self.remove_class("-view-metrics")
+        self.toggle_class("-view-samples")
 
     def action_tryit(self) -> None:
         """Try the trained adapter on a sentence."""

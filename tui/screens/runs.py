@@ -14,14 +14,29 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
+from engine.config import RunConfig
 from engine.errors import UserError
 from engine.model import model_label
-from tui.widgets.runfmt import clock, metric, run_name, short, started, state_text
+from engine.queue import short_value
+from tui.widgets.runfmt import STATE_STYLES, clock, metric, run_name, short, started, state_text
 from tui.widgets.runlist import RunRow, RunScanner
 
 SCAN_SECONDS = 2.0
-COLUMNS = ("name", "model", "data", "status", "best", "time", "started")
-NARROW = {"name": 16, "model": 11, "data": 8, "status": 12, "best": 5, "time": 7, "started": 6}
+# Settings first: at 80 columns they tell runs of one model and data apart; model and data
+# get their columns when the terminal is wide enough (the detail line always names them).
+COLUMNS = ("name", "status", "best", "lr", "ep", "bs", "r", "time", "started", "model", "data")
+NARROW = {
+    "name": 14,
+    "status": 12,
+    "best": 5,
+    "lr": 7,
+    "ep": 3,
+    "bs": 3,
+    "r": 3,
+    "time": 7,
+    "started": 6,
+}
+WIDE_EXTRA = {"model": 11, "data": 8}
 GROWTH = {"name": (0.4, 40), "model": (0.35, 32), "data": (0.25, 24)}
 MARK = "●"
 
@@ -29,28 +44,51 @@ MARK = "●"
 def column_widths(width: int) -> dict[str, int]:
     """Column widths that fit `width` cells (80 and up), giving extra room to the text columns."""
     widths = dict(NARROW)
+    used = sum(widths.values()) + 2 * len(widths) + 1
+    if width - used >= sum(WIDE_EXTRA.values()) + 2 * len(WIDE_EXTRA) + 6:
+        widths.update(WIDE_EXTRA)
     extra = max(0, width - (sum(widths.values()) + 2 * len(widths) + 1))
     if extra >= 6:
         widths["started"] += 6  # room for the date and the time
         extra -= 6
     for name, (share, cap) in GROWTH.items():
-        widths[name] = min(cap, widths[name] + int(extra * share))
-    return widths
+        if name in widths:
+            widths[name] = min(cap, widths[name] + int(extra * share))
+    return {name: widths[name] for name in COLUMNS if name in widths}
+
+
+def settings_cells(config: RunConfig | None) -> dict[str, str]:
+    """The settings columns of a run: learning rate, epochs, batch size, LoRA rank."""
+    if config is None:
+        return {"lr": "-", "ep": "-", "bs": "-", "r": "-"}
+    t = config.training
+    return {
+        "lr": short_value(t.learning_rate),
+        "ep": short_value(t.epochs) if not t.max_steps else f"{t.max_steps}s",
+        "bs": str(t.batch_size * t.grad_accum),
+        "r": str(config.lora.lora_r),
+    }
 
 
 class RunsScreen(Screen[None]):
     """Every run under the runs root; open, stop, resume, try, export, delete or compare them."""
 
     CSS_PATH = "runs.tcss"
+    # Keys that do nothing for the selected row are hidden (not greyed), so that the footer
+    # fits 80 columns with ^q Quit; the detail line says what enter and space do.
     BINDINGS = [
-        Binding("enter", "open", "Open"),
+        Binding("enter", "open", "Open", show=False),
         Binding("n", "new", "New"),
-        Binding("space", "mark", "Mark", key_display="space"),
+        Binding("space", "mark", "Mark", key_display="spc"),
         Binding("c", "compare", "Compare"),
+        Binding("w", "sweep", "Sweep"),
         Binding("t", "tryit", "Try"),
         Binding("e", "export", "Export"),
         Binding("s", "stop", "Stop"),
         Binding("u", "resume", "Resume"),
+        Binding("g", "start_queue", "Go"),
+        Binding("shift+up", "move(-1)", "Move", key_display="⇧↑↓"),
+        Binding("shift+down", "move(1)", "Move", show=False),
         Binding("d", "delete", "Delete"),
         Binding("r", "rescan", "Refresh", show=False),
     ]
@@ -117,9 +155,9 @@ class RunsScreen(Screen[None]):
         table = self.query_one(DataTable)
         self._widths = column_widths(width)
         table.clear(columns=True)
-        for name in COLUMNS:
-            label = "start" if name == "started" and self._widths[name] < 7 else name
-            table.add_column(label, key=name, width=self._widths[name])
+        for name, width in self._widths.items():
+            label = "start" if name == "started" and width < 7 else name
+            table.add_column(label, key=name, width=width)
         self._cells.clear()
 
     # -- scanning (disk work happens in a thread worker) -----------------------------------------
@@ -157,18 +195,25 @@ class RunsScreen(Screen[None]):
     def _row_cells(self, row: RunRow) -> list[Any]:
         w, info = self._widths, row.info
         mark = MARK if row.run_id in self.marked else " "
-        return [
-            Text(
-                f"{mark} {short(run_name(info.run_id), w['name'] - 2)}",
-                style="bold" if mark != " " else "",
+        name = row.entry.name if row.entry is not None else run_name(info.run_id)
+        status = (
+            Text(f"queued #{row.place}", style=STATE_STYLES["queued"])
+            if row.queued
+            else state_text(info.state, info.step, info.total_steps)
+        )
+        cells: dict[str, Any] = {
+            "name": Text(
+                f"{mark} {short(name, w['name'] - 2)}", style="bold" if mark != " " else ""
             ),
-            short(model_label(info.model), w["model"]),
-            short(info.data or "-", w["data"]),
-            state_text(info.state, info.step, info.total_steps),
-            metric(info.best_metric),
-            clock(info.duration_s),
-            started(info.started_at, wide=w["started"] > 8),
-        ]
+            "status": status,
+            "best": metric(info.best_metric),
+            **settings_cells(row.config),
+            "time": clock(info.duration_s),
+            "started": started(info.started_at, wide=w["started"] > 8),
+            "model": short(model_label(info.model), w.get("model", 0)),
+            "data": short(info.data or "-", w.get("data", 0)),
+        }
+        return [cells[name] for name in w]
 
     def _fill(self, force: bool = False) -> None:
         table = self.query_one(DataTable)
@@ -185,11 +230,15 @@ class RunsScreen(Screen[None]):
             self.order = ids
             if ids:
                 index = ids.index(current) if current in ids else min(old_index, len(ids) - 1)
+                if current is None:  # first fill: the newest run, not the queue above it
+                    index = next((i for i, r in enumerate(ids) if not self.rows[r].queued), 0)
                 table.move_cursor(row=max(index, 0))
             return
         for run_id in ids:
             cells = self._row_cells(self.rows[run_id])
-            for name, old, new in zip(COLUMNS, self._cells.get(run_id, []), cells, strict=False):
+            for name, old, new in zip(
+                self._widths, self._cells.get(run_id, []), cells, strict=False
+            ):
                 if old != new:
                     table.update_cell(run_id, name, new)
             self._cells[run_id] = cells
@@ -223,22 +272,41 @@ class RunsScreen(Screen[None]):
             detail.update("")
             return
         info = row.info
+        where = f"  {model_label(info.model)} / {info.data}"
+        if row.queued:
+            text = Text.assemble(
+                (row.entry.name if row.entry else info.run_id, "bold"),
+                "  ",
+                (f"queued #{row.place}", STATE_STYLES["queued"]),
+                where,
+                f"  {row.sweep_id}" if row.sweep_id else "",
+            )
+            hint = "starts when the run before it ends · enter edits · ⇧↑↓ moves · d cancels"
+            second = Text(hint, style="dim")
+            text.truncate(max(self.size.width - 2, 20), overflow="ellipsis")
+            second.truncate(max(self.size.width - 2, 20), overflow="ellipsis")
+            detail.update(Text("\n").join([text, second]))
+            return
         text = Text.assemble(
             (info.run_id, "bold"),
             "  ",
             state_text(info.state),
             f"  step {info.step}/{info.total_steps or '?'}",
             f"  best {info.metric_name} {metric(info.best_metric)}" if info.best_metric else "",
+            where,
             ("  marked" if row.run_id in self.marked else "", "bold"),
         )
         hint = {
-            "running": "live: s stops it (it saves first)",
-            "starting": "starting up",
-            "stopped": "u resumes it from the last checkpoint",
+            "running": "enter watches it live · s stops it (it saves first)",
+            "starting": "starting up · enter watches it",
+            "stopped": "enter opens · u resumes it from the last checkpoint",
             "crashed": "the engine died without saying why: u resumes it; engine.log may tell",
-            "failed": "",
-        }.get(info.state, "")
+            "failed": "enter opens it",
+        }.get(info.state, "enter opens · space marks it to compare")
+        if row.sweep_id:
+            hint += " · w shows its sweep"
         second = Text(info.message, style="red") if info.message else Text(hint, style="dim")
+        text.truncate(max(self.size.width - 2, 20), overflow="ellipsis")  # one line each
         second.truncate(max(self.size.width - 2, 20), overflow="ellipsis")
         detail.update(Text("\n").join([text, second]))
 
@@ -252,24 +320,60 @@ class RunsScreen(Screen[None]):
         """Grey out the keys that do nothing for the selected run."""
         row = self.selected
         state = row.info.state if row else ""
+        run = row is not None and not row.queued
+        queued = row is not None and row.queued
         enabled = {
             "open": row is not None,
-            "mark": row is not None,
+            "mark": run,
             "compare": len(self.marked) >= 2,
-            "tryit": row is not None and row.has_weights,
-            "export": row is not None and row.has_weights,
+            "sweep": row is not None and bool(row.sweep_id),
+            "tryit": run and row.has_weights,  # type: ignore[union-attr]
+            "export": run and row.has_weights,  # type: ignore[union-attr]
             "stop": state in ("starting", "running"),
             "resume": state in ("stopped", "failed", "crashed"),
+            "start_queue": any(r.queued for r in self.rows.values())
+            and not any(r.info.active for r in self.rows.values()),
+            "move": queued,
             # A live run keeps `d` so that pressing it explains why it is not deleted.
             "delete": row is not None,
         }.get(action, True)
-        return True if enabled else None
+        return bool(enabled)
 
     # -- actions ----------------------------------------------------------------------------------
     def action_open(self) -> None:
-        """Open the monitor of the selected run (its whole history, live if it still runs)."""
-        if (row := self.selected) is not None:
+        """Open the monitor of the selected run (live if it still runs); edit a queued one."""
+        if (row := self.selected) is None:
+            return
+        if row.entry is not None:
+            self.app.open_setup(row.entry.config, queue_entry=row.entry.entry_id)  # type: ignore[attr-defined]
+        else:
             self.app.open_monitor(row.info.path)  # type: ignore[attr-defined]
+
+    def action_sweep(self) -> None:
+        """Show the selected run's sweep: a sortable table of its runs and their curves."""
+        row = self.selected
+        if row is None or not row.sweep_id:
+            return
+        from tui.screens.compare import CompareScreen
+
+        self.app.push_screen(CompareScreen([], sweep_id=row.sweep_id, root=self.root))
+
+    def action_move(self, delta: int) -> None:
+        """Move the selected queued run earlier or later in the queue."""
+        row = self.selected
+        if row is None or row.entry is None:
+            return
+        from engine import queue
+
+        try:
+            queue.move(self.root, row.entry.entry_id, delta)
+        except UserError as exc:
+            self.notice(exc.one_line(), error=True)
+        self.scan()
+
+    def action_start_queue(self) -> None:
+        """Start the first queued run now (nothing is training)."""
+        self._start_queue()
 
     def action_new(self) -> None:
         """Set up a new run."""
@@ -303,8 +407,8 @@ class RunsScreen(Screen[None]):
             self.notice(f"marked {len(self.marked)} runs: c compares their loss curves")
 
     def action_compare(self) -> None:
-        """Overlay the loss curves of the marked runs."""
-        from tui.widgets.compare import CompareScreen
+        """Compare the marked runs: curves, differing settings and final metrics."""
+        from tui.screens.compare import CompareScreen
 
         paths = [self.rows[m].info.path for m in self.marked if m in self.rows]
         if len(paths) >= 2:
@@ -326,6 +430,17 @@ class RunsScreen(Screen[None]):
 
         row = self.selected
         if row is None:
+            return
+        if row.entry is not None:
+            from engine import queue
+
+            try:
+                queue.remove(self.root, row.entry.entry_id)
+            except UserError as exc:
+                self.notice(f"not cancelled: {exc.one_line()}", error=True)
+            else:
+                self.notice(f"cancelled the queued run {row.entry.name}")
+            self.scan()
             return
         if row.info.active:
             self.notice(f"{row.run_id} is still running: stop it (s) before deleting", error=True)
@@ -372,6 +487,23 @@ class RunsScreen(Screen[None]):
             self.app.call_from_thread(
                 self.notice, f"resumed {run_dir.name} (engine pid {pid}); enter opens it"
             )
+        self.app.call_from_thread(self.scan)
+
+    @work(thread=True, group="control", exit_on_error=False)
+    def _start_queue(self) -> None:
+        from engine.queue import busy_run, start_next
+
+        try:
+            started_dir = start_next(self.root)
+        except OSError as exc:
+            self.app.call_from_thread(self.notice, f"cannot start: {exc}", True)
+            return
+        if started_dir is not None:
+            self.app.call_from_thread(self.notice, f"started {started_dir.name}; enter opens it")
+        else:
+            busy = busy_run(self.root)
+            why = f"{busy.name} is training" if busy else "the queue is empty"
+            self.app.call_from_thread(self.notice, f"nothing started: {why}", True)
         self.app.call_from_thread(self.scan)
 
     @work(thread=True, group="control", exit_on_error=False)

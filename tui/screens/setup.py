@@ -26,12 +26,25 @@ from textual.widgets import (
 
 from engine.config import RunConfig, coerce
 from engine.errors import ConfigError, UserError
+from engine.tasks import TASK_NAMES
 from tui.messages import PreflightDone, RunLaunched
+from tui.validators import sweep_parts
 from tui.widgets.data_preview import DataPreview
 from tui.widgets.form_field import FIELDS, SECTION_OF, FormField, field_label
 from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
 from tui.widgets.inspection import InspectionMixin
+from tui.widgets.paths import display_path
 from tui.widgets.target_modules import TargetModules
+
+TASK_HELP = {
+    "classification": "Text classification: texts with labels -> a classifier",
+    "causal-lm": "Instruction tuning: prompts/chats with answers -> an LLM adapter (loss on answers)",
+}
+
+
+def task_help(task: str) -> str:
+    """One line about a task for the form."""
+    return TASK_HELP.get(task, task)
 
 
 class SetupScreen(InspectionMixin, Screen[None]):
@@ -40,7 +53,10 @@ class SetupScreen(InspectionMixin, Screen[None]):
     CSS_PATH = "setup.tcss"
     AUTO_FOCUS = "#in-model_name"  # type straight away; shift+tab reaches the tab bar
     BINDINGS = [
-        Binding("ctrl+r", "start", "Start", priority=True),
+        # Start and Queue are buttons in the status bar (with their keys), so the footer keeps
+        # room for ^q Quit at 80 columns.
+        Binding("ctrl+r", "start", "Start", priority=True, show=False),
+        Binding("ctrl+g", "queue", "Queue", priority=True, show=False),
         # priority: an Input would otherwise take ctrl+e as "end of line"
         Binding("ctrl+e", "estimate", "Estimate", priority=True),
         Binding("ctrl+o", "load", "Load"),
@@ -57,8 +73,9 @@ class SetupScreen(InspectionMixin, Screen[None]):
     estimating: reactive[bool] = reactive(False, bindings=True)
     """True while a preflight estimate runs."""
 
-    def __init__(self, config: RunConfig | None = None) -> None:
+    def __init__(self, config: RunConfig | None = None, queue_entry: str = "") -> None:
         super().__init__()
+        self.queue_entry = queue_entry  # editing this queued run (ctrl+g saves it back)
         self.initial = config.copy() if config is not None else RunConfig()
         special = field_options()
         self.fields: dict[str, FormField] = {}
@@ -89,15 +106,19 @@ class SetupScreen(InspectionMixin, Screen[None]):
                 form = VerticalScroll(classes="form", can_focus=False)
                 with TabPane(title, id=f"tab-{tab}"), form:
                     yield from self._tab_body(tab, main, more)
-        yield Static("", id="setup-status", markup=False)
+        yield Static("", id="help-line", markup=False)
+        with Horizontal(id="setup-bar"):
+            yield Static("", id="setup-status", markup=False)
+            yield Button("Start ^r", id="start-button", compact=True, variant="success")
+            yield Button("Add to queue ^g", id="queue-button", compact=True)
         yield Footer()
 
     def _tab_body(self, tab: str, main: list[str], more: list[str]) -> ComposeResult:
         for name in main:
-            if name == "data_file_path":
-                with Horizontal(id="data-path-row"):
+            if name in ("data_file_path", "eval_file_path"):
+                with Horizontal(classes="path-row"):
                     yield self.fields[name]
-                    yield Button("Browse…", id="browse", compact=True)
+                    yield Button("Browse…", id=f"browse-{name}", classes="browse", compact=True)
             else:
                 yield self.fields[name]
             if name == "model_name":
@@ -105,20 +126,27 @@ class SetupScreen(InspectionMixin, Screen[None]):
                 with Horizontal(classes="field-row form-field"):
                     yield Label("task", classes="field-label")
                     yield Select(
-                        [("classification", "classification")],
-                        value="classification",
+                        [(name, name) for name in TASK_NAMES],
+                        value=self.initial.task
+                        if self.initial.task in TASK_NAMES
+                        else TASK_NAMES[0],
                         allow_blank=False,
                         compact=True,
                         id="in-task",
                     )
-                    yield Static("Text classification (causal-lm is planned)", classes="field-help")
+                    yield Static(task_help(self.initial.task), classes="field-help", id="task-help")
             elif name == "lora_dropout":
                 yield self.targets
-        if tab == "data":
-            yield DataPreview(id="data-preview")
         with Collapsible(title=f"More {TABS[tab][0]} settings", classes="more"):
             for name in more:
-                yield self.fields[name]
+                if name == "eval_file_path":
+                    with Horizontal(classes="path-row"):
+                        yield self.fields[name]
+                        yield Button("Browse…", id=f"browse-{name}", classes="browse", compact=True)
+                else:
+                    yield self.fields[name]
+        if tab == "data":  # below the settings: at 80x24 the eval file stays one key away
+            yield DataPreview(id="data-preview")
 
     def on_mount(self) -> None:
         """Fill the form, then look at the model and data in the background."""
@@ -141,13 +169,35 @@ class SetupScreen(InspectionMixin, Screen[None]):
             cfg.task = str(self.query_one("#in-task", Select).value)
         for name, field in self.fields.items():
             if name != skip:
+                value = field.value
+                parts = sweep_parts(name, value) if isinstance(value, str) else []
                 try:
-                    setattr(getattr(cfg, SECTION_OF[name]), name, coerce(FIELDS[name], field.value))
+                    for part in parts:  # a sweep: every value must convert; the first is shown
+                        coerce(FIELDS[name], part)
+                    value = parts[0] if parts else value
+                    setattr(getattr(cfg, SECTION_OF[name]), name, coerce(FIELDS[name], value))
                 except ValueError as exc:
                     bad[name] = str(exc)
         if skip != "target_modules" and self.targets.is_mounted:
             cfg.lora.target_modules = self.targets.value
         return cfg, bad
+
+    def sweep_values(self) -> dict[str, list[Any]]:
+        """The settings given several values (field name -> values): the grid of a sweep."""
+        sweep: dict[str, list[Any]] = {}
+        for name, field in self.fields.items():
+            parts = sweep_parts(name, field.value) if isinstance(field.value, str) else []
+            values: list[Any] = []
+            for part in parts:
+                try:
+                    value = coerce(FIELDS[name], part)
+                except ValueError:
+                    continue
+                if value not in values:
+                    values.append(value)
+            if len(values) > 1:
+                sweep[name] = values
+        return sweep
 
     def load_config(self, config: RunConfig) -> None:
         """Show a config in every field (e.g. a loaded file or a previous run's settings)."""
@@ -157,6 +207,8 @@ class SetupScreen(InspectionMixin, Screen[None]):
                 self._set_column_options(field, [], config.get(name))
             field.set_value(config.get(name))
         self.targets.set_value(config.lora.target_modules)
+        if self.is_mounted and config.task in TASK_NAMES:
+            self.query_one("#in-task", Select).value = config.task
         self.revalidate()
         self.schedule_checks(delay=0.0)
 
@@ -198,12 +250,34 @@ class SetupScreen(InspectionMixin, Screen[None]):
         self.valid = not problems
         status = self.query_one("#setup-status", Static)
         status.set_class(bool(problems), "-invalid")
+        self.query_one("#setup-bar").set_class(bool(problems), "-invalid")
+        sweep = self.sweep_values()
+        count = 1
+        for values in sweep.values():
+            count *= len(values)
+        self.query_one("#start-button", Button).label = "Queue sweep ^r" if sweep else "Start ^r"
+        self.query_one("#queue-button", Button).label = (
+            "Save to queue ^g" if self.queue_entry else "Add to queue ^g"
+        )
+        for button in self.query("#setup-bar Button").results(Button):
+            button.disabled = bool(problems)
         if problems:
             name, message = next(iter(problems.items()))
             more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
             status.update(f"{TABS[TAB_OF[name]][0]} › {field_label(name)}: {message}{more}")
+        elif self.queue_entry:
+            status.update("Editing a queued run: ctrl+g saves it back to the queue")
+        elif sweep:
+            axes = " × ".join(f"{field_label(n)} ×{len(v)}" for n, v in sweep.items())
+            status.update(f"Sweep: {count} runs ({axes})")
         else:
-            status.update("Ready: ctrl+r starts training")
+            status.update("Ready")
+
+    @on(Select.Changed, "#in-task")
+    def _task_changed(self, event: Select.Changed) -> None:
+        self.query_one("#task-help", Static).update(task_help(str(event.value)))
+        self.revalidate()
+        self.schedule_checks(delay=0.2)  # the data reads differently for another task
 
     @on(FormField.Changed)
     @on(TargetModules.Changed)
@@ -227,9 +301,12 @@ class SetupScreen(InspectionMixin, Screen[None]):
         return True
 
     def action_start(self) -> None:
-        """Launch the engine with the form's config, then open the monitor."""
+        """Launch the engine with the form's config, then open the monitor (a sweep is queued)."""
         self.revalidate()
         if not self.valid or self.starting:
+            return
+        if self.sweep_values() or self.queue_entry:
+            self.action_queue()
             return
         self.starting = True
         self.query_one("#setup-status", Static).update("Starting the engine…")
@@ -252,6 +329,13 @@ class SetupScreen(InspectionMixin, Screen[None]):
     def on_run_launched(self, message: RunLaunched) -> None:
         """Open the monitor, or show why the run could not start."""
         self.starting = False
+        if message.queued:
+            self.queue_entry = ""
+            self.revalidate()
+            self.app.clear_notifications()
+            self.app.open_runs()
+            self.app.notify(message.queued, title="Queue")
+            return
         if message.run_dir is not None:
             self.revalidate()
             self.app.clear_notifications()  # an estimate's toast would sit on the new run's log
@@ -266,6 +350,39 @@ class SetupScreen(InspectionMixin, Screen[None]):
                 field.set_external(text)
         self.revalidate()
         self.notify(exc.one_line(), title="Could not start", severity="error")
+
+    def action_queue(self) -> None:
+        """Add the form's run (or every run of its sweep) to the queue; it starts when its turn
+        comes, at once when nothing is training. Editing a queued run saves it back instead."""
+        self.revalidate()
+        if not self.valid or self.starting:
+            return
+        self.starting = True
+        self.query_one("#setup-status", Static).update("Queueing…")
+        self.queue_runs(self.form_config(), self.sweep_values(), self.queue_entry)
+
+    @work(thread=True, exit_on_error=False, group="launch")
+    def queue_runs(self, config: RunConfig, sweep: dict[str, list[Any]], entry: str) -> None:
+        """Write the queue entries (and start the first when no engine is busy)."""
+        from engine import queue
+
+        root = self.app.runs_root
+        try:
+            if entry:
+                queue.update(root, entry, config)
+                text = f"saved the queued run {config.output.run_name or entry}"
+            else:
+                added = queue.add_sweep(root, config, sweep) if sweep else [queue.add(root, config)]
+                text = f"queued {len(added)} run{'s' if len(added) > 1 else ''}"
+            started = queue.start_next(root)
+            if started is not None:
+                text += f"; started {started.name}"
+        except UserError as exc:
+            self.post_message(RunLaunched(error=exc))
+        except OSError as exc:
+            self.post_message(RunLaunched(error=UserError(f"cannot queue: {exc}")))
+        else:
+            self.post_message(RunLaunched(queued=text))
 
     def action_estimate(self) -> None:
         """Time a few real training steps: speed, run time and peak memory, before starting."""
@@ -315,38 +432,79 @@ class SetupScreen(InspectionMixin, Screen[None]):
         status.update("Estimate: " + " · ".join(message.lines[:2]))
         self.notify("\n".join(message.lines), title="Estimate", timeout=15)
 
-    def action_browse(self) -> None:
-        """Pick the data file in a folder tree."""
+    def action_browse(self, name: str = "data_file_path") -> None:
+        """Pick the data (or eval) file: a folder tree, a typed path, home, the last folder."""
         from tui.widgets.file_picker import FilePicker
 
-        current = self.fields["data_file_path"].value
-        start = Path(current).expanduser() if current else Path.cwd()
+        current = self.fields[name].value
+        last = getattr(self.app, "last_folder", None)
+        start = Path(current).expanduser() if current else (last or Path.cwd())
 
         def chosen(path: Path | None) -> None:
             if path is not None:
-                self.fields["data_file_path"].set_value(str(path))
+                self.app.last_folder = path.parent  # type: ignore[attr-defined]
+                self.fields[name].set_value(str(path))
                 self.query_one(TabbedContent).active = "tab-data"
 
-        self.app.push_screen(FilePicker(start), chosen)
+        self.app.push_screen(FilePicker(start, last=last), chosen)
 
-    @on(Button.Pressed, "#browse")
-    def _browse_pressed(self) -> None:
-        self.action_browse()
+    @on(Button.Pressed, ".browse")
+    def _browse_pressed(self, event: Button.Pressed) -> None:
+        self.action_browse(str(event.button.id).removeprefix("browse-"))
+
+    @on(Button.Pressed, "#start-button")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#queue-button")
+    def _queue_pressed(self) -> None:
+        self.action_queue()
+
+    def on_descendant_focus(self) -> None:
+        """Show the focused field's whole help text when its row cuts it short."""
+        self.call_after_refresh(self._show_help)
+
+    def _show_help(self) -> None:
+        line = self.query_one("#help-line", Static)
+        focused = self.focused
+        field = next(
+            (a for a in (focused.ancestors if focused else []) if isinstance(a, FormField)), None
+        )
+        text = ""
+        if field is not None:
+            shown = field.query_one(".field-help", Static)
+            # Fields without a help column (paths) say it in their placeholder instead.
+            if shown.display and shown.size.width < len(field.help_text):
+                text = f"{field_label(field.field_name)}: {field.help_text}"
+        line.update(text)
+        line.display = bool(text)
 
     def action_save(self) -> None:
         """Save the form as a TOML config."""
         from tui.widgets.dialogs import PathPrompt
+        from tui.widgets.paths import confirm_overwrite, free_path
 
         def save(path: str | None) -> None:
-            if path:
-                self.form_config().save(Path(path).expanduser())
-                self.notify(f"config saved to {path}")
+            if not path:
+                return
+            target = Path(path).expanduser()
+
+            def write(yes: bool | None = True) -> None:
+                if yes:
+                    self.form_config().save(target)
+                    self.notify(f"config saved to {target}")
+
+            confirm_overwrite(self.app, target, write)
 
         def check(path: str) -> str | None:
             parent = Path(path).expanduser().parent
             return None if parent.is_dir() else f"no such folder: {parent}"
 
-        self.app.push_screen(PathPrompt("Save the settings as TOML", "finetune.toml", check), save)
+        name = self.form_config().output.run_name or "finetune"
+        suggestion = free_path(Path.home() / f"{name}.toml")
+        self.app.push_screen(
+            PathPrompt("Save the settings as TOML", display_path(suggestion), check), save
+        )
 
     def action_load(self) -> None:
         """Fill the form from a TOML config."""

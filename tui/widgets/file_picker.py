@@ -7,9 +7,10 @@ from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DirectoryTree, Input, Label
+from textual.suggester import Suggester
+from textual.widgets import Button, DirectoryTree, Input, Label
 
 from engine.readers import FORMATS
 
@@ -26,29 +27,78 @@ class DataFileTree(DirectoryTree):
         ]
 
 
-class FilePicker(ModalScreen[Path | None]):
-    """Pick a data file: type a folder (enter) or walk the tree; enter on a file chooses it."""
+class PathSuggester(Suggester):
+    """Completes a typed path from the folder it names (tab / right arrow accepts)."""
 
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        """The first entry of the folder that starts with what was typed after the last '/'."""
+        if not value or value.endswith("/"):
+            return None
+        path = Path(value).expanduser()
+        try:
+            names = sorted(p.name for p in path.parent.iterdir() if not p.name.startswith("."))
+        except OSError:
+            return None
+        match = next((n for n in names if n.startswith(path.name) and n != path.name), None)
+        return value[: len(value) - len(path.name)] + match if match else None
+
+
+class PathInput(Input):
+    """The picker's path field: tab completes the suggested name (then moves on, as usual)."""
+
+    BINDINGS = [Binding("tab", "complete", "Complete", show=False)]
+
+    def action_complete(self) -> None:
+        """Take the suggestion; with none, go to the next widget."""
+        if self._suggestion and self._suggestion != self.value:
+            self.value = self._suggestion
+            self.cursor_position = len(self.value)
+        else:
+            self.screen.focus_next()
+
+
+class FilePicker(ModalScreen[Path | None]):
+    """Pick a data file: type a path (enter), jump home or to the last folder, or walk the tree."""
+
+    AUTO_FOCUS = "#picker-tree"  # arrows walk the tree; / types a path; ~ and - jump
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("backspace", "up", "Parent folder"),
+        Binding("tilde", "home", "Home"),
+        Binding("minus", "last", "Last folder"),
+        Binding("slash", "type_path", "Type a path"),
     ]
 
-    def __init__(self, start: Path | None = None) -> None:
+    def __init__(self, start: Path | None = None, last: Path | None = None) -> None:
         super().__init__()
         start = (start or Path.cwd()).expanduser()
         self.folder = start if start.is_dir() else start.parent
         if not self.folder.is_dir():
             self.folder = Path.cwd()
+        self.last = last if last is not None and last.is_dir() else None
 
     def compose(self) -> ComposeResult:
-        """Folder input above the tree."""
+        """A path input (type any folder or file), shortcuts, then the tree."""
         with Vertical(id="picker"):
             yield Label("Choose a data file (.jsonl .json .csv .tsv .parquet)", id="picker-title")
-            yield Input(str(self.folder), id="picker-folder", compact=True)
+            with Horizontal(id="picker-row"):
+                yield PathInput(
+                    str(self.folder),
+                    id="picker-folder",
+                    compact=True,
+                    select_on_focus=False,  # / then typing continues the path
+                    suggester=PathSuggester(),
+                    placeholder="type a folder or file path, enter goes there",
+                )
+                yield Button("~ Home", id="picker-home", compact=True)
+                yield Button("- Last", id="picker-last", compact=True, disabled=self.last is None)
             yield DataFileTree(self.folder, id="picker-tree")
             yield Label(
-                "enter: open / choose   backspace: parent folder   esc: cancel", id="picker-help"
+                "/ type a path (tab completes) · ~ home · - last · backspace up · esc cancel",
+                id="picker-help",
             )
 
     def on_mount(self) -> None:
@@ -62,7 +112,7 @@ class FilePicker(ModalScreen[Path | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Jump to a typed folder, or choose a typed file."""
-        path = Path(event.value).expanduser()
+        path = Path(event.value.strip()).expanduser()
         if path.is_file():
             self.dismiss(path)
         elif path.is_dir():
@@ -75,6 +125,36 @@ class FilePicker(ModalScreen[Path | None]):
         """A file was chosen."""
         event.stop()
         self.dismiss(event.path)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        """Home / Last buttons."""
+        event.stop()
+        if event.button.id == "picker-home":
+            self.action_home()
+        elif event.button.id == "picker-last":
+            self.action_last()
+
+    def action_home(self) -> None:
+        """Show the home folder."""
+        self._go(Path.home())
+        self.query_one(DataFileTree).focus()
+
+    def action_last(self) -> None:
+        """Show the folder a file was last chosen from."""
+        if self.last is not None:
+            self._go(self.last)
+            self.query_one(DataFileTree).focus()
+
+    def action_type_path(self) -> None:
+        """Type a path instead of walking the tree."""
+        editor = self.query_one("#picker-folder", Input)
+        editor.focus()
+        editor.cursor_position = len(editor.value)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Letters typed into the path field stay there (~, -, / and backspace included)."""
+        typing = isinstance(self.focused, Input)
+        return not (typing and action in ("home", "last", "type_path", "up"))
 
     def action_up(self) -> None:
         """Show the parent folder."""

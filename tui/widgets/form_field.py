@@ -36,6 +36,7 @@ LABELS = {
     "early_stopping_patience": "early stopping",
     "allow_pickle_weights": "allow .bin weights",
     "validation_fraction": "held-out share",
+    "notify": "when it ends",
 }
 
 
@@ -110,8 +111,13 @@ class FormField(Vertical):
         with Horizontal(classes="field-row"):
             yield Label(field_label(self.field_name), classes="field-label")
             yield self.editor
+            if isinstance(self.editor, Switch):  # a switch alone does not say on or off
+                yield Static(self._switch_text(), classes="switch-state", markup=False)
             yield Static(self.help_text, classes="field-help", markup=False)
         yield Static("", classes="field-error", markup=False)
+
+    def _switch_text(self) -> str:
+        return "on" if self.editor.value else "off"
 
     # -- value -------------------------------------------------------------------------------
     @property
@@ -123,6 +129,8 @@ class FormField(Vertical):
         """Show a config value in the editor."""
         if isinstance(self.editor, Input):
             self.editor.value = format_value(value)
+            if not self.editor.has_focus:
+                self.editor.cursor_position = 0  # show where a long path starts
         elif isinstance(self.editor, Switch):
             self.editor.value = bool(value)
         elif isinstance(self.editor, Select):
@@ -167,6 +175,13 @@ class FormField(Vertical):
         self.post_message(self.Changed(self))
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
-        """A toggle: tell the form."""
+        """A toggle: say on / off beside it, and tell the form."""
         event.stop()
+        if self.is_mounted:
+            self.query_one(".switch-state", Static).update(self._switch_text())
         self.post_message(self.Changed(self))
+
+    def on_descendant_blur(self) -> None:
+        """Leaving a long path: show its start (a leading '/' scrolled out of view misleads)."""
+        if isinstance(self.editor, Input) and not self.editor.has_focus:
+            self.editor.cursor_position = 0

@@ -22,6 +22,7 @@ TABS = {
             "eval_split",
             "data_config",
             "label_names",
+            "column_map",
         ],
     ),
     "lora": (
@@ -44,6 +45,7 @@ TABS = {
             "run_name",
         ],
         [
+            "nproc",
             "max_steps",
             "eval_steps",
             "save_steps",
@@ -53,11 +55,14 @@ TABS = {
             "lr_scheduler",
             "model_dropout",
             "group_by_length",
+            "train_on_prompt",
+            "gradient_checkpointing",
             "checkpoint_minutes",
             "save_total_limit",
             "metric_for_best",
             "early_stopping_patience",
             "seed",
+            "notify",
         ],
     ),
 }
@@ -76,6 +81,7 @@ DATA_KEYS = (
     "eval_split",
     "data_config",
     "label_names",
+    "column_map",
     "seed",
 )
 PLACEHOLDERS = {
@@ -84,6 +90,7 @@ PLACEHOLDERS = {
     "eval_file_path": "empty = hold out a share of the training data",
     "output_dir": "empty = inside the run folder",
     "run_name": "empty = from model and data names",
+    "nproc": "1; 2 or more = several processes (torchrun); auto = one per 8 cores",
 }
 
 

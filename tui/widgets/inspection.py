@@ -84,7 +84,7 @@ class InspectionMixin:
             self.model_key = model_key
             self.query_one("#model-info", Static).update("checking the model…")
             self.check_model(*model_key)
-        data_key = tuple(cfg.get(name) for name in DATA_KEYS)
+        data_key = (*(cfg.get(name) for name in DATA_KEYS), cfg.task, cfg.model.model_name)
         if data_key != self.data_key:
             self.data_key = data_key
             self.check_data(data_key, cfg)

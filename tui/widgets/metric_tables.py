@@ -60,7 +60,13 @@ class EvalTable(DataTable):
             self.add_column(label, width=width)
 
     def show(self, evals: list[Eval]) -> None:
-        """Show every evaluation so far."""
+        """Show every evaluation so far (a language model's perplexity takes F1's place)."""
+        ppl = any("perplexity" in e.metrics and "f1" not in e.metrics for e in evals)
+        if ppl != getattr(self, "_ppl", False):
+            self._ppl = ppl
+            self.clear(columns=True)
+            for label, width in EVAL_COLUMNS:
+                self.add_column("ppl" if ppl and label == "F1" else label, width=width)
         self.clear()
         for e in reversed(evals):
             m = e.metrics
@@ -68,6 +74,6 @@ class EvalTable(DataTable):
                 f"{e.epoch:.2f}",
                 str(e.step),
                 _num(m.get("accuracy"), ".4f"),
-                _num(m.get("f1"), ".4f"),
+                _num(m.get("perplexity"), ".1f") if ppl else _num(m.get("f1"), ".4f"),
                 _num(m.get("loss"), ".4f"),
             )

@@ -33,6 +33,17 @@ def clock(seconds: float | None) -> str:
     )
 
 
+def scale_text(p: RunProgress) -> str:
+    """World size, machines and throughput per machine of a run on several processes."""
+    if p.nnodes <= 1:
+        return f"{p.world_size} processes"
+    text = f"{p.nnodes} machines x {p.nproc_per_node} processes"
+    last = p.last_step
+    if last is not None and last.samples_per_s:
+        text += f", {last.samples_per_s / p.nnodes:.1f} samples/s per machine"
+    return text
+
+
 class RunHeader(Vertical):
     """Run name, state badge, phase; a failure message; the progress bar with step and times."""
 
@@ -89,6 +100,8 @@ class RunHeader(Vertical):
         if p.total_steps:
             parts.append(f"step {p.step}/{p.total_steps}")
         parts.append(f"{clock(p.elapsed(now))} elapsed")
+        if p.world_size > 1:
+            parts.append(scale_text(p))
         if p.active:
             parts.append(f"ETA {clock(p.eta(now))}")
         self._set("#run-times", Content(" · ".join(parts)))

@@ -9,6 +9,7 @@ from rich.text import Text
 
 STAMP = re.compile(r"^\d{8}-\d{6}-")
 STATE_STYLES = {
+    "queued": "magenta",
     "starting": "cyan",
     "running": "bold cyan",
     "finished": "green",

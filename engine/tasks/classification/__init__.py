@@ -134,7 +134,9 @@ class ClassificationTask(Task):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         base.config.save_pretrained(out)
         write_labels(out, id2label)
-        card = model_card(cfg, loaded.name, id2label, metrics)
+        splits = data.info.get("splits")
+        columns = (splits.text_column, splits.label_column) if splits is not None else ("", "")
+        card = model_card(cfg, loaded.name, id2label, metrics, columns=columns)
         (out / "README.md").write_text(card, encoding="utf-8")
 
     def export_extras(self, out: Path, source: Path, merged: Any | None) -> None:

@@ -1,0 +1,231 @@
+"""Load a decoder for LoRA training (AutoModelForCausalLM) and for generation."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+
+# Dropout settings of decoder configs (Llama/Qwen: attention_dropout; GPT-2: *_pdrop; ...).
+DROPOUT_KEYS = (
+    "attention_dropout",
+    "hidden_dropout",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "dropout",
+    "activation_dropout",
+    "summary_first_dropout",
+)
+NEVER_TARGETS = ("lm_head", "embed_out", "output_layer", "score", "wte", "embed_tokens")
+
+
+def block_linear_names(model: Any) -> list[str]:
+    """Leaf names of the linear layers inside the numbered transformer blocks (attention and MLP
+    projections); lm_head, embeddings and anything outside the blocks are never included."""
+    import torch
+
+    kinds: tuple[type, ...] = (torch.nn.Linear,)
+    try:
+        from transformers.pytorch_utils import Conv1D
+
+        kinds += (Conv1D,)
+    except ImportError:  # pragma: no cover
+        pass
+    names: dict[str, None] = {}
+    for full, module in model.named_modules():
+        parts = full.split(".")
+        if (
+            isinstance(module, kinds)
+            and any(p.isdigit() for p in parts)
+            and parts[-1] not in NEVER_TARGETS
+        ):
+            names[parts[-1]] = None
+    return list(names)
+
+
+def choose_decoder_targets(model: Any, setting: str) -> list[str]:
+    """'auto' / 'all-linear' = every attention and MLP projection present; else the named ones."""
+    present = block_linear_names(model)
+    wanted = [s.strip() for s in setting.split(",") if s.strip()]
+    if wanted in (["auto"], ["all-linear"]):
+        if not present:
+            raise UserError(
+                "found no linear layers inside this model's blocks for LoRA",
+                where="lora.target_modules",
+                hint="name the modules to adapt, comma-separated",
+                field="lora.target_modules",
+            )
+        return present
+    missing = [w for w in wanted if w not in present]
+    if missing:
+        raise UserError(
+            f"target modules not in this model: {', '.join(missing)}",
+            where="lora.target_modules",
+            hint="projections here: " + ", ".join(present[:30]) + " (or use 'auto')",
+            field="lora.target_modules",
+        )
+    return wanted
+
+
+def load_causal_model(cfg: Any, precision: str) -> Any:
+    """Tokenizer (with a chat template) + decoder + LoRA, as an engine.model.LoadedModel."""
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from engine.model import (
+        LoadedModel,
+        _offline_error,
+        check_model_source,
+        load_model_config,
+        load_tokenizer,
+        resolve_model_name,
+        store_frozen_linears_in_bf16,
+    )
+    from engine.tasks.causal_lm.template import ensure_chat_template
+
+    mcfg = cfg.model
+    name = resolve_model_name(mcfg.model_name)
+    check_model_source(name, mcfg.allow_pickle_weights)
+    tokenizer = load_tokenizer(name, mcfg.trust_remote_code)
+    ensure_chat_template(tokenizer)
+    config = load_model_config(name, mcfg.trust_remote_code)
+    if not _is_decoder(config):
+        raise UserError(
+            f"'{name}' is not a decoder (a {config.model_type} model cannot generate text)",
+            where="model.model_name",
+            hint="pick a causal LM (Llama, Qwen, SmolLM, GPT-2...) or use --task classification",
+            field="model.model_name",
+        )
+    for key in DROPOUT_KEYS:
+        if isinstance(getattr(config, key, None), (int, float)):
+            setattr(config, key, cfg.training.model_dropout)
+    config.use_cache = False
+    attention = mcfg.attention
+    if attention == "auto":
+        # As for classification: eager is faster for short bf16 sequences, SDPA beyond.
+        attention = "eager" if precision == "bf16" and mcfg.max_length <= 256 else "sdpa"
+    kwargs: dict[str, Any] = {
+        "config": config,
+        "trust_remote_code": mcfg.trust_remote_code,
+        "use_safetensors": None if mcfg.allow_pickle_weights else True,
+        "attn_implementation": attention,
+        "dtype": torch.float32,
+    }
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    except OSError as exc:
+        if "safetensors" in str(exc).lower() and not mcfg.allow_pickle_weights:
+            raise UserError(
+                "this model has no safetensors weights",
+                where=name,
+                hint="convert it, or allow pickle weights if you trust it",
+                field="model.allow_pickle_weights",
+            ) from None
+        raise _offline_error(name, exc) from None
+    except ValueError as exc:
+        if "attn_implementation" not in str(exc) and "attention" not in str(exc).lower():
+            raise
+        kwargs["attn_implementation"] = None
+        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        attention = "default"
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    lo = cfg.lora
+    targets = choose_decoder_targets(model, lo.target_modules)
+    lora = LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        r=lo.lora_r,
+        lora_alpha=lo.lora_alpha,
+        lora_dropout=lo.lora_dropout,
+        target_modules=targets,
+        use_dora=lo.use_dora,
+        use_rslora=lo.use_rslora,
+        fan_in_fan_out=_uses_conv1d(model, targets),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = get_peft_model(model, lora)
+    if getattr(cfg.training, "gradient_checkpointing", False):
+        model.gradient_checkpointing_enable({"use_reentrant": False})
+        model.enable_input_require_grads()
+    if precision == "bf16" and not lo.use_dora:
+        from engine.fused_lora import fuse_lora_layers
+
+        store_frozen_linears_in_bf16(model)
+        fuse_lora_layers(model)
+    return LoadedModel(model, tokenizer, name, targets, [], attention)
+
+
+def _is_decoder(config: Any) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or bool(
+        getattr(config, "auto_map", {}).get("AutoModelForCausalLM")
+    )
+
+
+def _uses_conv1d(model: Any, targets: list[str]) -> bool:
+    """GPT-2 style Conv1D layers store weights transposed (peft's fan_in_fan_out)."""
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover
+        return False
+    return any(
+        isinstance(m, Conv1D) and n.split(".")[-1] in targets for n, m in model.named_modules()
+    )
+
+
+def load_generator(folder: Path, threads: int = 0) -> tuple[Any, Any]:
+    """(model, tokenizer) for generation from an adapter folder, a checkpoint or a merged model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError("model folder not found", where=str(folder), hint="check the path")
+    adapter_cfg = folder / "adapter_config.json"
+    if adapter_cfg.is_file():
+        from peft import PeftModel
+
+        base_name = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
+        try:
+            base = AutoModelForCausalLM.from_pretrained(
+                base_name, use_safetensors=True, dtype=torch.float32
+            )
+        except OSError as exc:
+            raise UserError(
+                f"cannot load the base model '{base_name}' ({type(exc).__name__})",
+                where=str(folder),
+                hint="the base model must be on this machine",
+            ) from None
+        model = PeftModel.from_pretrained(base, folder)
+        has_tok = (folder / "tokenizer_config.json").is_file()
+        tokenizer = AutoTokenizer.from_pretrained(folder if has_tok else base_name)
+    elif (folder / "config.json").is_file():
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, use_safetensors=True, dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    else:
+        raise UserError(
+            "neither an adapter nor a model folder",
+            where=str(folder),
+            hint="give a run id, an adapter folder or a merged model folder",
+        )
+    from engine.tasks.causal_lm.template import ensure_chat_template
+
+    ensure_chat_template(tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.use_cache = True
+    return model.eval(), tokenizer
