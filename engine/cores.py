@@ -78,11 +78,20 @@ def other_engine_threads(root: Path, run_dir: Path) -> list[int]:
 
 
 def load_average() -> float:
-    """The one-minute load average (0 where unavailable)."""
+    """Cores the machine keeps busy right now, sampled over half a second.
+
+    Not the one-minute load average: it lags, so a job that ended seconds ago (a test run, the
+    previous training) would halve a new run's threads for good.
+    """
     try:
-        return os.getloadavg()[0]
-    except OSError:  # pragma: no cover
-        return 0.0
+        import psutil
+
+        return psutil.cpu_percent(interval=0.5) / 100 * (psutil.cpu_count() or 1)
+    except Exception:  # pragma: no cover - no psutil data on this platform
+        try:
+            return os.getloadavg()[0]
+        except OSError:
+            return 0.0
 
 
 class _RootLock:

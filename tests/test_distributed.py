@@ -2,7 +2,7 @@
 
 The tiny model's steps are short, so most of each test is the start-up of two Python processes.
 The longest (use_cpu, restarts, two machines, resume on more processes) carry the `scaleout` mark and run
-with `pytest -m scaleout` (~2.5 min on the loaded 2-core machine); the rest run by default.
+with `pytest -m scaleout` (about 75 s on 2 cores); the default run includes them too.
 """
 
 from __future__ import annotations
