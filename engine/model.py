@@ -284,12 +284,19 @@ def choose_targets(model: Any, setting: str) -> list[str]:
         return present
     if wanted == ["all-linear"]:
         return present
+    return require_present(wanted, present)
+
+
+def require_present(
+    wanted: list[str], present: list[str], what: str = "linear modules"
+) -> list[str]:
+    """The wanted target names, or a UserError listing the ones this model has."""
     missing = [w for w in wanted if w not in present]
     if missing:
         raise UserError(
             f"target modules not in this model: {', '.join(missing)}",
             where="lora.target_modules",
-            hint="linear modules here: " + ", ".join(present[:30]) + " (or use 'auto')",
+            hint=f"{what} here: " + ", ".join(present[:30]) + " (or use 'auto')",
             field="lora.target_modules",
         )
     return wanted

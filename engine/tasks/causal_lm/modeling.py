@@ -60,15 +60,9 @@ def choose_decoder_targets(model: Any, setting: str) -> list[str]:
                 field="lora.target_modules",
             )
         return present
-    missing = [w for w in wanted if w not in present]
-    if missing:
-        raise UserError(
-            f"target modules not in this model: {', '.join(missing)}",
-            where="lora.target_modules",
-            hint="projections here: " + ", ".join(present[:30]) + " (or use 'auto')",
-            field="lora.target_modules",
-        )
-    return wanted
+    from engine.model import require_present
+
+    return require_present(wanted, present, "projections")
 
 
 def load_causal_model(cfg: Any, precision: str) -> Any:
