@@ -45,12 +45,16 @@ def _config(model: Path, nproc: int = 2, steps: int = 8) -> RunConfig:
     return cfg
 
 
-def _wait(check: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError("timed out")
+POLLS = 800  # x 0.3 s between polls: a hang fails the test; no clock is read
+
+
+def _wait(check: Callable[[], bool], polls: int = POLLS) -> None:
+    """Poll `check` a bounded number of times (never against a wall-clock deadline)."""
+    for _ in range(polls):
+        if check():
+            return
         time.sleep(0.3)
+    raise AssertionError(f"still waiting after {polls} polls")
 
 
 def _run(run_dir: Path, **kw: bool) -> list:
