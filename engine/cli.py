@@ -6,11 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
+from engine.cli_queue import add_queue_parser, add_sweep_flag, cmd_queue, queue_config
+from engine.cli_weights import cmd_export, cmd_predict
 from engine.config import RunConfig, all_fields
 from engine.errors import UserError
-from engine.events import Event, read_events
+from engine.event_lines import clock, format_event  # noqa: F401 (API)
+from engine.event_lines import printer as _printer
+from engine.events import read_events
 from engine.model import model_label
 
 COMMANDS = ("train", "runs", "resume", "stop", "predict", "export", "preflight", "join", "queue")
@@ -54,36 +57,6 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _add_sweep_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--sweep",
-        action="append",
-        default=[],
-        metavar="NAME=V1,V2",
-        help="queue one run per value (repeat for a grid), e.g. --sweep learning_rate=3e-4,1e-3",
-    )
-
-
-def _add_queue_parser(sub: Any) -> None:
-    """`queue [list|add|rm|up|down|start]`."""
-    queue = sub.add_parser("queue", help="runs waiting to start, one after another")
-    qsub = queue.add_subparsers(dest="queue_command")
-    qsub.add_parser("list", help="list the queue (the default)").add_argument(
-        "--json", action="store_true"
-    )
-    add = qsub.add_parser("add", help="queue a run (same flags as train)")
-    add.add_argument("--config", help="a TOML config (flags override its values)")
-    _add_sweep_flag(add)
-    _add_config_flags(add)
-    for name, text in (
-        ("rm", "cancel a queued run"),
-        ("up", "move a queued run earlier"),
-        ("down", "move a queued run later"),
-    ):
-        qsub.add_parser(name, help=text).add_argument("entry", help="its number or id")
-    qsub.add_parser("start", help="start the first queued run unless one is training")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every headless command."""
     # No abbreviations: a typo such as --learning_rat must be an error, not a silent guess.
@@ -119,9 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add to the run queue instead (starts at once when no run is training)",
     )
-    _add_sweep_flag(train)
+    add_sweep_flag(train)
     _add_config_flags(train)
-    _add_queue_parser(sub)
+    add_queue_parser(sub)
 
     pre = sub.add_parser(
         "preflight",
@@ -230,77 +203,6 @@ def check_inputs(cfg: RunConfig) -> None:
     check_run(cfg)
 
 
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = int(seconds)
-    return (
-        f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-    )
-
-
-def format_event(e: Event) -> str | None:
-    """A progress line for an event (None for events not worth a line)."""
-    t = e.type
-    if t == "step":
-        parts = [f"step {e.step}/{e.total_steps}", f"epoch {e.epoch:.2f}"]
-        if e.loss is not None:
-            parts.append(f"loss {e.loss:.4f}")
-        if e.learning_rate is not None:
-            parts.append(f"lr {e.learning_rate:.2e}")
-        if e.samples_per_s:
-            parts.append(f"{e.samples_per_s:.1f} samples/s")
-        if e.tokens_per_s:
-            parts.append(f"{e.tokens_per_s:.0f} tok/s")
-        parts.append(f"{_clock(e.elapsed_s)} elapsed, ETA {_clock(e.eta_s)}")
-        return "  ".join(parts)
-    if t == "eval":
-        m = e.metrics
-        shown = [
-            f"{k} {m[k]:.4f}"
-            for k in ("accuracy", "f1", "loss", "perplexity")
-            if isinstance(m.get(k), float)
-        ]
-        return f"eval at step {e.step} (epoch {e.epoch:.2f}): " + ", ".join(shown)
-    if t == "sample":
-        return f"sample {e.index + 1}: {e.prompt[-60:]!r} -> {e.generated[:80]!r} (ref {e.reference[:40]!r})"
-    if t == "phase":
-        return f"[{e.name}]" + (f" {e.detail}" if e.detail else "")
-    if t == "started":
-        return (
-            f"run {e.run_id}: {e.train_size} train / {e.eval_size} eval examples, "
-            + (f"{len(e.labels)} labels, " if e.labels else "")
-            + f"{e.total_steps} steps, {e.precision}, {e.threads} threads, "
-            f"{e.trainable_params:,} of {e.total_params:,} parameters trained"
-            + (
-                f"; world size {e.world_size} ({e.nnodes} machine(s) x {e.nproc_per_node} "
-                f"processes, batch {e.batch_size} x grad_accum {e.grad_accum} each)"
-                if getattr(e, "world_size", 1) > 1
-                else ""
-            )
-        )
-    if t == "log":
-        return f"{e.level}: {e.message}" if e.level != "info" else e.message
-    if t == "checkpoint":
-        return f"checkpoint saved: {e.path}"
-    if t == "finished":
-        acc = e.metrics.get("accuracy")
-        score = f", accuracy {acc:.4f}" if isinstance(acc, float) else ""
-        return f"finished at step {e.step}{score}; adapter in {e.output_dir}"
-    if t == "stopped":
-        return f"stopped at step {e.step} ({e.reason}); adapter in {e.output_dir}"
-    if t == "failed":
-        where = f"{e.where}: " if e.where else ""
-        return f"error: {where}{e.message}" + (f" ({e.hint})" if e.hint else "")
-    return None
-
-
-def _printer(e: Event) -> None:
-    line = format_event(e)
-    if line:
-        print(line, file=sys.stderr if e.type == "failed" else sys.stdout, flush=True)
-
-
 def cmd_train(args: argparse.Namespace, root: Path) -> int:
     """Train headless (foreground, or detached with --detach)."""
     cfg = config_from_args(args)
@@ -310,7 +212,7 @@ def cmd_train(args: argparse.Namespace, root: Path) -> int:
         return 0
     check_inputs(cfg)
     if args.queue or args.sweep:
-        return _queue_config(cfg, args.sweep, root)
+        return queue_config(cfg, args.sweep, root)
     from engine.runs import new_run_dir
 
     if args.detach:
@@ -331,7 +233,7 @@ def cmd_train(args: argparse.Namespace, root: Path) -> int:
     from engine.train import run_training
 
     code = run_training(run_dir, listeners=[_printer])
-    _ring(cfg.output.notify, run_dir)
+    ring(cfg.output.notify, run_dir)
     from engine.queue import after_run
 
     after_run(run_dir)
@@ -393,7 +295,7 @@ def cmd_join(args: argparse.Namespace, root: Path) -> int:
     return run_join(cfg, root, detach=args.detach)
 
 
-def _ring(kind: str, run_dir: Path) -> None:
+def ring(kind: str, run_dir: Path) -> None:
     """The bell or an OSC 9 notification when a foreground run ends (off by default)."""
     if kind == "off" or not sys.stdout.isatty():
         return
@@ -403,77 +305,6 @@ def _ring(kind: str, run_dir: Path) -> None:
     text = f"finetune-tui: {run_dir.name} {state}"
     sys.stdout.write(f"\x1b]9;{text}\x07" if kind == "osc9" else "\a")
     sys.stdout.flush()
-
-
-def _queue_config(cfg: RunConfig, sweep: list[str], root: Path) -> int:
-    """Queue one config or a sweep's grid; start the first when no engine is busy."""
-    from engine import queue
-
-    values: dict[str, list[Any]] = {}
-    for item in sweep:
-        name, sep, text = item.partition("=")
-        if not sep:
-            raise UserError(
-                f"--sweep {item}: expected NAME=V1,V2", hint="e.g. --sweep learning_rate=3e-4,1e-3"
-            )
-        values[name.strip()] = queue.parse_values(name.strip(), text)
-    added = queue.add_sweep(root, cfg, values) if values else [queue.add(root, cfg)]
-    what = f"sweep {added[0].sweep_id}: {len(added)} runs" if values else "1 run"
-    print(f"queued {what}: " + ", ".join(e.name for e in added))
-    started = queue.start_next(root)
-    if started is not None:
-        print(f"started {started.name} (nothing else was training)")
-    else:
-        print("it starts when the current run ends; 'finetune-tui queue' shows the line")
-    return 0
-
-
-def cmd_queue(args: argparse.Namespace, root: Path) -> int:
-    """List, add, cancel, reorder or start queued runs."""
-    from engine import queue
-
-    sub = args.queue_command or "list"
-    if sub == "add":
-        cfg = config_from_args(args)
-        check_inputs(cfg)
-        return _queue_config(cfg, args.sweep, root)
-    if sub in ("rm", "up", "down"):
-        if sub == "rm":
-            entry = queue.remove(root, args.entry)
-            print(f"cancelled {entry.entry_id} ({entry.name})")
-        else:
-            entry = queue.move(root, args.entry, -1 if sub == "up" else 1)
-            print(f"moved {entry.entry_id} ({entry.name}) {sub}")
-        return 0
-    if sub == "start":
-        busy = queue.busy_run(root)
-        started = queue.start_next(root)
-        if started is not None:
-            print(f"started {started.name}")
-        elif busy is not None:
-            print(f"{busy.name} is training; the queue goes on when it ends")
-        else:
-            print("the queue is empty")
-        return 0
-    current = queue.entries(root)
-    if getattr(args, "json", False):
-        rows = [
-            {"n": n, "id": e.entry_id, "name": e.name, "sweep_id": e.sweep_id, "added": e.added}
-            for n, e in enumerate(current, start=1)
-        ]
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not current:
-        print(f"the queue is empty ({queue.queue_dir(root)})")
-        return 0
-    print(f"{'#':>3} {'ID':6}  {'NAME':40} {'LR':>8} {'EPOCHS':>6} {'BATCH':>5} {'R':>4}  SWEEP")
-    for n, e in enumerate(current, start=1):
-        t, lo = e.config.training, e.config.lora
-        print(
-            f"{n:>3} {e.entry_id:6}  {e.name[:40]:40} {t.learning_rate:>8g} {t.epochs:>6g} "
-            f"{t.batch_size:>5} {lo.lora_r:>4}  {e.sweep_id}"
-        )
-    return 0
 
 
 def cmd_runs(args: argparse.Namespace, root: Path) -> int:
@@ -513,8 +344,7 @@ def cmd_runs(args: argparse.Namespace, root: Path) -> int:
         steps = f"{r.step}/{r.total_steps}"
         what = r.message if r.state == "unreadable" else f"{model_label(r.model)} / {r.data}"
         print(
-            f"{r.run_id[:40]:40} {r.state:9} {steps:>11} {best:>7} {_clock(r.duration_s):>8}  "
-            f"{what}"
+            f"{r.run_id[:40]:40} {r.state:9} {steps:>11} {best:>7} {clock(r.duration_s):>8}  {what}"
         )
     return 0
 
@@ -550,146 +380,6 @@ def cmd_stop(args: argparse.Namespace, root: Path) -> int:
     if not request_stop(run_dir):
         raise UserError("the run is not running", where=run_dir.name)
     print(f"asked {run_dir.name} to stop; it saves a checkpoint and the adapter first")
-    return 0
-
-
-def _weights_for(ref: str, root: Path) -> Path:
-    from engine.predict import find_weights
-    from engine.runs import find_run
-
-    p = Path(ref).expanduser()
-    if p.is_dir() and ((p / "adapter_config.json").is_file() or (p / "config.json").is_file()):
-        return p
-    return find_weights(find_run(ref, root))
-
-
-def _newest_finished(root: Path) -> Path | None:
-    from engine.runs import list_runs
-
-    return next((r.path for r in list_runs(root) if r.state == "finished"), None)
-
-
-def _predict_target(args: argparse.Namespace, root: Path) -> tuple[Path, list[str]]:
-    """The weights to use and the texts: `predict "a sentence"` means the newest finished run."""
-    texts = list(args.texts)
-    if args.run:
-        try:
-            return _weights_for(args.run, root), texts
-        except UserError:
-            if Path(args.run).expanduser().exists() or texts:
-                raise
-            texts = [args.run]  # not a run: the first text
-    newest = _newest_finished(root)
-    if newest is None:
-        raise UserError(
-            "say which run to use",
-            where=str(root),
-            hint='predict RUN "a sentence" (finetune-tui runs lists them; no finished run yet)',
-        )
-    print(f"using the newest finished run {newest.name}", file=sys.stderr)
-    from engine.predict import find_weights
-
-    return find_weights(newest), texts
-
-
-def cmd_predict(args: argparse.Namespace, root: Path) -> int:
-    """Predict labels for texts or a file (a task with its own predict command runs that)."""
-    from engine.predict import task_of
-    from engine.tasks import get_task
-
-    weights, texts = _predict_target(args, root)
-    own = getattr(get_task(task_of(weights)), "predict_cli", None)
-    if own is not None:
-        args.texts = texts
-        return own(args, weights)
-    if args.file:
-        from engine.readers import TEXT_NAMES, read_table
-        from engine.tasks.classification.data import pick_column
-
-        table = read_table(args.file, field_name="--file")
-        col = pick_column(table.columns, args.text_column, TEXT_NAMES, "text", table, "text_column")
-        texts += [str(r.get(col, "")) for r in table.rows]
-    if not texts:
-        raise UserError(
-            "nothing to predict",
-            hint='give texts, e.g. predict RUN "great film", or --file data.jsonl',
-        )
-    from engine.tasks.classification.predict import Predictor
-
-    out_file = _check_out_file(Path(args.out), args.overwrite) if args.out else None
-    predictor = Predictor(weights, threads=args.threads)
-    preds = predictor.predict(texts)
-    rows = [
-        {"text": p.text, "label": p.label, **{f"p_{k}": v for k, v in p.probabilities.items()}}
-        for p in preds
-    ]
-    if out_file is not None:
-        from engine.atomic import atomic_write_text
-
-        if out_file.suffix.lower() == ".csv":
-            import csv
-            import io
-
-            buf = io.StringIO(newline="")
-            w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-            atomic_write_text(out_file, buf.getvalue())
-        else:
-            atomic_write_text(out_file, "".join(json.dumps(r) + "\n" for r in rows))
-        print(f"{len(rows)} predictions written to {out_file}")
-    elif args.file:
-        for r in rows:
-            print(json.dumps(r))
-    else:
-        for p in preds:
-            probs = "  ".join(f"{k} {v:.3f}" for k, v in p.probabilities.items())
-            print(f"{p.label:12} {probs}  | {p.text}")
-    return 0
-
-
-def _check_out_file(out: Path, overwrite: bool) -> Path:
-    """Check a file to write before the work: not a folder, no silent overwrite, writable."""
-    from engine.outputs import _check_writable
-
-    out = out.expanduser()
-    if out.is_dir():
-        raise UserError("--out is a folder", where=str(out), hint="give a file name (.jsonl, .csv)")
-    if out.exists() and not overwrite:
-        raise UserError(
-            "the file exists", where=str(out), hint="choose a new name, or add --overwrite"
-        )
-    _check_writable(out.parent, "--out")
-    return out
-
-
-def cmd_export(args: argparse.Namespace, root: Path) -> int:
-    """Copy the adapter and/or write a merged model."""
-    if not args.merged and not args.adapter:
-        raise UserError("say what to export", hint="--adapter OUT and/or --merged OUT")
-    from engine.predict import find_weights
-    from engine.runs import find_run
-
-    weights = find_weights(find_run(args.run, root))
-    if args.adapter:
-        from engine.export import copy_adapter
-
-        print(f"adapter copied to {copy_adapter(weights, Path(args.adapter), args.overwrite)}")
-    if args.merged:
-        from engine.export import export_merged
-
-        out = export_merged(weights, Path(args.merged), overwrite=args.overwrite)
-        print(f"merged model written to {out}")
-        if args.gguf:
-            from engine.predict import task_of
-            from engine.tasks import get_task
-
-            gguf = getattr(get_task(task_of(weights)), "export_gguf", None)
-            if gguf is None:
-                raise UserError("GGUF is for language models", where="--gguf")
-            print(f"GGUF written to {gguf(out, args.llama_cpp)}")
-    elif args.gguf:
-        raise UserError("--gguf converts the merged model", hint="add --merged OUT")
     return 0
 
 
