@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
 import signal
@@ -44,37 +42,7 @@ from engine.runs import (
 )
 from engine.train import run_training
 from tests.fakeruns import BAD_EVENTS, REPO, engine_env, make_fake_run, malformed_runs
-
-
-def tiny_cfg(model: Path, **training: object) -> RunConfig:
-    """A quick tiny run of the bundled example data."""
-    cfg = RunConfig()
-    cfg.model.model_name = str(model)
-    cfg.training.max_steps = 3
-    cfg.training.batch_size = 8
-    cfg.training.logging_steps = 1
-    cfg.training.eval_strategy = "no"
-    cfg.training.save_strategy = "no"
-    cfg.training.checkpoint_minutes = 0
-    cfg.training.threads = 1
-    for key, value in training.items():
-        setattr(cfg.training, key, value)
-    return cfg
-
-
-def typed(run_dir: Path, cls: type) -> list:
-    """The run's events of one type."""
-    return [e for e in read_events(run_dir) if isinstance(e, cls)]
-
-
-def leftovers(folder: Path) -> list[str]:
-    """Temporary files or folders left anywhere under `folder`."""
-    return [str(p) for p in folder.rglob("*") if ".tmp" in p.name or p.name.endswith(".tmp")]
-
-
-def enospc(filename: str = "") -> OSError:
-    """The error a full disk raises."""
-    return OSError(errno.ENOSPC, "No space left on device", filename or None)
+from tests.reliability_helpers import enospc, leftovers, mount_tmpfs, tiny_cfg, typed
 
 
 # -- 1. output folders -------------------------------------------------------------------------
@@ -110,7 +78,7 @@ def test_output_folder_rules(tmp_path: Path) -> None:
 def test_a_read_only_output_folder_is_refused_before_training(tmp_path: Path) -> None:
     """Root writes anywhere, so a read-only mount stands in for an unwritable folder."""
     folder = tmp_path / "ro"
-    if not _mount_tmpfs(folder, "1m", "ro"):
+    if not mount_tmpfs(folder, "1m", "ro"):
         pytest.skip("cannot mount a read-only tmpfs here (needs root)")
     try:
         with pytest.raises(UserError, match="cannot write"):
@@ -311,155 +279,6 @@ def test_a_running_engine_gives_cores_back_and_takes_them_again(
         assert "threads 1 -> 2" in balancer.check()
     finally:
         torch.set_num_threads(before)
-
-
-# -- 5. out of disk ------------------------------------------------------------------------------
-def _assert_clean_failure(run_dir: Path, lines: list[str]) -> None:
-    status = read_status(run_dir)
-    assert status["state"] == "failed"
-    assert "out of disk space" in status["message"]
-    assert run_info(run_dir).state == "failed"
-    assert [ln for ln in lines if ln.startswith("error:")] == lines and len(lines) == 1, lines
-    assert "out of disk space" in lines[0]
-    assert (run_dir / "config.toml").stat().st_size > 0
-    assert leftovers(run_dir) == []
-    assert not (run_dir / ".reserve").exists()
-
-
-def test_disk_full_at_a_checkpoint_is_one_clear_failure(
-    tiny_model: Path, runs_root: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
-    """ENOSPC injected into the second checkpoint (works anywhere; the tmpfs test is real)."""
-    from transformers import Trainer
-
-    from engine.cli import _printer
-
-    real = Trainer._save_checkpoint
-    calls = {"n": 0}
-
-    def save(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
-            folder.mkdir(parents=True)
-            (folder / "adapter_model.safetensors").write_bytes(b"half")
-            raise enospc(str(folder / "optimizer.pt"))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "_save_checkpoint", save)
-    cfg = tiny_cfg(tiny_model, max_steps=6, save_strategy="steps", save_steps=2)
-    run_dir = new_run_dir(cfg, runs_root)
-    assert run_training(run_dir, listeners=[_printer]) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    _assert_clean_failure(run_dir, err.strip().splitlines())
-    failed = typed(run_dir, Failed)[-1]
-    assert "checkpoints/checkpoint-4" in failed.message
-    kept = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert kept == ["checkpoint-2"]  # the cut-short one is gone, the last good one intact
-    assert (run_dir / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
-
-
-def test_disk_full_even_for_the_failed_event(
-    tiny_model: Path, runs_root: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
-    """When not even the event fits, the status still says failed and why, and the CLI prints it."""
-    from engine.cli import _printer
-
-    run_dir = new_run_dir(tiny_cfg(tiny_model), runs_root)
-    real_emit = EventWriter.emit
-
-    def emit(self, event):
-        if isinstance(event, (Phase, Failed)) and getattr(event, "name", "") != "loading data":
-            raise enospc(str(self.path))
-        return real_emit(self, event)
-
-    monkeypatch.setattr(EventWriter, "emit", emit)
-    monkeypatch.setattr(
-        "engine.atomic.atomic_write_bytes",
-        lambda *a: (_ for _ in ()).throw(enospc(str(run_dir / STATUS_FILE))),
-    )
-    assert run_training(run_dir, listeners=[_printer]) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    monkeypatch.undo()
-    _assert_clean_failure(run_dir, err.strip().splitlines())
-
-
-def _mount_tmpfs(folder: Path, size: str, *options: str) -> bool:
-    folder.mkdir(parents=True, exist_ok=True)
-    opts = ",".join([f"size={size}", *options])
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(folder)],
-            capture_output=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 64 MB tmpfs (skips when this machine cannot mount one)."""
-    folder = tmp_path / "disk"
-    if not _mount_tmpfs(folder, "64m"):
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
-
-
-def fill_disk(folder: Path, leave: int) -> None:
-    """Fill the file system of `folder` up to `leave` free bytes."""
-    import shutil
-
-    free = shutil.disk_usage(folder).free
-    with open(folder / "filler", "wb") as fh, contextlib.suppress(OSError):
-        fh.write(b"\1" * max(0, free - leave))
-
-
-def test_real_full_disk_while_checkpointing(
-    tiny_model: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
-    from engine.cli import _printer
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    root = small_disk / "runs"
-    cfg = tiny_cfg(tiny_model, max_steps=8, save_strategy="steps", save_steps=2)
-    run_dir = new_run_dir(cfg, root)
-    filled = []
-
-    def fill_after_first_checkpoint(event) -> None:
-        if isinstance(event, Checkpoint) and not filled:
-            filled.append(event.step)
-            fill_disk(small_disk, 16 * 1024)
-
-    assert run_training(run_dir, listeners=[_printer, fill_after_first_checkpoint]) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    _assert_clean_failure(run_dir, err.strip().splitlines())
-    assert str(small_disk) in typed(run_dir, Failed)[-1].message
-    assert filled == [2]
-    kept = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert kept == ["checkpoint-2"]
-    from engine.runs import last_checkpoint
-
-    assert last_checkpoint(run_dir).name == "checkpoint-2"
-
-
-def test_real_full_disk_at_start(tiny_model: Path, small_disk: Path, capsys) -> None:
-    from engine.cli import main
-
-    root = small_disk / "runs"
-    root.mkdir()
-    fill_disk(small_disk, 0)
-    code = main(["--runs-root", str(root), "train", "--model_name", str(tiny_model)])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert "disk space" in err
-    assert list(root.iterdir()) == []  # no half-made run, no 0-byte config.toml
 
 
 # -- 6. one bad run directory never hides the others ----------------------------------------------
