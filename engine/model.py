@@ -252,8 +252,8 @@ def load_pretrained(
     return model, attention
 
 
-def linear_module_names(model: Any) -> list[str]:
-    """Distinct leaf names of the linear layers LoRA can adapt (the head excluded)."""
+def linear_kinds() -> tuple[type, ...]:
+    """The layer classes LoRA can adapt: torch Linear and GPT-2's Conv1D."""
     import torch
 
     kinds: tuple[type, ...] = (torch.nn.Linear,)
@@ -263,6 +263,12 @@ def linear_module_names(model: Any) -> list[str]:
         kinds += (Conv1D,)
     except ImportError:  # pragma: no cover
         pass
+    return kinds
+
+
+def linear_module_names(model: Any) -> list[str]:
+    """Distinct leaf names of the linear layers LoRA can adapt (the head excluded)."""
+    kinds = linear_kinds()
     names: dict[str, None] = {}
     for full, module in model.named_modules():
         if isinstance(module, kinds):

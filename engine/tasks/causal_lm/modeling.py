@@ -26,15 +26,9 @@ NEVER_TARGETS = ("lm_head", "embed_out", "output_layer", "score", "wte", "embed_
 def block_linear_names(model: Any) -> list[str]:
     """Leaf names of the linear layers inside the numbered transformer blocks (attention and MLP
     projections); lm_head, embeddings and anything outside the blocks are never included."""
-    import torch
+    from engine.model import linear_kinds
 
-    kinds: tuple[type, ...] = (torch.nn.Linear,)
-    try:
-        from transformers.pytorch_utils import Conv1D
-
-        kinds += (Conv1D,)
-    except ImportError:  # pragma: no cover
-        pass
+    kinds = linear_kinds()
     names: dict[str, None] = {}
     for full, module in model.named_modules():
         parts = full.split(".")
