@@ -160,6 +160,7 @@ def test_root_cause_names_the_dead_rank() -> None:
 
 # -- two processes ---------------------------------------------------------------------------
 PROBE = """
+import os
 import sys
 from pathlib import Path
 from engine.config import RunConfig
@@ -169,7 +170,8 @@ if sys.argv[2] == "ours":
 else:  # what a plain script writes
     from transformers import TrainingArguments
     args = TrainingArguments(output_dir=sys.argv[1])
-print("WORLD", args.world_size, flush=True)
+# One file per rank: two processes printing at once can interleave their lines.
+Path(sys.argv[1], "world-" + os.environ["RANK"] + "-" + sys.argv[2]).write_text(str(args.world_size))
 """
 
 
@@ -193,9 +195,9 @@ def test_use_cpu_makes_torchrun_one_job(tmp_path: Path) -> None:
             cwd=root, env={**os.environ, "PYTHONPATH": str(root), "GLOO_SOCKET_IFNAME": "lo"},
             capture_output=True, text=True, timeout=WAIT_S,
         )  # fmt: skip
-        found = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("WORLD")]
-        assert len(found) == 2, out.stdout + out.stderr
-        return found
+        files = sorted(tmp_path.glob(f"world-*-{mode}"))
+        assert len(files) == 2, out.stdout + out.stderr
+        return [f.read_text() for f in files]
 
     assert worlds("plain") == ["1", "1"]  # the pitfall: two independent trainings
     assert worlds("ours") == ["2", "2"]
