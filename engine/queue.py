@@ -134,8 +134,13 @@ def find(root: Path, ref: str) -> QueueEntry:
     current = entries(root)
     if not current:
         raise UserError("the queue is empty", hint="add runs with 'finetune-tui queue add ...'")
-    if ref.isdigit() and 1 <= int(ref) <= len(current) and len(ref) < 4:
-        return current[int(ref) - 1]
+    if ref.isdigit() and len(ref) < 4:  # a place in the line, never an id prefix
+        if 1 <= int(ref) <= len(current):
+            return current[int(ref) - 1]
+        raise UserError(
+            f"no place {ref} in the queue (it holds {len(current)})",
+            hint="'finetune-tui queue' lists them: give the number or the id",
+        )
     matches = [e for e in current if e.entry_id.startswith(ref)]
     if len(matches) == 1:
         return matches[0]
