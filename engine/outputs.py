@@ -154,11 +154,37 @@ def commit_staged(staged: Path, out: Path, run_dir: Path | None) -> Path:
     return out
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux shows it (thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def usual_file_modes(folder: Path) -> None:
+    """Give the files the mode the user's umask gives new files (0644 under umask 022).
+
+    safetensors writes its files through a private temporary file (mode 0600), so an adapter
+    or merged model could not be read by another account, such as an Ollama service.
+    """
+    mask = _umask()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~mask)
+
+
 def write_folder(out: Path, run_dir: Path | None, write: Any) -> Path:
     """Call `write(folder)` on a staging folder, then move its files into `out` (never half)."""
     staged = staging_dir(out)
     try:
         write(staged)
+        usual_file_modes(staged)
         return commit_staged(staged, out, run_dir)
     finally:
         shutil.rmtree(staged, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -164,6 +165,14 @@ def test_cli_export_writes_both(trained: tuple[Path, Path], tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "a" / "adapter_config.json").is_file()
     assert (tmp_path / "m" / "model.safetensors").is_file()
+    # Readable by other accounts (an Ollama service) as the umask allows, not safetensors' 0600.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in (
+        tmp_path / "a" / "adapter_model.safetensors",
+        tmp_path / "m" / "model.safetensors",
+    ):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
 
 
 @pytest.mark.parametrize("case", ["file-as-merged", "file-as-adapter", "no-run", "nothing"])
