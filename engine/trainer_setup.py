@@ -170,13 +170,16 @@ def build_trainer(
 
 
 def _trainer_class() -> type:
-    """Trainer whose length grouping asks the dataset for its lengths instead of reading every item.
+    """Trainer whose length grouping asks the dataset for its lengths instead of reading every item,
+    and pads less (engine.length_batches).
 
     The stock sampler reads every example once to measure it: for lazily tokenized big data that
     would tokenize everything before the first step.
     """
     from transformers import Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from engine.length_batches import BucketedSampler
 
     class CpuTrainer(Trainer):
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
@@ -195,9 +198,9 @@ def _trainer_class() -> type:
             # Grouped over the global batch (x world size, not each process's share): N
             # processes then take, step by step, the examples one process takes at the same
             # global batch (accelerate hands rank r the r-th slice of each batch).
-            return LengthGroupedSampler(
+            return BucketedSampler(
                 args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
-                lengths=measured,
+                measured,
             )
 
         def _get_eval_sampler(self, eval_dataset: Any) -> Any:
