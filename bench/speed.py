@@ -8,6 +8,8 @@
     python bench/speed.py --recipes plain,ours,seed      # also the seed script we replaced (slow)
     python bench/speed.py --variant "qv=--target_modules auto"   # ours with other flags, beside it
     python bench/speed.py --variant "unfused=@unfused"           # ours without the fused LoRA layer
+    python bench/speed.py --variant "pad8=@pad8"                 # ours padding to multiples of 8 (@pad1: none)
+    python bench/speed.py --variant "hf=@hf-sampler"             # transformers' length grouping
     python bench/speed.py --variant "bind=ENV:OMP_PROC_BIND=close"   # ours with an environment variable
 
 Each recipe runs in its own process (so peak RSS is its own) on the same rows of
@@ -271,6 +273,18 @@ def run_ours(model: str, rows: int, out: Path, precision: str, seed: int, extra:
         import engine.fused_lora
 
         engine.fused_lora.fuse_lora_layers = lambda model: 0
+    for flag in [x for x in extra if x.startswith("@pad")]:  # @pad8 / @pad1: multiples of 8 / none
+        import engine.tasks.classification
+
+        engine.tasks.classification.PAD_MULTIPLE = int(flag[4:])
+    if "@hf-sampler" in extra:  # transformers' LengthGroupedSampler instead of our buckets
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        import engine.length_batches
+
+        engine.length_batches.BucketedSampler = lambda size, lengths: LengthGroupedSampler(
+            size, lengths=lengths
+        )
     if "@default-malloc" in extra:  # glibc's own malloc settings instead of tune_allocator's
         import engine.hardware
 

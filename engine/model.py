@@ -157,6 +157,7 @@ class LoadedModel:
     target_modules: list[str]
     modules_to_save: list[str]
     attention: str
+    lora_layers: str = "every layer"
 
 
 def load_tokenizer(name: str, trust_remote_code: bool = False) -> Any:
@@ -339,6 +340,27 @@ def layer_count(model: Any) -> int:
     return 0
 
 
+# lora_layers = 0 (auto): the top third below this many training rows, every layer from it.
+# Measured on MiniLM-L6 / SST-2, 1 epoch (bench/speed.py, README): the top third trains 1.4-1.6x
+# faster than every layer at 79.5% against 81.4% on 2,000 rows and 84.4% against 85.9% on
+# 20,000, but the full 67,349 rows ended at 85.2% against 88.8-89.5% with every layer.
+AUTO_TOP_SHARE = 1 / 3
+AUTO_EVERY_LAYER_FROM_ROWS = 50_000
+
+
+def effective_lora_layers(setting: float, train_rows: int) -> float:
+    """The share of layers to adapt: the setting, or for 0 (auto) a choice by data size."""
+    if setting > 0:
+        return setting
+    return 1.0 if train_rows >= AUTO_EVERY_LAYER_FROM_ROWS else AUTO_TOP_SHARE
+
+
+def describe_layers(model: Any, share: float) -> str:
+    """'top 2 of 6 layers' or 'every layer', for the run's log."""
+    top = top_layer_indices(model, share)
+    return "every layer" if top is None else f"top {len(top)} of {layer_count(model)} layers"
+
+
 def top_layer_indices(model: Any, share: float) -> list[int] | None:
     """Indices of the top `share` of the layers for peft's layers_to_transform (None = all)."""
     import math
@@ -351,19 +373,23 @@ def top_layer_indices(model: Any, share: float) -> list[int] | None:
 
 
 def apply_lora(
-    model: Any, cfg: Any, task_type: str = "SEQ_CLS", auto_save: tuple[str, ...] = AUTO_SAVE
+    model: Any,
+    cfg: Any,
+    task_type: str = "SEQ_CLS",
+    auto_save: tuple[str, ...] = AUTO_SAVE,
+    layer_share: float = 1.0,
 ) -> tuple[Any, list[str], list[str]]:
     """Wrap the model with a LoRA adapter as configured (peft task type of the task).
 
-    With `lora_layers` < 1, only the top layers are adapted: nothing below them trains, and as the
-    inputs (embeddings) do not require grad either, autograd never goes down there.
+    With `layer_share` < 1, only the top layers are adapted: nothing below them trains, and as
+    the inputs (embeddings) do not require grad either, autograd never goes down there.
     """
     from peft import LoraConfig, TaskType, get_peft_model
 
     lo = cfg.lora
     targets = choose_targets(model, lo.target_modules)
     to_save = choose_modules_to_save(model, lo.modules_to_save, auto_save)
-    layers = top_layer_indices(model, lo.lora_layers)
+    layers = top_layer_indices(model, layer_share)
     lora_config = LoraConfig(
         task_type=TaskType(task_type),
         r=lo.lora_r,
@@ -428,6 +454,7 @@ def load_for_training(
     build_base: Callable[[str, Any], tuple[Any, str]],
     task_type: str,
     auto_save: tuple[str, ...] = (),
+    train_rows: int = 0,
 ) -> LoadedModel:
     """Tokenizer + the task's base model (`build_base(name, tokenizer)`) + LoRA, per the config."""
     name = resolve_model_name(cfg.model.model_name)
@@ -440,9 +467,11 @@ def load_for_training(
     # it would scale the logged loss (not the gradient) by grad_accum x world size
     # (transformers#47688). Tasks whose loss does use it set the flag back.
     model.accepts_loss_kwargs = False
-    model, targets, to_save = apply_lora(model, cfg, task_type, auto_save)
+    share = effective_lora_layers(cfg.lora.lora_layers, train_rows)
+    layers = describe_layers(model, share)
+    model, targets, to_save = apply_lora(model, cfg, task_type, auto_save, share)
     speed_up(model, cfg, precision)
-    return LoadedModel(model, tokenizer, name, targets, to_save, attention)
+    return LoadedModel(model, tokenizer, name, targets, to_save, attention, layers)
 
 
 GENERIC_FOLDERS = {

@@ -331,7 +331,8 @@ class _Session:
         loaded = self.loaded
         saved = ", ".join(loaded.modules_to_save) or "no extra modules"
         return (
-            f"{self.task.describe_data(self.data)}; LoRA on {', '.join(loaded.target_modules)}; "
+            f"{self.task.describe_data(self.data)}; LoRA on {', '.join(loaded.target_modules)} "
+            f"({loaded.lora_layers}); "
             f"training {saved}; {self.precision}, {self.threads} threads, "
             f"{loaded.attention} attention{self.scale.describe()}"
         )

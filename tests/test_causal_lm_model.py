@@ -66,8 +66,19 @@ def test_auto_targets_are_attention_and_mlp_never_head(
     assert not any("lm_head" in n or "embed" in n or "wte" in n for n in trainable)
 
 
-def test_collator_pads_to_multiples_of_eight_with_ignored_labels() -> None:
-    batch = CausalCollator(pad_id=0)(
+def test_collator_pads_to_the_longest_row_with_ignored_labels() -> None:
+    rows = [
+        {"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]},
+        {"input_ids": [1] * 9, "labels": [1] * 9},
+    ]
+    batch = CausalCollator(pad_id=0)(rows)
+    assert batch["input_ids"].shape == (2, 9)
+    assert batch["labels"][0].tolist() == [IGNORE, 6, 7] + [IGNORE] * 6
+    assert batch["attention_mask"][0].tolist() == [1, 1, 1] + [0] * 6
+
+
+def test_collator_can_pad_to_multiples_of_eight() -> None:
+    batch = CausalCollator(pad_id=0, multiple=8)(
         [
             {"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]},
             {"input_ids": [1] * 9, "labels": [1] * 9},

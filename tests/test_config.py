@@ -16,7 +16,7 @@ def test_defaults_match_the_spec():
     # The seed's r and alpha; LoRA dropout 0 and all linear layers are measured choices (bench/).
     assert (cfg.lora.lora_r, cfg.lora.lora_alpha, cfg.lora.lora_dropout) == (8, 16, 0.0)
     assert cfg.lora.target_modules == "all-linear"
-    assert (cfg.lora.lora_layers, cfg.training.batch_size) == (1.0, 12)
+    assert (cfg.lora.lora_layers, cfg.training.batch_size) == (0.0, 12)  # 0 = auto
     assert cfg.training.learning_rate == 1e-3
     assert cfg.training.epochs == 3
     assert cfg.training.precision == "auto"
@@ -209,7 +209,7 @@ def _with(**changes):
         ({"max_eval_rows": -5}, "data.max_eval_rows", "positive"),
         ({"lora_r": 0}, "lora.lora_r", "between 1 and 1024"),
         ({"lora_alpha": 0}, "lora.lora_alpha", "positive"),
-        ({"lora_layers": 0.0}, "lora.lora_layers", "top half"),
+        ({"lora_layers": -0.5}, "lora.lora_layers", "top half"),
         ({"lora_layers": 1.5}, "lora.lora_layers", "1 = every layer"),
         ({"lora_dropout": 1.0}, "lora.lora_dropout", "[0, 1)"),
         ({"target_modules": "  "}, "lora.target_modules", "auto"),

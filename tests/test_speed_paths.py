@@ -31,6 +31,7 @@ def _load(tiny_model: Path, fuse: bool = True, **settings: Any) -> Any:
     cfg = RunConfig()
     cfg.model.model_name = str(tiny_model)
     cfg.model.attention = "eager"
+    settings.setdefault("lora_layers", 1.0)  # every layer unless a test says otherwise
     for key, value in settings.items():
         cfg.set(key, value)
     set_seed(0)
@@ -117,3 +118,59 @@ def test_lora_layers_1_adapts_every_layer(tiny_model: Path) -> None:
         loaded = _load(tiny_model, lora_layers=top)
         names = [n for n, _ in loaded.model.named_parameters() if "lora_A" in n]
         assert any(".layer.0." in n for n in names) and any(".layer.1." in n for n in names)
+
+
+def test_auto_lora_layers_follow_the_data_size(tiny_model: Path) -> None:
+    """lora_layers=0 (the default): the top third below 50,000 rows, every layer from there."""
+    from types import SimpleNamespace
+
+    from engine.model import AUTO_EVERY_LAYER_FROM_ROWS, effective_lora_layers
+    from engine.tasks.base import TaskData
+    from engine.tasks.classification import ClassificationTask
+
+    assert effective_lora_layers(0.0, 2_000) == pytest.approx(1 / 3)
+    assert effective_lora_layers(0.0, AUTO_EVERY_LAYER_FROM_ROWS) == 1.0
+    assert effective_lora_layers(0.5, 1_000_000) == 0.5  # a setting is kept
+    cfg = RunConfig()
+    cfg.model.model_name = str(tiny_model)
+    assert cfg.lora.lora_layers == 0.0
+    for rows, layers in ((2_000, {"1"}), (AUTO_EVERY_LAYER_FROM_ROWS, {"0", "1"})):
+        splits = SimpleNamespace(train_texts=["x"] * rows)
+        data = TaskData([], None, "none", {"id2label": {0: "neg", 1: "pos"}, "splits": splits})
+        loaded = ClassificationTask().load_model(cfg, data, "fp32")
+        adapted = {n.split(".layer.")[1].split(".")[0] for n, _ in loaded.model.named_parameters()
+                   if "lora_A" in n}  # fmt: skip
+        assert adapted == layers, rows
+        assert loaded.lora_layers == ("every layer" if len(layers) == 2 else "top 1 of 2 layers")
+
+
+def test_padding_to_the_longest_text_gives_the_padded_to_8_numbers(tiny_model: Path) -> None:
+    """In fp32 the collator pads each batch to its longest text only (bf16: multiples of 8), and
+    the loss and gradients are those of padding to multiples of 8 (the mask hides pads)."""
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    from engine.tasks.classification import ClassificationTask
+
+    loaded = _load(tiny_model)
+    tok = loaded.tokenizer
+    rows = [dict(tok(t), labels=y) for t, y in zip(TEXTS, [1, 0, 1, 0], strict=True)]
+    cfg = RunConfig()
+    cfg.training.precision = "bf16"
+    assert ClassificationTask().collator(cfg, tok)(rows)["input_ids"].shape[1] % 8 == 0
+    cfg.training.precision = "fp32"
+    exact = ClassificationTask().collator(cfg, tok)(rows)
+    longest = max(len(r["input_ids"]) for r in rows)
+    assert exact["input_ids"].shape[1] == longest and longest % 8
+    padded8 = DataCollatorWithPadding(tok, pad_to_multiple_of=8)(rows)
+    assert padded8["input_ids"].shape[1] % 8 == 0
+    results = []
+    for batch in (exact, padded8):
+        loaded.model.zero_grad(set_to_none=True)
+        loss = loaded.model.train()(**batch).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in loaded.model.named_parameters() if p.requires_grad}
+        results.append((float(loss.detach()), grads))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    for name, grad in results[0][1].items():
+        assert torch.allclose(grad, results[1][1][name], rtol=1e-4, atol=1e-7), name

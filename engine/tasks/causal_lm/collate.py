@@ -1,4 +1,4 @@
-"""Pad causal-LM batches: input_ids with the pad token, labels with -100, to multiples of 8."""
+"""Pad causal-LM batches: input_ids with the pad token, labels with -100."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from engine.tasks.causal_lm.template import IGNORE
 class CausalCollator:
     """Right-pads a list of {input_ids, labels} to the longest row (rounded up to `multiple`)."""
 
-    def __init__(self, pad_id: int, multiple: int = 8) -> None:
+    def __init__(self, pad_id: int, multiple: int = 1) -> None:
         self.pad_id = pad_id
         self.multiple = multiple
 

@@ -103,10 +103,12 @@ class CausalLMTask(Task):
         return Encoded(train, evals, hit, notes)
 
     def collator(self, cfg: Any, tokenizer: Any) -> Callable[[list[dict[str, Any]]], Any]:
-        """Right padding to multiples of 8; labels padded with -100."""
+        """Right padding to the longest row (fp32) or a multiple of 8 (bf16); labels -100."""
+        from engine.hardware import pad_multiple, resolve_precision
         from engine.tasks.causal_lm.collate import CausalCollator
 
-        return CausalCollator(tokenizer.pad_token_id, 8)
+        multiple = pad_multiple(resolve_precision(cfg.training.precision)) or 1
+        return CausalCollator(tokenizer.pad_token_id, multiple)
 
     def metric_hooks(self, cfg: Any, data: TaskData, tokenizer: Any) -> MetricHooks:
         """Token accuracy, answer loss and perplexity from argmax + label log-probs per batch."""

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from engine.tasks.base import Encoded, MetricHooks, Task, TaskData
 
 AUTO_SAVE = ("classifier", "score", "pre_classifier", "pooler")
+# None = by precision (engine.hardware.pad_multiple); bench/speed.py's "@pad8" sets one to compare.
+PAD_MULTIPLE: int | None = None
 
 
 class ClassificationTask(Task):
@@ -61,6 +63,7 @@ class ClassificationTask(Task):
             lambda name, tok: build_classifier(cfg, id2label, precision, name, tok),
             self.peft_task_type,
             AUTO_SAVE,
+            train_rows=_train_rows(data),
         )
 
     def encode(self, cfg: Any, data: TaskData, tokenizer: Any, run_dir: Path | None) -> Encoded:
@@ -84,10 +87,13 @@ class ClassificationTask(Task):
         return Encoded(train, evals, hit)
 
     def collator(self, cfg: Any, tokenizer: Any) -> Callable[[list[dict[str, Any]]], Any]:
-        """Dynamic padding to multiples of 8 (bounds the distinct shapes at little cost)."""
+        """Dynamic padding: to the longest text of each batch (fp32) or a multiple of 8 (bf16)."""
         from transformers import DataCollatorWithPadding
 
-        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+        from engine.hardware import pad_multiple, resolve_precision
+
+        multiple = PAD_MULTIPLE or pad_multiple(resolve_precision(cfg.training.precision))
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
 
     def metric_hooks(self, cfg: Any, data: TaskData, tokenizer: Any) -> MetricHooks:
         """Accuracy and macro-F1 for the Trainer; per-class figures and confusion kept as detail."""
@@ -178,3 +184,9 @@ class ClassificationTask(Task):
         return AutoModelForSequenceClassification.from_config(
             config, trust_remote_code=trust_remote_code
         )
+
+
+def _train_rows(data: TaskData) -> int:
+    """How many training rows the data has (0 when it carries no splits, as in a preview)."""
+    splits = data.info.get("splits")
+    return len(splits.train_texts) if splits is not None else 0
