@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from engine.cli import build_parser, config_from_args
-from tests.test_cli import CLI, assert_user_error, cli_env, run_cli
+from tests.cli_helpers import CLI, assert_user_error, cli_env, run_cli
 
 
 @pytest.mark.parametrize(
