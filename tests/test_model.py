@@ -15,6 +15,7 @@ from engine.model import (
     choose_modules_to_save,
     choose_targets,
 )
+from tests.lora_helpers import classifier_for_training, load_seeded
 
 
 def _tiny(kind: str):
@@ -161,38 +162,12 @@ def _loss_and_grads(model: Any, tokenizer: Any, train: bool = True) -> tuple[Any
     return loss.detach(), grads, {n: p.dtype for n, p in model.named_parameters()}
 
 
-def _load(tiny_model: Path, precision: str, fuse: bool = True, **lora: Any) -> Any:
-    """The tiny model with LoRA, B made non-zero (so A gets gradients too), seeded."""
-    import torch
-    from transformers import set_seed
-
-    from engine import fused_lora
-
-    cfg = RunConfig()
-    cfg.model.model_name = str(tiny_model)
-    cfg.model.attention = "eager"
-    for key, value in lora.items():
-        cfg.set(key, value)
-    set_seed(0)
-    real = fused_lora.fuse_lora_layers
-    if not fuse:
-        fused_lora.fuse_lora_layers = lambda model: 0
-    try:
-        loaded = classifier_for_training(cfg, precision)
-    finally:
-        fused_lora.fuse_lora_layers = real
-    for name, param in loaded.model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.02, generator=torch.Generator().manual_seed(1))
-    return loaded
-
-
 def test_bf16_storage_of_frozen_layers_changes_no_numbers(tiny_model: Path) -> None:
     """Frozen linears kept in bf16 (and no peft input casts) give autocast's loss and gradients."""
     import torch
 
-    plain = _load(tiny_model, "fp32", fuse=False)  # every weight fp32, peft's forward
-    stored = _load(tiny_model, "bf16", fuse=False)
+    plain = load_seeded(tiny_model, "fp32", fuse=False)  # every weight fp32, peft's forward
+    stored = load_seeded(tiny_model, "bf16", fuse=False)
     loss32, grads32, _ = _loss_and_grads(plain.model, plain.tokenizer)
     loss16, grads16, dtypes16 = _loss_and_grads(stored.model, stored.tokenizer)
     assert torch.equal(loss16, loss32)
@@ -208,8 +183,8 @@ def test_fused_lora_matches_peft(tiny_model: Path) -> None:
     """The fused LoRA layers give peft's loss and gradients (to bf16 rounding); eval is peft's own."""
     import torch
 
-    plain = _load(tiny_model, "bf16", fuse=False)
-    fused = _load(tiny_model, "bf16")
+    plain = load_seeded(tiny_model, "bf16", fuse=False)
+    fused = load_seeded(tiny_model, "bf16")
     assert sum(m.forward.__name__ == "_fused_forward" for m in fused.model.modules()) > 0
     loss_p, grads_p, _ = _loss_and_grads(plain.model, plain.tokenizer)
     loss_f, grads_f, _ = _loss_and_grads(fused.model, fused.tokenizer)
@@ -265,15 +240,6 @@ def test_fused_lora_steps_aside_for_dropout(
     monkeypatch.setattr(fused_lora, "_FN", Spy)
     for dropout, fused_calls in ((0.0, True), (0.5, False)):
         calls.clear()
-        loaded = _load(tiny_model, "bf16", lora_dropout=dropout)
+        loaded = load_seeded(tiny_model, "bf16", lora_dropout=dropout)
         _loss_and_grads(loaded.model, loaded.tokenizer)
         assert bool(calls) is fused_calls, dropout
-
-
-def classifier_for_training(cfg: RunConfig, precision: str) -> Any:
-    """The classification task's model (labels neg / pos) with LoRA, as training loads it."""
-    from engine.tasks.base import TaskData
-    from engine.tasks.classification import ClassificationTask
-
-    data = TaskData([], None, "none", {"id2label": {0: "neg", 1: "pos"}})
-    return ClassificationTask().load_model(cfg, data, precision)

@@ -8,44 +8,14 @@ from typing import Any
 import pytest
 
 from engine.config import RunConfig
+from tests.lora_helpers import load_seeded
 
 TEXTS = ["a good film", "a very bad film indeed", "not bad", "dull"]
 
 
-def classifier_for_training(cfg: RunConfig, precision: str) -> Any:
-    """The classification task's model for training (labels neg/pos)."""
-    from engine.tasks.base import TaskData
-    from engine.tasks.classification import ClassificationTask
-
-    data = TaskData([], None, "none", {"id2label": {0: "neg", 1: "pos"}})
-    return ClassificationTask().load_model(cfg, data, precision)
-
-
 def _load(tiny_model: Path, fuse: bool = True, **settings: Any) -> Any:
-    """The tiny model with LoRA in fp32, B made non-zero (so A gets gradients too), seeded."""
-    import torch
-    from transformers import set_seed
-
-    from engine import fused_lora
-
-    cfg = RunConfig()
-    cfg.model.model_name = str(tiny_model)
-    cfg.model.attention = "eager"
-    settings.setdefault("lora_layers", 1.0)  # every layer unless a test says otherwise
-    for key, value in settings.items():
-        cfg.set(key, value)
-    set_seed(0)
-    real = fused_lora.fuse_lora_layers
-    if not fuse:
-        fused_lora.fuse_lora_layers = lambda model: 0
-    try:
-        loaded = classifier_for_training(cfg, "fp32")
-    finally:
-        fused_lora.fuse_lora_layers = real
-    for name, param in loaded.model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.02, generator=torch.Generator().manual_seed(1))
-    return loaded
+    """The tiny model with LoRA in fp32 (every layer unless said otherwise), seeded."""
+    return load_seeded(tiny_model, "fp32", fuse, **settings)
 
 
 def _train_losses(loaded: Any, steps: int = 4) -> tuple[list[float], dict[str, Any]]:
