@@ -57,7 +57,7 @@ def pad_multiple(precision: str) -> int | None:
     """What dynamic padding rounds a batch's length up to, by precision (None: not rounded).
 
     fp32 steps cost what their padded tokens cost, so rounding short texts up to multiples of 8
-    cost 13-14% of the speed (SST-2, bench/speed.py). bf16 ran as fast either way, and rounding
+    cost 14-25% of the speed (SST-2, bench/speed.py). bf16 ran as fast either way, and rounding
     keeps the shapes few: oneDNN's per-shape bf16 kernels took peak RSS from 0.9 to 1.4 GB on
     exact lengths.
     """

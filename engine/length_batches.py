@@ -42,7 +42,7 @@ def bucketed_indices(lengths: Sequence[int], batch_size: int, generator: Any = N
 
 
 class BucketedSampler:
-    """A torch Sampler over `bucketed_indices`, reshuffled each epoch from its generator."""
+    """A sampler for a torch DataLoader over `bucketed_indices`, reshuffled each epoch."""
 
     def __init__(self, batch_size: int, lengths: Sequence[int], generator: Any = None) -> None:
         self.batch_size = batch_size
