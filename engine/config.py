@@ -117,6 +117,11 @@ class LoraSettings:
     )
     use_dora: bool = _f(False, "Weight-decomposed LoRA (DoRA); slower")
     use_rslora: bool = _f(False, "Rank-stabilised scaling (alpha / sqrt(r))")
+    train_chat_tokens: bool = _f(
+        True,
+        "causal-lm: train the embedding rows of chat-template tokens the model never learnt "
+        "(the ChatML fallback's, or all-zero rows) so it can learn to end its answers",
+    )
 
 
 @dataclass

@@ -61,9 +61,14 @@ def test_auto_targets_are_attention_and_mlp_never_head(
     cfg.lora.target_modules = "auto"
     loaded = load_causal_model(cfg, "fp32")
     assert set(loaded.target_modules) == expected
-    trainable = [n for n, p in loaded.model.named_parameters() if p.requires_grad]
-    assert trainable and all("lora_" in n for n in trainable)
-    assert not any("lm_head" in n or "embed" in n or "wte" in n for n in trainable)
+    trainable = {n: p for n, p in loaded.model.named_parameters() if p.requires_grad}
+    rows = {n: p for n, p in trainable.items() if "trainable_tokens_delta" in n}
+    assert trainable and all("lora_" in n for n in trainable if n not in rows)
+    # Besides LoRA, only the fallback's two chat-token rows (the tied head shares them).
+    assert [tuple(p.shape)[0] for p in rows.values()] == [2]
+    assert not any(
+        ("lm_head" in n or "embed" in n or "wte" in n) and n not in rows for n in trainable
+    )
 
 
 def test_collator_pads_to_the_longest_row_with_ignored_labels() -> None:

@@ -28,7 +28,7 @@ TABS = {
     "lora": (
         "LoRA",
         ["lora_r", "lora_alpha", "lora_dropout", "use_dora", "use_rslora"],
-        ["lora_layers", "modules_to_save"],
+        ["lora_layers", "modules_to_save", "train_chat_tokens"],
     ),
     "training": (
         "Training",

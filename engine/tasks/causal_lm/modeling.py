@@ -74,13 +74,18 @@ def load_causal_model(cfg: Any, precision: str) -> Any:
         resolve_model_name,
         store_frozen_linears_in_bf16,
     )
+    from engine.tasks.causal_lm.chat_tokens import (
+        describe_rows,
+        rows_to_train,
+        trainable_token_indices,
+    )
     from engine.tasks.causal_lm.template import ensure_chat_template
 
     mcfg = cfg.model
     name = resolve_model_name(mcfg.model_name)
     check_model_source(name, mcfg.allow_pickle_weights)
     tokenizer = load_tokenizer(name, mcfg.trust_remote_code)
-    ensure_chat_template(tokenizer)
+    source = ensure_chat_template(tokenizer)
     config = load_model_config(name, mcfg.trust_remote_code)
     if not _is_decoder(config):
         raise UserError(
@@ -125,6 +130,7 @@ def load_causal_model(cfg: Any, precision: str) -> Any:
         model.config.pad_token_id = tokenizer.pad_token_id
     lo = cfg.lora
     targets = choose_decoder_targets(model, lo.target_modules)
+    rows = rows_to_train(model, tokenizer, source) if lo.train_chat_tokens else []
     lora = LoraConfig(
         task_type=TaskType.CAUSAL_LM,
         r=lo.lora_r,
@@ -134,6 +140,7 @@ def load_causal_model(cfg: Any, precision: str) -> Any:
         use_dora=lo.use_dora,
         use_rslora=lo.use_rslora,
         fan_in_fan_out=_uses_conv1d(model, targets),
+        trainable_token_indices=trainable_token_indices(model, rows) if rows else None,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -146,7 +153,8 @@ def load_causal_model(cfg: Any, precision: str) -> Any:
 
         store_frozen_linears_in_bf16(model)
         fuse_lora_layers(model)
-    return LoadedModel(model, tokenizer, name, targets, [], attention)
+    saved = [describe_rows(tokenizer, rows)] if rows else []
+    return LoadedModel(model, tokenizer, name, targets, saved, attention)
 
 
 def _is_decoder(config: Any) -> bool:
