@@ -18,10 +18,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 QUESTION = "Is this review positive or negative?"
 
 
@@ -49,6 +51,48 @@ def sst2_rows(split: str, limit: int = 0) -> list[dict[str, str]]:
     return rows
 
 
+def whole_sentences(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Only the rows that are whole sentences, not phrases cut from another row (dev reviews are
+    whole sentences; SST-2's training rows are mostly phrases of about 6,900 sentences)."""
+    from pretrain_decoder import grouped_documents
+
+    texts = [r["prompt"][len(QUESTION) + 2 :] for r in rows]
+    whole = {doc[0] for doc in grouped_documents(texts)}
+    return [r for r, t in zip(rows, texts, strict=True) if t in whole]
+
+
+def balanced(rows: list[dict[str, str]], n: int) -> list[dict[str, str]]:
+    """The first n/2 rows of each answer, interleaved (SST-2's training rows are 56% positive)."""
+    pos = [r for r in rows if r["completion"] == "positive"][: n // 2]
+    neg = [r for r in rows if r["completion"] == "negative"][: n - n // 2]
+    return [r for pair in zip(pos, neg, strict=True) for r in pair]
+
+
+def first_token_margins(model: Any, tok: Any, chats: list[Any]) -> list[float]:
+    """Logit of the first token of "positive" minus that of "negative", where the answer starts."""
+    import torch
+
+    from engine.tasks.causal_lm.template import prompt_text
+
+    pos, neg = (tok(w, add_special_tokens=False)["input_ids"][0] for w in ("positive", "negative"))
+    side, tok.padding_side = tok.padding_side, "left"
+    out: list[float] = []
+    for i in range(0, len(chats), 64):
+        texts = [prompt_text(tok, c) for c in chats[i : i + 64]]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            last = model(**enc).logits[:, -1].float()
+        out += (last[:, pos] - last[:, neg]).tolist()
+    tok.padding_side = side
+    return out
+
+
+def rank_auc(pos: list[float], neg: list[float]) -> float:
+    """Share of (positive, negative) review pairs whose margins are in the right order."""
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / max(1, len(pos) * len(neg))
+
+
 def train(root: Path, model: str, data: Path, *flags: str) -> Path:
     """Run `engine.cli train` headless; returns the run directory."""
     cmd = [
@@ -67,7 +111,15 @@ def events(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line]
 
 
-def sst2(model: str, rows: int, keep: str = "", lr: str = "") -> None:
+def sst2(
+    model: str,
+    rows: int,
+    keep: str = "",
+    lr: str = "",
+    extra: tuple[str, ...] = (),
+    even: bool = False,
+    sentences: bool = False,
+) -> None:
     """Train on SST-2 instructions; score dev answers against the majority class."""
     from engine.tasks import get_task
     from engine.tasks.causal_lm.formats import Chat
@@ -77,11 +129,13 @@ def sst2(model: str, rows: int, keep: str = "", lr: str = "") -> None:
         tmp_path = Path(keep) if keep else Path(tmp)
         tmp_path.mkdir(parents=True, exist_ok=True)
         data = tmp_path / "sst2-instructions.jsonl"
-        data.write_text("\n".join(json.dumps(r) for r in sst2_rows("train", rows)) + "\n")
+        pool = whole_sentences(sst2_rows("train")) if sentences else sst2_rows("train")
+        picked = balanced(pool, rows) if even else pool[:rows]
+        data.write_text("\n".join(json.dumps(r) for r in picked) + "\n")
         run = train(
             tmp_path / "runs", model, data, "--epochs", "1", "--max_length", "96",
             "--validation_fraction", "0", *(["--learning_rate", lr] if lr else []),
-            "--eval_strategy", "no", "--save_strategy", "no",
+            "--eval_strategy", "no", "--save_strategy", "no", *extra,
         )  # fmt: skip
         steps = [e for e in events(run) if e["type"] == "step"]
         tps = [e["tokens_per_s"] for e in steps if e.get("tokens_per_s")]
@@ -94,9 +148,16 @@ def sst2(model: str, rows: int, keep: str = "", lr: str = "") -> None:
         answers: list[str] = []
         for i in range(0, len(chats), 64):
             answers += generate(gen_model, tok, chats[i : i + 64], Sampling(max_new_tokens=3))
+        margins = first_token_margins(gen_model, tok, chats)
     gold = [r["completion"] for r in dev]
+    auc = rank_auc([m for m, g in zip(margins, gold, strict=True) if g == "positive"],
+                   [m for m, g in zip(margins, gold, strict=True) if g == "negative"])  # fmt: skip
+    print(f"first answer token: ranks positive reviews above negative ones with AUC {auc:.3f}; "
+          f"mean logit margin positive-negative {sum(margins) / len(margins):+.2f}")  # fmt: skip
     right = sum(a.strip().lower().startswith(g) for a, g in zip(answers, gold, strict=True))
     majority = max(gold.count("positive"), gold.count("negative")) / len(gold)
+    said_positive = sum(a.strip().lower().startswith("positive") for a in answers)
+    print(f"answered positive {said_positive}, negative {len(answers) - said_positive}")
     other = sum(not a.strip().lower().startswith(("positive", "negative")) for a in answers)
     print(f"dev accuracy {right / len(gold):.3f} (majority class {majority:.3f}); "
           f"{other} answers were neither word")  # fmt: skip
@@ -129,11 +190,23 @@ def main() -> None:
     ap.add_argument("--model", default=str(HERE / "out" / "sst2-decoder"))
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument(
+        "--balanced", action="store_true", help="sst2: as many positive as negative rows"
+    )
+    ap.add_argument(
+        "--sentences", action="store_true", help="sst2: train on whole sentences, not phrases"
+    )
     ap.add_argument("--keep", default="", help="keep the data and runs in this folder")
     ap.add_argument("--lr", default="", help="learning rate for sst2 (default: ours, 1e-3)")
-    args = ap.parse_args()
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = ap.parse_args(argv[:cut])
+    args.flags = argv[cut + 1 :]  # more `train` flags, after --
     if args.check == "sst2":
-        sst2(args.model, args.rows, args.keep, args.lr)
+        sst2(
+            args.model, args.rows, args.keep, args.lr, tuple(args.flags), args.balanced,
+            args.sentences,
+        )  # fmt: skip
     else:
         alpaca(args.model, args.epochs, args.keep)
 
