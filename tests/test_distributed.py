@@ -497,5 +497,8 @@ def test_causal_lm_on_two_processes_trains_like_one(runs_root: Path, tmp_path: P
     ref = {e.step: e.loss for e in read_events(runs[0]) if isinstance(e, Step)}
     two = {e.step: e.loss for e in events if isinstance(e, Step)}
     assert sorted(two) == sorted(ref) == [1, 2, 3, 4]
+    # 5e-4: the chat-token embedding rows (trained here, lr 0.02) amplify summation-order noise
+    # to ~1.3e-4 by step 4; they move the loss by 0.07-0.12 over these steps, so a rank that did
+    # not share their gradient would be off by far more.
     for step, loss in two.items():
-        assert loss == pytest.approx(ref[step], rel=1e-4), (step, ref, two)
+        assert loss == pytest.approx(ref[step], rel=5e-4), (step, ref, two)
