@@ -155,7 +155,11 @@ class TrainingConfig:
     save_steps: int = _f(0, "Checkpoint every N steps (with save_strategy=steps)")
     checkpoint_minutes: float = _f(10.0, "Also checkpoint every N minutes of wall clock (0 = off)")
     save_total_limit: int = _f(2, "Keep the last K checkpoints")
-    metric_for_best: str = _f("accuracy", "Metric that picks the best checkpoint")
+    metric_for_best: str = _f(
+        "auto",
+        "Metric that picks the best checkpoint; auto = accuracy for classification, "
+        "eval loss for causal-lm",
+    )
     early_stopping_patience: int = _f(0, "Stop after N evaluations without improvement (0 = off)")
     logging_steps: int = _f(10, "Report loss and throughput every N steps")
     seed: int = _f(42, "Random seed (data split, init, order)")
@@ -215,6 +219,18 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+    @property
+    def best_metric(self) -> str:
+        """The metric that picks the best checkpoint (metric_for_best, 'auto' resolved)."""
+        setting = self.training.metric_for_best
+        if setting != "auto":
+            return setting
+        if self.task not in REGISTRY:
+            return "loss"
+        from engine.tasks import get_task
+
+        return get_task(self.task).default_metric
 
     # -- conversion -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -372,9 +388,9 @@ class RunConfig:
                 f"lr_scheduler must be one of {', '.join(SCHEDULERS)} (got '{t.lr_scheduler}')"
             )
         metrics = task_metrics(self.task)
-        if t.metric_for_best not in metrics:
+        if t.metric_for_best not in ("auto", *metrics):
             p["training.metric_for_best"] = (
-                f"metric_for_best must be one of {', '.join(metrics)} for {self.task} "
+                f"metric_for_best must be auto or one of {', '.join(metrics)} for {self.task} "
                 f"(got '{t.metric_for_best}')"
             )
         if t.precision not in PRECISIONS:

@@ -275,7 +275,7 @@ def _run_info(run_dir: Path) -> RunInfo:
         cfg = RunConfig.load(run_dir / CONFIG_FILE)
         info.model = cfg.model.model_name or "default"
         info.data = Path(cfg.data.data_file_path).name if cfg.data.data_file_path else "example"
-        info.metric_name = cfg.training.metric_for_best
+        info.metric_name = cfg.best_metric
     except UserError as exc:
         info.message = info.message or exc.one_line()
     if events:

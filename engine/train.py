@@ -353,7 +353,7 @@ class _Session:
                 Log(
                     message=(
                         f"stopped early at step {state.global_step}: "
-                        f"{self.cfg.training.metric_for_best} did not improve for "
+                        f"{self.cfg.best_metric} did not improve for "
                         f"{patience} evaluations"
                     )
                 )

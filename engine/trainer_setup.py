@@ -105,9 +105,9 @@ def training_arguments(
         "save_total_limit": t.save_total_limit,
         "load_best_model_at_end": keeps_best(cfg, has_eval),
         # Also without kept checkpoints: early stopping watches this metric.
-        "metric_for_best_model": t.metric_for_best if eval_strategy != "no" else None,
+        "metric_for_best_model": cfg.best_metric if eval_strategy != "no" else None,
         "greater_is_better": (
-            not t.metric_for_best.endswith("loss") if eval_strategy != "no" else None
+            not cfg.best_metric.endswith("loss") if eval_strategy != "no" else None
         ),
         "logging_strategy": "steps",
         "logging_steps": t.logging_steps,

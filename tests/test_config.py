@@ -298,3 +298,16 @@ def test_from_dict_does_not_share_state_between_instances():
     b = RunConfig()
     assert b.lora.lora_r == 8 and a.lora.lora_r == 4
     assert dataclasses.asdict(RunConfig()) == RunConfig().to_dict()
+
+
+def test_the_best_checkpoint_metric_follows_the_task_unless_named() -> None:
+    """auto: accuracy for classification, eval loss for causal-lm (its token accuracy on a few
+    held-out answers is too noisy to pick a checkpoint by)."""
+    cfg = RunConfig()
+    assert cfg.training.metric_for_best == "auto" and cfg.best_metric == "accuracy"
+    cfg.task = "causal-lm"
+    assert cfg.best_metric == "loss"
+    cfg.validate()
+    cfg.training.metric_for_best = "accuracy"
+    assert cfg.best_metric == "accuracy"
+    cfg.validate()

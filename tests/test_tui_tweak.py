@@ -135,12 +135,12 @@ async def test_file_picker_takes_a_typed_path_home_and_the_last_folder(
         await wait_for(pilot, lambda: picker.query_one(DataFileTree).path == home)
         await pilot.press("slash")  # type a path anywhere: one line, no arrow walk
         editor = picker.query_one("#picker-folder", Input)
-        assert editor.has_focus
-        editor.value = str(elsewhere / "ev")
-        editor.cursor_position = len(editor.value)
+        assert editor.has_focus and editor.value == f"{home}/"
+        # Typed after the folder shown, an absolute path starts over (as in Emacs).
+        editor.insert_text_at_cursor(str(elsewhere / "ev"))
         await wait_for(pilot, lambda: editor._suggestion.endswith("eval.jsonl"))
         await pilot.press("tab")  # completes the name
-        assert editor.value == str(elsewhere / "eval.jsonl") and editor.has_focus
+        assert editor.value == f"{home}/{elsewhere}/eval.jsonl" and editor.has_focus
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen))
         assert field(app, "data_file_path").value == str(elsewhere / "eval.jsonl")
@@ -151,7 +151,13 @@ async def test_file_picker_takes_a_typed_path_home_and_the_last_folder(
         await pilot.press("tilde")
         await pilot.press("minus")
         await wait_for(pilot, lambda: picker.query_one(DataFileTree).path == elsewhere)
-        await pilot.press("escape")
+        # A name typed after '/' is looked for inside the folder shown.
+        await pilot.press("slash")
+        editor = picker.query_one("#picker-folder", Input)
+        editor.insert_text_at_cursor("eval.jsonl")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen))
+        assert field(app, "eval_file_path").value == str(elsewhere / "eval.jsonl")
 
 
 async def test_help_switch_text_and_long_paths_at_80_columns(runs_root: Path) -> None:

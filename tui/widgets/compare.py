@@ -149,7 +149,7 @@ def queued_series(entry: QueueEntry, place: int) -> RunSeries:
         name=f"#{place} {entry.name}",
         state="queued",
         config=entry.config,
-        metric_name=entry.config.training.metric_for_best,
+        metric_name=entry.config.best_metric,
     )
 
 

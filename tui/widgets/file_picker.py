@@ -27,6 +27,17 @@ class DataFileTree(DirectoryTree):
         ]
 
 
+def typed_path(value: str) -> Path:
+    """What a typed path means: as in Emacs's find-file, typing '/' or '~/' after the folder
+    shown starts over ('/data/runs//etc/x' is '/etc/x', '/data/runs/~/x' is '~/x')."""
+    text = value.strip()
+    home = text.rfind("/~/") if not text.endswith("/~") else len(text) - 2
+    restart = max(text.rfind("//"), home)
+    if restart >= 0:
+        text = text[restart + 1 :]
+    return Path(text).expanduser()
+
+
 class PathSuggester(Suggester):
     """Completes a typed path from the folder it names (tab / right arrow accepts)."""
 
@@ -37,7 +48,7 @@ class PathSuggester(Suggester):
         """The first entry of the folder that starts with what was typed after the last '/'."""
         if not value or value.endswith("/"):
             return None
-        path = Path(value).expanduser()
+        path = typed_path(value)
         try:
             names = sorted(p.name for p in path.parent.iterdir() if not p.name.startswith("."))
         except OSError:
@@ -112,7 +123,7 @@ class FilePicker(ModalScreen[Path | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Jump to a typed folder, or choose a typed file."""
-        path = Path(event.value.strip()).expanduser()
+        path = typed_path(event.value)
         if path.is_file():
             self.dismiss(path)
         elif path.is_dir():
@@ -148,6 +159,8 @@ class FilePicker(ModalScreen[Path | None]):
     def action_type_path(self) -> None:
         """Type a path instead of walking the tree."""
         editor = self.query_one("#picker-folder", Input)
+        if not editor.value.endswith("/"):  # a name typed next goes inside the folder shown
+            editor.value += "/"
         editor.focus()
         editor.cursor_position = len(editor.value)
 

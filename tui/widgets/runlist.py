@@ -66,7 +66,7 @@ def queued_rows(root: Path) -> list[RunRow]:
             data=Path(entry.config.data.data_file_path).name
             if entry.config.data.data_file_path
             else "example",
-            metric_name=entry.config.training.metric_for_best,
+            metric_name=entry.config.best_metric,
         )
         rows.append(RunRow(info, False, entry.config, entry, n))
     return rows
