@@ -220,6 +220,23 @@ class RunConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
+    def anchor_paths(self, base: Path | None = None) -> None:
+        """Make relative local paths absolute from `base` (default: the working folder), so an
+        engine started elsewhere (detached, resumed, from the queue) still finds them. Names
+        that are not on disk here (hub ids) stay as they are."""
+        here = base or Path.cwd()
+
+        def anchored(value: str, must_exist: bool = True) -> str:
+            if not value or value.startswith("~") or Path(value).is_absolute():
+                return value
+            full = here / value
+            return str(full.resolve()) if full.exists() or not must_exist else value
+
+        self.model.model_name = anchored(self.model.model_name)
+        self.data.data_file_path = anchored(self.data.data_file_path)
+        self.data.eval_file_path = anchored(self.data.eval_file_path)
+        self.output.output_dir = anchored(self.output.output_dir, must_exist=False)
+
     @property
     def best_metric(self) -> str:
         """The metric that picks the best checkpoint (metric_for_best, 'auto' resolved)."""

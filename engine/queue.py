@@ -114,6 +114,8 @@ def entries(root: Path) -> list[QueueEntry]:
 def add(root: Path, config: RunConfig, *, sweep_id: str = "") -> QueueEntry:
     """Append a (validated) config to the queue."""
     config.validate()
+    config = config.copy()
+    config.anchor_paths()  # the entry starts later, from another working folder
     folder = queue_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
     current = entries(root)

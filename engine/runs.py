@@ -64,7 +64,10 @@ def _slug(text: str) -> str:
 
 
 def new_run_dir(config: RunConfig, root: Path) -> Path:
-    """Create a fresh, uniquely named run directory holding `config.toml`."""
+    """Create a fresh, uniquely named run directory holding `config.toml` (relative paths made
+    absolute: the engine runs in the run directory, and a resume or a queue may start it)."""
+    config = config.copy()
+    config.anchor_paths()
     name = config.output.run_name or "-".join(
         Path(p).name.split(".")[0]
         for p in (config.model.model_name or "default", config.data.data_file_path or "example")
