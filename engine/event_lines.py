@@ -62,8 +62,11 @@ def format_event(e: Event) -> str | None:
     if t == "checkpoint":
         return f"checkpoint saved: {e.path}"
     if t == "finished":
-        acc = e.metrics.get("accuracy")
-        score = f", accuracy {acc:.4f}" if isinstance(acc, float) else ""
+        acc, loss, ppl = (e.metrics.get(k) for k in ("accuracy", "loss", "perplexity"))
+        if isinstance(ppl, float) and isinstance(loss, float):  # a language model's score
+            score = f", eval loss {loss:.4f} (perplexity {ppl:.1f})"
+        else:
+            score = f", accuracy {acc:.4f}" if isinstance(acc, float) else ""
         return f"finished at step {e.step}{score}; adapter in {e.output_dir}"
     if t == "stopped":
         return f"stopped at step {e.step} ({e.reason}); adapter in {e.output_dir}"

@@ -264,3 +264,14 @@ def test_follow_yields_batches_until_stopped(tmp_path):
 
 def test_read_events_of_a_missing_run(tmp_path):
     assert read_events(tmp_path / "nope") == []
+
+
+def test_the_finished_line_scores_a_language_model_by_loss() -> None:
+    from engine.event_lines import format_event
+
+    lm = Finished(
+        step=880, output_dir="/o", metrics={"accuracy": 0.12, "loss": 6.2, "perplexity": 492.3}
+    )
+    assert format_event(lm).startswith("finished at step 880, eval loss 6.2000 (perplexity 492.3)")
+    clf = Finished(step=8, output_dir="/o", metrics={"accuracy": 0.82, "loss": 0.4})
+    assert format_event(clf).startswith("finished at step 8, accuracy 0.8200;")
