@@ -112,8 +112,9 @@ class LoraSettings:
     # set needs it for 88%): engine.model.effective_lora_layers, README (issue 13).
     lora_layers: float = _f(
         0.0,
-        "0 = auto (the top third below 50,000 rows, else all); 1 = every layer; 0.5 = the top "
-        "half. LoRA goes on that share of the layers, counted from the top; backward stops below",
+        "0 = auto (the top third below 50,000 rows, else all; causal-lm: all); 1 = every layer; "
+        "0.5 = the top half. LoRA goes on that share of the layers, counted from the top; "
+        "backward stops below",
     )
     use_dora: bool = _f(False, "Weight-decomposed LoRA (DoRA); slower")
     use_rslora: bool = _f(False, "Rank-stabilised scaling (alpha / sqrt(r))")

@@ -245,3 +245,30 @@ def test_gradient_checkpointing_switch_trains(llama: Path, precision: str) -> No
     # lora_B starts at zero, so at the first step only its gradients are non-zero
     grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_lora_layers_adapts_the_top_share_and_auto_is_every_layer(
+    tmp_path: Path, kind: str
+) -> None:
+    import torch
+
+    from engine.tasks.causal_lm.modeling import load_causal_model
+
+    folder = make_tiny_decoder(tmp_path / kind, kind)
+
+    def adapted(share: float) -> tuple[str, set[str]]:
+        cfg = _cfg(folder)
+        cfg.lora.lora_layers = share
+        loaded = load_causal_model(cfg, "fp32")
+        ids = torch.tensor([[5, 6, 7, 8]])
+        loaded.model(input_ids=ids, labels=ids).loss.backward()
+        grads = {
+            n.split(".h.")[-1].split("layers.")[-1].split(".")[0]
+            for n, p in loaded.model.named_parameters()
+            if "lora_B" in n and p.grad is not None
+        }
+        return loaded.lora_layers, grads
+
+    assert adapted(0.0) == ("every layer", {"0", "1"})
+    assert adapted(0.5) == ("top 1 of 2 layers", {"1"})

@@ -69,10 +69,12 @@ def load_causal_model(cfg: Any, precision: str) -> Any:
         LoadedModel,
         _offline_error,
         check_model_source,
+        describe_layers,
         load_model_config,
         load_tokenizer,
         resolve_model_name,
         store_frozen_linears_in_bf16,
+        top_layer_indices,
     )
     from engine.tasks.causal_lm.chat_tokens import (
         describe_rows,
@@ -131,6 +133,10 @@ def load_causal_model(cfg: Any, precision: str) -> Any:
     lo = cfg.lora
     targets = choose_decoder_targets(model, lo.target_modules)
     rows = rows_to_train(model, tokenizer, source) if lo.train_chat_tokens else []
+    # An explicit share adapts the top layers only; auto (0) is every layer here: the top-third
+    # rule was measured on classification, not on instruction tuning.
+    share = lo.lora_layers if lo.lora_layers > 0 else 1.0
+    layers = top_layer_indices(model, share)
     lora = LoraConfig(
         task_type=TaskType.CAUSAL_LM,
         r=lo.lora_r,
@@ -141,6 +147,7 @@ def load_causal_model(cfg: Any, precision: str) -> Any:
         use_rslora=lo.use_rslora,
         fan_in_fan_out=_uses_conv1d(model, targets),
         trainable_token_indices=trainable_token_indices(model, rows) if rows else None,
+        layers_to_transform=layers,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -154,7 +161,8 @@ def load_causal_model(cfg: Any, precision: str) -> Any:
         store_frozen_linears_in_bf16(model)
         fuse_lora_layers(model)
     saved = [describe_rows(tokenizer, rows)] if rows else []
-    return LoadedModel(model, tokenizer, name, targets, saved, attention)
+    described = describe_layers(model, share)
+    return LoadedModel(model, tokenizer, name, targets, saved, attention, described)
 
 
 def _is_decoder(config: Any) -> bool:
