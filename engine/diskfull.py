@@ -14,6 +14,8 @@ RESERVE_FILE = ".reserve"
 RESERVE_BYTES = 256 * 1024
 # How the libraries report a full disk when they do not raise OSError(ENOSPC) themselves.
 FULL_TEXTS = ("no space left on device", "storagefull", "os error 28", "disk quota exceeded")
+# torch.save's zip writer reports a short write only as one of these; a near-empty disk says why.
+SHORT_WRITE_TEXTS = ("write failed", "unexpected pos")
 
 
 class Reserve:
@@ -50,8 +52,8 @@ def is_out_of_space(exc: BaseException, folder: Path) -> bool:
         text = str(e).lower()
         if any(t in text for t in FULL_TEXTS):
             return True
-        # torch.save says only "file write failed"; a near-empty disk tells why.
-        if "write failed" in text and (free_bytes(folder) or 0) < 1_000_000:
+        short_write = any(t in text for t in SHORT_WRITE_TEXTS)
+        if short_write and (free_bytes(folder) or 0) < 1_000_000:
             return True
     return False
 
