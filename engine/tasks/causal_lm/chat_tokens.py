@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.tasks.causal_lm.template import end_of_turn_ids, render
+from engine.tasks.causal_lm.template import end_of_turn_ids, sample_render, special_token_ids
 
 # A row whose norm is below this share of the median row norm was never trained (zeros, or
 # nearly: Qwen2 and Llama-3 base models ship their chat tokens this way).
@@ -20,17 +20,10 @@ UNTRAINED_NORM_SHARE = 1e-3
 
 def template_special_ids(tokenizer: Any) -> list[int]:
     """Special tokens the chat template writes around a one-turn chat, and the answer's end."""
-    special = set(tokenizer.all_special_ids) | {
-        int(i) for i in getattr(tokenizer, "added_tokens_decoder", {})
-    }
-    turns = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
-    try:
-        text = render(tokenizer, turns)
-    except Exception:  # a template that wants other roles: its end-of-turn tokens alone
-        text = ""
+    special = special_token_ids(tokenizer)
+    text = sample_render(tokenizer)
     ids = [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"] if i in special]
-    ids += end_of_turn_ids(tokenizer)
-    return list(dict.fromkeys(ids))
+    return list(dict.fromkeys(ids + end_of_turn_ids(tokenizer)))
 
 
 def untrained_rows(model: Any, ids: list[int]) -> list[int]:
@@ -39,10 +32,10 @@ def untrained_rows(model: Any, ids: list[int]) -> list[int]:
 
     out = []
     with torch.no_grad():
-        for emb in (model.get_input_embeddings(), model.get_output_embeddings()):
-            weight = getattr(emb, "weight", None)
-            if weight is None:
-                continue
+        embeddings = (model.get_input_embeddings(), model.get_output_embeddings())
+        weights = [w for e in embeddings if (w := getattr(e, "weight", None)) is not None]
+        unique = {id(w): w for w in weights}  # a tied head is the input's weight: look once
+        for weight in unique.values():
             norms = weight.detach().float().norm(dim=1)
             floor = float(norms.median()) * UNTRAINED_NORM_SHARE
             out += [i for i in ids if i < norms.numel() and float(norms[i]) <= floor]

@@ -55,24 +55,37 @@ def prompt_text(tokenizer: Any, chat: Chat) -> str:
     return render(tokenizer, chat.prompt_turns(), generation_prompt=True)
 
 
+SAMPLE_TURNS = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+
+
+def sample_render(tokenizer: Any) -> str:
+    """SAMPLE_TURNS as the template writes them ('' without a template, or for a template that
+    needs other roles)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return ""
+    try:
+        return render(tokenizer, SAMPLE_TURNS)
+    except Exception:
+        return ""
+
+
+def special_token_ids(tokenizer: Any) -> set[int]:
+    """Ids of the tokenizer's special and added tokens."""
+    added = getattr(tokenizer, "added_tokens_decoder", {})
+    return {int(i) for i in tokenizer.all_special_ids} | {int(i) for i in added}
+
+
 def end_of_turn_ids(tokenizer: Any) -> list[int]:
     """Token ids that end an assistant answer: the template's end-of-turn token and EOS."""
     ids: list[int] = []
     if tokenizer.eos_token_id is not None:
         ids.append(int(tokenizer.eos_token_id))
-    if getattr(tokenizer, "chat_template", None):
-        turns = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
-        try:
-            after = render(tokenizer, turns).split("y")[-1]
-        except Exception:  # a template that needs other roles: EOS alone
-            after = ""
-        special = set(tokenizer.all_special_ids) | set(
-            getattr(tokenizer, "added_tokens_decoder", {})
-        )
-        for tid in tokenizer(after, add_special_tokens=False)["input_ids"]:
-            if tid in special and tid not in ids:
-                ids.append(int(tid))
-                break
+    after = sample_render(tokenizer).split("y")[-1]
+    special = special_token_ids(tokenizer)
+    for tid in tokenizer(after, add_special_tokens=False)["input_ids"]:
+        if tid in special and tid not in ids:
+            ids.append(int(tid))
+            break
     return ids
 
 
