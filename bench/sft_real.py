@@ -204,8 +204,8 @@ def main() -> None:
     args.flags = argv[cut + 1 :]  # more `train` flags, after --
     if args.check == "sst2":
         sst2(
-            args.model, args.rows, args.keep, args.lr, tuple(args.flags), args.balanced,
-            args.sentences,
+            args.model, args.rows, keep=args.keep, lr=args.lr, extra=tuple(args.flags),
+            even=args.balanced, sentences=args.sentences,
         )  # fmt: skip
     else:
         alpaca(args.model, args.epochs, args.keep)
