@@ -31,6 +31,8 @@ SCHEDULERS = (
     "inverse_sqrt",
 )
 NOTIFY = ("off", "bell", "osc9")
+CHECKPOINTING = ("auto", "true", "false")
+CLASSIFICATION_MAX_LENGTH = 128  # what max_length 0 (auto) means for classification
 
 
 def task_metrics(task: str) -> tuple[str, ...]:
@@ -52,7 +54,11 @@ class ModelConfig:
     """Which model to fine-tune and how to load it."""
 
     model_name: str = _f("", "Hub id or local folder; empty = the built-in offline default")
-    max_length: int = _f(128, "Longest tokenized text; longer texts are truncated")
+    max_length: int = _f(
+        0,
+        "Longest tokenized text; longer texts are truncated. 0 = auto: 128 for classification, "
+        "from the data for causal-lm (99th percentile, at most 2,048)",
+    )
     trust_remote_code: bool = _f(
         False, "Run code shipped with the model (only for models you trust)"
     )
@@ -146,8 +152,11 @@ class TrainingConfig:
     train_on_prompt: bool = _f(
         False, "causal-lm: also train on prompt tokens (default: the answers only)"
     )
-    gradient_checkpointing: bool = _f(
-        False, "Recompute activations in backward: less memory for long sequences, ~30% slower"
+    gradient_checkpointing: str = _f(
+        "auto",
+        "Recompute activations in backward (a fraction of the memory, slower): auto = on when "
+        "the memory estimate does not fit in half the free RAM; true / false force it",
+        choices=CHECKPOINTING,
     )
     threads: int = _f(0, "Torch threads (0 = the cores available to this process)")
     eval_strategy: str = _f("epoch", "When to evaluate: epoch, steps or no", choices=STRATEGIES)
@@ -365,8 +374,13 @@ class RunConfig:
         m, d, lo, t = self.model, self.data, self.lora, self.training
         if self.task not in TASK_NAMES:
             p["task"] = f"task must be one of {', '.join(TASK_NAMES)} (got '{self.task}')"
-        if not 8 <= m.max_length <= 8192:
-            p["model.max_length"] = "max_length must be between 8 and 8192"
+        if m.max_length != 0 and not 8 <= m.max_length <= 8192:
+            p["model.max_length"] = "max_length must be 0 (auto) or between 8 and 8192"
+        if t.gradient_checkpointing not in CHECKPOINTING:
+            p["training.gradient_checkpointing"] = (
+                "gradient_checkpointing must be auto, true or false "
+                f"(got '{t.gradient_checkpointing}')"
+            )
         if m.attention not in ATTENTION:
             p["model.attention"] = f"attention must be one of {', '.join(ATTENTION)}"
         if not 0.0 <= d.validation_fraction < 0.9:
@@ -548,4 +562,9 @@ def coerce(fdef: dataclasses.Field, value: Any) -> Any:
         return number
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
+    choices = fdef.metadata.get("choices", ())
+    if "true" in choices:  # a switch with an auto setting: old configs hold a TOML bool
+        text = str(value).strip().lower()
+        words = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false"}
+        return words.get(text, "false" if text == "off" else text)
     return str(value)

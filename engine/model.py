@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,8 @@ class LoadedModel:
     modules_to_save: list[str]
     attention: str
     lora_layers: str = "every layer"
+    notes: list[str] = field(default_factory=list)  # choices made while loading, for the log
+    max_length: int = 0  # the length the data is cut to (the setting, or what auto chose)
 
 
 def load_tokenizer(name: str, trust_remote_code: bool = False) -> Any:

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from engine.config import RunConfig
+from engine.errors import UserError
 
 
 @dataclass
@@ -79,11 +80,21 @@ def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
     n = min(n_train, steps * t.batch_size)
     picked = task.subset(data, sorted(rng.sample(range(n_train), n)))
     encoded = task.encode(cfg, picked, loaded.tokenizer, None)
+    n = len(encoded.train)  # rows too long for max_length are dropped by the encoder
+    if n == 0:
+        raise UserError(
+            "no sampled training example fits in max_length",
+            where="model.max_length",
+            hint="raise max_length (0 = auto picks it from the data)",
+            field="model.max_length",
+        )
     sample = [encoded.train[i] for i in range(n)]
     collate = task.collator(cfg, loaded.tokenizer)
     if t.group_by_length:  # batches of similar lengths, as training's length grouping makes them
         sample.sort(key=lambda item: len(item["input_ids"]))
     batches = [collate(sample[s : s + t.batch_size]) for s in range(0, n, t.batch_size)]
+    if loaded.max_length:
+        cfg.model.max_length = loaded.max_length  # the notes below speak of the chosen length
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=t.learning_rate)
     model.train()
@@ -129,6 +140,7 @@ def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
     )
     if not report.fits_in_memory:
         report.warnings.append("the run may not fit in free memory: lower batch_size or max_length")
+    report.notes.extend(loaded.notes)
     for note in getattr(task, "preflight_notes", lambda *a: [])(cfg, precision, report):
         (report.warnings if note.startswith("!") else report.notes).append(note.lstrip("!"))
     return report

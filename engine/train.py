@@ -239,6 +239,8 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
 
     set_seed(cfg.training.seed)
     loaded = task.load_model(cfg, data, precision)
+    for note in loaded.notes:
+        writer.emit(Log(message=note))
 
     writer.emit(Phase(name="tokenizing"))
     with dist.in_turn():

@@ -46,7 +46,7 @@ def write_card(
         f"# {'Merged model' if merged else 'LoRA adapter'} (instruction-tuned)\n\n"
         f"- base model: `{base}`\n"
         f"- data: `{cfg.data.data_file_path}`\n"
-        f"- LoRA r={cfg.lora.lora_r}, alpha={cfg.lora.lora_alpha}; max_length {cfg.model.max_length}\n"
+        f"- LoRA r={cfg.lora.lora_r}, alpha={cfg.lora.lora_alpha}; max_length {cfg.model.max_length or 'auto'}\n"
         f"- held-out figures: {figures or 'none'}\n\n"
         "The tokenizer carries the chat template used in training; format prompts with\n"
         "`tokenizer.apply_chat_template(messages, add_generation_prompt=True)`.\n\n"

@@ -17,6 +17,8 @@ def preprocess_logits(logits: Any, labels: Any) -> Any:
 
     if isinstance(logits, tuple):
         logits = logits[0]
+    if logits.shape[-1] == 2:  # already (argmax, nll) per position: answer_logits' eval output
+        return logits
     logits = logits[:, :-1].float()
     target = labels[:, 1:]
     safe = target.clamp(min=0)

@@ -59,8 +59,12 @@ def choose_decoder_targets(model: Any, setting: str) -> list[str]:
     return require_present(wanted, present, "projections")
 
 
-def load_causal_model(cfg: Any, precision: str) -> Any:
-    """Tokenizer (with a chat template) + decoder + LoRA, as an engine.model.LoadedModel."""
+def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) -> Any:
+    """Tokenizer (with a chat template) + decoder + LoRA, as an engine.model.LoadedModel.
+
+    `chats` (the training set) size max_length when it is 0 (auto); the chosen length, the
+    attention kernel and gradient checkpointing (auto: by the memory estimate) go with it.
+    """
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -100,16 +104,18 @@ def load_causal_model(cfg: Any, precision: str) -> Any:
         if isinstance(getattr(config, key, None), (int, float)):
             setattr(config, key, cfg.training.model_dropout)
     config.use_cache = False
-    attention = mcfg.attention
-    if attention == "auto":
-        # As for classification: eager is faster for short bf16 sequences, SDPA beyond.
-        attention = "eager" if precision == "bf16" and mcfg.max_length <= 256 else "sdpa"
+    from engine.tasks.causal_lm.sizing import choose_causal_attention, resolve_max_length
+
+    length, length_note = resolve_max_length(cfg, tokenizer, config, chats)
+    attention = choose_causal_attention(mcfg.attention, precision, length)
     kwargs: dict[str, Any] = {
         "config": config,
         "trust_remote_code": mcfg.trust_remote_code,
         "use_safetensors": None if mcfg.allow_pickle_weights else True,
         "attn_implementation": attention,
-        "dtype": torch.float32,
+        # bf16 training loads bf16 straight away: one copy of the weights, never fp32 first
+        # (LoRA weights are still made in fp32 by peft; trained rows are upcast below).
+        "dtype": torch.bfloat16 if precision == "bf16" else torch.float32,
     }
     try:
         model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
@@ -152,17 +158,52 @@ def load_causal_model(cfg: Any, precision: str) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = get_peft_model(model, lora)
-    if getattr(cfg.training, "gradient_checkpointing", False):
-        model.gradient_checkpointing_enable({"use_reentrant": False})
+    checkpointing, ckpt_note = _decide_checkpointing(cfg, config, model, length, precision)
+    if checkpointing:
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        enable = enable or model.gradient_checkpointing_enable
+        enable({"use_reentrant": False})
         model.enable_input_require_grads()
-    if precision == "bf16" and not lo.use_dora:
-        from engine.fused_lora import fuse_lora_layers
+    if precision == "bf16":
+        upcast_trainable(model)
+        if not lo.use_dora:
+            from engine.fused_lora import fuse_lora_layers
 
-        store_frozen_linears_in_bf16(model)
-        fuse_lora_layers(model)
+            store_frozen_linears_in_bf16(model)
+            fuse_lora_layers(model)
+    from engine.tasks.causal_lm import answer_logits
+
+    answer_logits.install(model.get_base_model())
     saved = [describe_rows(tokenizer, rows)] if rows else []
     described = describe_layers(model, share)
-    return LoadedModel(model, tokenizer, name, targets, saved, attention, described)
+    notes = [n for n in (length_note, ckpt_note) if n]
+    loaded = LoadedModel(model, tokenizer, name, targets, saved, attention, described, notes)
+    loaded.max_length = length
+    return loaded
+
+
+def _decide_checkpointing(
+    cfg: Any, config: Any, model: Any, length: int, precision: str
+) -> tuple[bool, str]:
+    """Gradient checkpointing as set, or for auto: on when the memory estimate needs it."""
+    from engine.tasks.causal_lm.memory import decide_checkpointing, estimate
+
+    n_params = sum(p.numel() for p in model.parameters())
+    lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    batch = cfg.training.batch_size
+    return decide_checkpointing(
+        cfg.training.gradient_checkpointing,
+        lambda on: estimate(config, n_params, lora, batch, length, precision, on),
+    )
+
+
+def upcast_trainable(model: Any) -> None:
+    """Trainable parameters in fp32 (AdamW on bf16 values loses small updates); frozen stay."""
+    import torch
+
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
 
 
 def _is_decoder(config: Any) -> bool:

@@ -66,7 +66,8 @@ class CausalLMTask(Task):
         """Decoder + LoRA on its attention and MLP projections; the tokenizer has a template."""
         from engine.tasks.causal_lm.modeling import load_causal_model
 
-        loaded = load_causal_model(cfg, precision)
+        loaded = load_causal_model(cfg, precision, data.train)
+        data.info["max_length"] = loaded.max_length  # encode() cuts to what was chosen
         # The causal-LM loss divides by num_items_in_batch when given, so gradient accumulation
         # neither scales the logged loss nor the gradient: let the Trainer pass it.
         base = loaded.model.get_base_model()
@@ -79,7 +80,7 @@ class CausalLMTask(Task):
         from engine.tasks.causal_lm.encoding import encode_cached
 
         name = resolve_model_name(cfg.model.model_name)
-        max_length = cfg.model.max_length
+        max_length = data.info.get("max_length") or cfg.model.max_length or 512
         on_prompt = bool(getattr(cfg.training, "train_on_prompt", False))
         train, report, hit = encode_cached(
             run_dir, "train", tokenizer, name, data.train, max_length, on_prompt
@@ -171,11 +172,15 @@ class CausalLMTask(Task):
         est = estimate_for(cfg, precision)
         notes = [est.line()]
         if est.total > report.free_bytes:
+            fix = (
+                "lower them"
+                if est.checkpointing
+                else "lower them or turn on gradient_checkpointing"
+            )
             notes.append(
                 f"!at max_length={cfg.model.max_length} and batch_size={cfg.training.batch_size} "
                 f"a step may need {est.total / 1024**3:.1f} GB, more than the "
-                f"{report.free_bytes / 1024**3:.1f} GB free: lower them or turn on "
-                "gradient_checkpointing"
+                f"{report.free_bytes / 1024**3:.1f} GB free: {fix}"
             )
         return notes
 

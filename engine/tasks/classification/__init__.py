@@ -68,12 +68,13 @@ class ClassificationTask(Task):
 
     def encode(self, cfg: Any, data: TaskData, tokenizer: Any, run_dir: Path | None) -> Encoded:
         """Token ids of both splits, cached in the run directory."""
+        from engine.config import CLASSIFICATION_MAX_LENGTH
         from engine.model import resolve_model_name
         from engine.tasks.classification.encoding import encode, encode_cached
 
         splits = data.info["splits"]
         name = resolve_model_name(cfg.model.model_name)
-        max_length = cfg.model.max_length
+        max_length = cfg.model.max_length or CLASSIFICATION_MAX_LENGTH
 
         def one(split: str, texts: list[str], labels: list[int]) -> tuple[Any, bool]:
             if run_dir is None:

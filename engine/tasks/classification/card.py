@@ -73,7 +73,7 @@ Made with finetune-tui on a CPU.
 - Data: `{cfg.data.data_file_path or "bundled example reviews"}` (text column `{text_col}`, label column `{label_col}`)
 - Labels: {", ".join(f"{i} = {n}" for i, n in sorted(id2label.items()))}
 - LoRA: r={lo.lora_r}, alpha={lo.lora_alpha}, dropout={lo.lora_dropout}, targets={lo.target_modules}, DoRA={lo.use_dora}, rsLoRA={lo.use_rslora}
-- Training: epochs={t.epochs}, batch={t.batch_size}x{t.grad_accum}, lr={t.learning_rate}, precision={t.precision}, max_length={cfg.model.max_length}
+- Training: epochs={t.epochs}, batch={t.batch_size}x{t.grad_accum}, lr={t.learning_rate}, precision={t.precision}, max_length={cfg.model.max_length or "auto (128)"}
 - Evaluation: {scores}
 
 ## Load

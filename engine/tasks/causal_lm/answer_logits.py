@@ -1,0 +1,238 @@
+"""Logits only where there is a label: the output layer on answer positions, the loss in chunks.
+
+A decoder's stock forward applies the output layer to every position of the batch and keeps the
+`[batch, length, vocabulary]` logits (and their fp32 copy, softmax and gradient) alive through the
+backward pass: 12 x 512 x 49,152 fp32 is 1.2 GB a copy for SmolLM2, 3.7 GB for Qwen2.5's 151,936
+ids. The answer-only loss needs the positions whose (shifted) label is not -100 alone. Here the
+decoder body runs as usual, the hidden states of those positions are gathered, and the loss is
+computed a chunk of positions at a time, so at most one chunk's logits exist at once:
+
+- a frozen, plain `nn.Linear` head (the usual case): one autograd Function computes each chunk's
+  loss and its gradient with respect to the hidden states in the forward pass (softmax - one-hot,
+  times the weight), keeps only that `[positions, hidden]` gradient, and frees the chunk's logits;
+- any other head (peft's trainable token rows on a tied head, a bias): each chunk runs under
+  activation checkpointing, so its logits are recomputed in backward instead of kept.
+
+The loss is the stock one (transformers' ForCausalLMLoss: summed cross-entropy divided by
+`num_items_in_batch` when the Trainer passes it, else the mean over label tokens), in fp32 from
+logits in the head's compute dtype, as autocast gives them. Evaluation gets, instead of logits,
+a `[batch, length - 1, 2]` tensor of (argmax id, negative log-likelihood) per position, which is
+what engine.tasks.causal_lm.metrics scores. Generation (no labels) takes the stock path.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+IGNORE = -100
+CHUNK_ELEMENTS = 1 << 24  # logits per chunk (16M: ~64 MB in fp32; a few copies live at once)
+# Model types whose logits are exactly `head(last hidden state)`: no soft-capping or scaling.
+PLAIN_HEAD_TYPES = frozenset(
+    {
+        "llama",
+        "mistral",
+        "mixtral",
+        "qwen2",
+        "qwen2_moe",
+        "qwen3",
+        "qwen3_moe",
+        "gemma",
+        "phi",
+        "phi3",
+        "gpt2",
+        "smollm3",
+        "olmo",
+        "olmo2",
+        "stablelm",
+        "starcoder2",
+        "gpt_neox",
+        "opt",
+    }
+)
+
+
+def supports(model: Any) -> bool:
+    """Whether the model's logits are a plain output layer on its body's last hidden state."""
+    config = getattr(model, "config", None)
+    body = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    return (
+        getattr(config, "model_type", "") in PLAIN_HEAD_TYPES
+        and body is not None
+        and model.get_output_embeddings() is not None
+        and not getattr(config, "final_logit_softcapping", None)
+    )
+
+
+def install(model: Any) -> bool:
+    """Route `model`'s labelled forward passes through the answer-only loss; False if unsupported."""
+    if not supports(model):
+        return False
+    if getattr(model, "_answer_logits", False):
+        return True
+    stock = model.forward
+    model.forward = types.MethodType(_make_forward(stock), model)
+    model._answer_logits = True
+    return True
+
+
+def chunk_rows(vocab: int) -> int:
+    """Positions per chunk so that one chunk holds about CHUNK_ELEMENTS logits."""
+    return max(16, CHUNK_ELEMENTS // max(vocab, 1))
+
+
+def _make_forward(stock: Any) -> Any:
+    def forward(
+        self: Any,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        labels: Any = None,
+        num_items_in_batch: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        if labels is None or kwargs.get("logits_to_keep") or kwargs.get("return_dict") is False:
+            return stock(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                labels=labels,
+                **({"num_items_in_batch": num_items_in_batch} if num_items_in_batch else {}),
+                **kwargs,
+            )
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+
+        kwargs.pop("logits_to_keep", None)
+        body = getattr(self, self.base_model_prefix)
+        out = body(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        hidden = out[0]
+        target = labels[:, 1:]
+        mask = target != IGNORE
+        picked = hidden[:, :-1][mask]
+        wanted = target[mask]
+        head = self.get_output_embeddings()
+        if self.training or picked.requires_grad:
+            total = answer_loss_sum(head, picked, wanted)
+            logits = None
+        else:
+            total, pred, nll = answer_scores(head, picked, wanted)
+            logits = hidden.new_zeros((*target.shape, 2), dtype=_float())
+            logits[mask] = _stack(pred, nll)
+        if num_items_in_batch is not None:
+            if hasattr(num_items_in_batch, "to"):
+                num_items_in_batch = num_items_in_batch.to(total.device)
+            loss = total / num_items_in_batch
+        else:
+            loss = total / max(int(wanted.numel()), 1)
+        return CausalLMOutputWithPast(loss=loss, logits=logits)
+
+    return forward
+
+
+def _float() -> Any:
+    import torch
+
+    return torch.float32
+
+
+def _stack(pred: Any, nll: Any) -> Any:
+    import torch
+
+    # argmax ids are exact in float32 below 2**24 (vocabularies are smaller)
+    return torch.stack((pred.float(), nll.float()), dim=-1)
+
+
+def is_plain_head(head: Any) -> bool:
+    """A frozen nn.Linear without bias: its gradient needs no logits kept (the fused path)."""
+    import torch
+
+    return type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad
+
+
+def answer_loss_sum(head: Any, hidden: Any, targets: Any) -> Any:
+    """Summed cross-entropy of `head(hidden)` against `targets`, never holding all the logits."""
+    import torch
+
+    if hidden.shape[0] == 0:
+        return hidden.sum() * 0.0
+    rows = chunk_rows(head.weight.shape[0])
+    if is_plain_head(head):
+        return _fused()(hidden, head.weight, targets, rows)
+    from torch.utils.checkpoint import checkpoint
+
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.shape[0], rows):
+        part = checkpoint(
+            _chunk_loss,
+            head,
+            hidden[start : start + rows],
+            targets[start : start + rows],
+            use_reentrant=False,
+        )
+        total = total + part
+    return total
+
+
+def _chunk_loss(head: Any, hidden: Any, targets: Any) -> Any:
+    import torch
+
+    logits = head(hidden).float()
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+
+
+def answer_scores(head: Any, hidden: Any, targets: Any) -> tuple[Any, Any, Any]:
+    """(summed loss, argmax ids, per-position loss) without a graph, a chunk at a time."""
+    import torch
+
+    rows = chunk_rows(head.weight.shape[0])
+    preds, nlls = [], []
+    with torch.no_grad():
+        for start in range(0, hidden.shape[0], rows):
+            logits = head(hidden[start : start + rows]).float()
+            t = targets[start : start + rows]
+            nlls.append(logits.logsumexp(-1) - logits.gather(1, t[:, None]).squeeze(1))
+            preds.append(logits.argmax(-1))
+    if not nlls:
+        empty = hidden.new_zeros((0,), dtype=torch.float32)
+        return empty.sum(), empty.long(), empty
+    nll = torch.cat(nlls)
+    return nll.sum(), torch.cat(preds), nll
+
+
+_FN: Any = None
+
+
+def _fused() -> Any:
+    """The fused head + cross-entropy autograd Function (built on first use)."""
+    global _FN
+    if _FN is not None:
+        return _FN.apply
+    import torch
+
+    class HeadCrossEntropy(torch.autograd.Function):
+        """sum CE(hidden @ W^T, targets); d/d hidden computed chunk by chunk in forward."""
+
+        @staticmethod
+        def forward(ctx: Any, hidden: Any, weight: Any, targets: Any, rows: int) -> Any:  # noqa: D102
+            dtype = weight.dtype  # bf16 storage under bf16 training: autocast's compute dtype
+            total = torch.zeros((), dtype=torch.float32)
+            grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+            with torch.autocast("cpu", enabled=False):
+                for start in range(0, hidden.shape[0], rows):
+                    h = hidden[start : start + rows].to(dtype)
+                    t = targets[start : start + rows]
+                    logits = (h @ weight.t()).float()
+                    lse = logits.logsumexp(-1, keepdim=True)
+                    total += (lse.squeeze(1) - logits.gather(1, t[:, None]).squeeze(1)).sum()
+                    if grad is not None:
+                        probs = logits.sub_(lse).exp_()  # softmax, in place of the logits
+                        probs[torch.arange(len(t)), t] -= 1.0
+                        grad[start : start + rows] = (probs.to(dtype) @ weight).to(grad.dtype)
+            ctx.save_for_backward(grad)
+            return total
+
+        @staticmethod
+        def backward(ctx: Any, out_grad: Any) -> Any:  # noqa: D102
+            (grad,) = ctx.saved_tensors
+            return grad * out_grad.to(grad.dtype), None, None, None
+
+    _FN = HeadCrossEntropy
+    return _FN.apply
