@@ -32,7 +32,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 READY_MARKS = ("Model", "Training", "Start")
 WATCH = """
-window.__ff = {text: "", first: null, ready: null, marks: %s};
+window.__ff = {text: "", first: null, ready: null, marks: READY_MARKS};
 const NativeWebSocket = window.WebSocket;
 window.WebSocket = function (...args) {
   const ws = new NativeWebSocket(...args);
@@ -48,7 +48,7 @@ window.WebSocket = function (...args) {
   return ws;
 };
 window.WebSocket.prototype = NativeWebSocket.prototype;
-""" % json.dumps(READY_MARKS)
+""".replace("READY_MARKS", json.dumps(READY_MARKS))
 
 
 class Tab:
