@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import UserError
-from tui.web.access import check_bind, new_token
+from tui.web.access import check_bind, is_loopback, new_token
 
 TITLE = "finetune-tui"
 
@@ -51,7 +51,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def app_command(root: Path) -> str:
     """The shell command textual-serve runs once per browser tab: this app on the same runs root."""
-    return "exec " + shlex.join([sys.executable, "-m", "tui.cli", "--runs-root", str(root)])
+    return "exec " + shlex.join([sys.executable, "-m", "tui.web.tab", str(root)])
 
 
 def browser_url(host: str, port: int, token: str) -> str:
@@ -76,7 +76,7 @@ def serve(root: Path, host: str, port: int, public: bool) -> int:
     sock = bind(host, port)
     token, token_file = new_token(root)
     port = sock.getsockname()[1]
-    if public:
+    if not is_loopback(host):
         print(
             f"warning: serving on {host}:{port} over plain HTTP: anyone who reaches this address "
             "and has the URL below drives the app as you. Prefer the default 127.0.0.1 and "
@@ -85,12 +85,9 @@ def serve(root: Path, host: str, port: int, public: bool) -> int:
             flush=True,
         )
     print(f"finetune-tui in a browser: {browser_url(host, port, token)}", flush=True)
-    print(
-        f"  runs root {root}; the token (new at each start) is also in {token_file}\n"
-        f"  from your own computer: ssh -L {port}:localhost:{port} THIS_SERVER, then open the "
-        "URL above\n"
-        "  Ctrl+C stops serving; runs started from a tab keep training",
-        flush=True,
-    )
+    print(f"  runs root {root}; the token (new at each start) is also in {token_file}")
+    if is_loopback(host):
+        print(f"  from your own computer: ssh -L {port}:localhost:{port} THIS_SERVER, then open it")
+    print("  Ctrl+C stops serving; runs started from a tab keep training", flush=True)
     AppServer(app_command(root), sock, token, TITLE).serve()
     return 0
