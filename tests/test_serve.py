@@ -111,6 +111,10 @@ def test_page_needs_the_token_then_a_cookie(served: Served, tmp_path: Path) -> N
     assert "googleapis" not in html  # nothing loads from elsewhere
     assert [c.name for c in jar] == [f"finetune_tui_serve_{served.port}"]
     assert _status(served.base + "/static/js/textual.js", browser) == 200
+    # Through `ssh -L 9000:localhost:PORT` the browser says 127.0.0.1:9000: the page follows it.
+    forwarded = urllib.request.Request(served.base + "/", headers={"Host": "127.0.0.1:9000"})
+    with browser.open(forwarded, timeout=30) as resp:
+        assert 'data-session-websocket-url="ws://127.0.0.1:9000/ws"' in resp.read().decode()
     assert _status(served.base + "/static/fonts/RobotoMono-VariableFont_wght.ttf", browser) == 200
 
 
