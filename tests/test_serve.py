@@ -8,6 +8,7 @@ import http.cookiejar
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -288,3 +289,22 @@ def test_loopback_names() -> None:
 
     assert all(is_loopback(h) for h in ("localhost", "127.0.0.1", "127.8.0.1", "::1", "[::1]"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "localhost.evil.org"))
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)"
+)
+def test_a_real_browser_draws_the_setup_form(tmp_path: Path) -> None:
+    shot = tmp_path / "serve.png"
+    out = subprocess.run(
+        [sys.executable, "bench/serve_first_frame.py", "--repeats", "1", "--screenshot", str(shot)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "setup form" in out.stdout and "title 'finetune-tui'" in out.stdout
+    png = shot.read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000  # a drawn page, not a blank one
