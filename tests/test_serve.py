@@ -308,3 +308,16 @@ def test_a_real_browser_draws_the_setup_form(tmp_path: Path) -> None:
     assert "setup form" in out.stdout and "title 'finetune-tui'" in out.stdout
     png = shot.read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000  # a drawn page, not a blank one
+
+
+def test_without_textual_serve_one_line_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tui.cli import main
+
+    monkeypatch.delitem(sys.modules, "tui.web.server", raising=False)
+    monkeypatch.setitem(sys.modules, "textual_serve.server", None)  # import fails
+    assert main(["--runs-root", str(tmp_path / "runs"), "serve", "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install 'finetune-tui[web]'" in err
+    assert not (tmp_path / "runs" / ".serve-token").exists()

@@ -69,9 +69,9 @@ def serve(root: Path, host: str, port: int, public: bool) -> int:
         from tui.web.server import AppServer
     except ImportError as exc:
         raise UserError(
-            f"serving in a browser needs textual-serve ({exc.name} is missing)",
+            f"serving in a browser needs textual-serve; {exc.name or 'a part of it'} is not installed",
             where="serve",
-            hint="pip install 'finetune-tui[web]' (or pip install textual-serve)",
+            hint="pip install 'finetune-tui[web]'",
         ) from None
     sock = bind(host, port)
     token, token_file = new_token(root)
