@@ -270,8 +270,17 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        out = subprocess.run(
-            _serve_cmd(tmp_path / "runs", "--port", str(port)),
+        out = subprocess.run(  # --runs-root after `serve` works too
+            [
+                sys.executable,
+                "-m",
+                "tui.cli",
+                "serve",
+                "--runs-root",
+                str(tmp_path),
+                "--port",
+                str(port),
+            ],
             capture_output=True,
             text=True,
             env=_env(),

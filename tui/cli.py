@@ -41,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
     serve.add_argument("--port", type=int, default=8000, help="port, 0 = any free one [8000]")
     serve.add_argument(
+        "--runs-root",
+        "--runs_root",
+        dest="runs_root",
+        default=argparse.SUPPRESS,
+        help="folder of run directories (also accepted before `serve`)",
+    )
+    serve.add_argument(
         "--public",
         action="store_true",
         help="allow a non-loopback --host (reachable from the network; the token guards it)",
