@@ -23,6 +23,7 @@ import psutil
 import pytest
 
 pytest.importorskip("textual_serve")
+import aiohttp  # noqa: E402 (textual-serve's dependency)
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP_MARKS = ("Model", "Training", "Start")
@@ -119,10 +120,8 @@ def test_page_needs_the_token_then_a_cookie(served: Served, tmp_path: Path) -> N
     assert _status(served.base + "/static/fonts/RobotoMono-VariableFont_wght.ttf", browser) == 200
 
 
-async def _read_until(ws, marks: tuple[str, ...]) -> str:  # noqa: ANN001 (aiohttp websocket)
+async def _read_until(ws: aiohttp.ClientWebSocketResponse, marks: tuple[str, ...]) -> str:
     """The app's output until every mark has appeared in it (60 s at most)."""
-    import aiohttp
-
     text = ""
     while not all(mark in text for mark in marks):
         msg = await asyncio.wait_for(ws.receive(), timeout=60)
@@ -145,15 +144,12 @@ def _wait_for(check: Callable[[], bool], timeout: float) -> bool:
     return check()
 
 
-def _client(server: Served):  # noqa: ANN202 (an aiohttp ClientSession)
-    import aiohttp
-
+def _client(server: Served) -> aiohttp.ClientSession:
+    """A client that holds the server's cookie, as a browser does after the first page load."""
     return aiohttp.ClientSession(cookies={f"finetune_tui_serve_{server.port}": server.token})
 
 
 def test_a_tab_shows_the_setup_form_and_only_our_page_may_open_one(served: Served) -> None:
-    import aiohttp
-
     async def tab() -> str:
         async with _client(served) as client:
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
