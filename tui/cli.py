@@ -7,7 +7,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch: `finetune-tui [attach [RUN]]` opens the app; train/runs/... run headless."""
+    """Dispatch: `finetune-tui [attach [RUN]]` opens the app, `serve` in a browser; train/... headless."""
     args = list(sys.argv[1:] if argv is None else argv)
     from engine.cli import COMMANDS
 
@@ -35,12 +35,37 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     attach = sub.add_parser("attach", help="open the monitor of a run (default: the newest)")
     attach.add_argument("run", nargs="?")
+    serve = sub.add_parser(
+        "serve", help="the app in a browser (one app per tab; 127.0.0.1 unless --public)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
+    serve.add_argument("--port", type=int, default=8000, help="port, 0 = any free one [8000]")
+    serve.add_argument(
+        "--runs-root",
+        "--runs_root",
+        dest="runs_root",
+        default=argparse.SUPPRESS,
+        help="folder of run directories (also accepted before `serve`)",
+    )
+    serve.add_argument(
+        "--public",
+        action="store_true",
+        help="allow a non-loopback --host (reachable from the network; the token guards it)",
+    )
     ns = parser.parse_args(args)
 
     from engine.errors import UserError
     from engine.runs import find_run, runs_root
 
     root = runs_root(ns.runs_root)
+    if ns.command == "serve":
+        from tui.web.serve import serve
+
+        try:
+            return serve(root, ns.host, ns.port, ns.public)
+        except UserError as exc:
+            print(f"error: {exc.one_line()}", file=sys.stderr)
+            return 2
     attach_to = None
     if ns.command == "attach":
         try:

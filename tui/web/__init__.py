@@ -1,0 +1,1 @@
+"""`finetune-tui serve`: the whole app in a browser, one app process per tab (textual-serve)."""
