@@ -1,0 +1,312 @@
+"""GGUF export checked by llama.cpp itself (llama-cpp-python): greedy tokens, template, stops."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from tests.tiny_lm import make_tiny_decoder
+
+HAVE_GGUF = importlib.util.find_spec("gguf") is not None
+HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
+needs_extra = pytest.mark.skipif(
+    not (HAVE_GGUF and HAVE_LLAMA),
+    reason='needs the llama-cpp extra: pip install "gguf>=0.19" "llama-cpp-python>=0.3.36"',
+)
+PROMPTS = [
+    "Is this review positive or negative? a great film",
+    "Is this review positive or negative? awful plot",
+    "Is this review positive or negative? nice story",
+]
+NEW = 8
+FLAGS = [
+    "--max_steps", "24", "--batch_size", "8", "--max_length", "64", "--precision", "fp32",
+    "--learning_rate", "0.03", "--save_strategy", "no", "--eval_strategy", "no",
+    "--logging_steps", "4", "--train_chat_tokens", "false", "--use_rslora", "true",
+]  # fmt: skip
+
+
+def _rows() -> list[dict]:
+    rows = []
+    for i, review in enumerate(["a great film", "awful plot", "nice story", "dull and slow"] * 8):
+        answer = "positive" if i % 4 in (0, 2) else "negative"
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"Is this review positive or negative? {review}"},
+                    {"role": "assistant", "content": answer},
+                ]
+            }
+        )
+    return rows
+
+
+def pretrain(folder: Path, rows: list[dict], steps: int = 60) -> None:
+    """Teach the random tiny decoder the chats outright (full weights), so its greedy choices
+    are clear (logit gaps of several units) and it ends answers with <|im_end|>."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.tasks.causal_lm.template import ensure_chat_template
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    ensure_chat_template(tok)
+    tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    texts = [tok.apply_chat_template(r["messages"], tokenize=False) for r in rows]
+    batch = tok(texts, padding=True, return_tensors="pt")
+    labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-2)
+    for _ in range(steps):
+        model(**batch, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.save_pretrained(folder, safe_serialization=True)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny Llama-shaped decoder (ChatML fallback template) trained a few steps with LoRA."""
+    tmp = tmp_path_factory.mktemp("gguf")
+    decoder = make_tiny_decoder(tmp / "tiny-llama", "llama")
+    pretrain(decoder, _rows())
+    data = tmp / "chats.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows()), encoding="utf-8")
+    root = tmp / "runs"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    code = main(
+        ["--runs-root", str(root), "train", "--task", "causal-lm", "--model_name", str(decoder),
+         "--data_file_path", str(data), *FLAGS]
+    )  # fmt: skip
+    mp.undo()
+    assert code == 0
+    run_dir = next(p for p in root.iterdir() if (p / "config.toml").is_file())
+    return {"root": root, "id": run_dir.name, "dir": run_dir, "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def reference(run: dict) -> dict:
+    """The merged model's greedy tokens in transformers (fp32), with the prompts' token ids."""
+    import torch
+
+    from engine.predict import find_weights
+    from engine.tasks.causal_lm.modeling import load_generator
+    from engine.tasks.causal_lm.template import end_of_turn_ids
+
+    model, tok = load_generator(find_weights(run["dir"]))
+    chat = [{"role": "user", "content": PROMPTS[0]}]
+    first = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    first_ids = torch.tensor([tok(first, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        with model.disable_adapter():
+            base_logits = model(first_ids).logits[0, -1]
+        lora_shift = float((model(first_ids).logits[0, -1] - base_logits).abs().max())
+    merged = model.merge_and_unload()
+    stops = end_of_turn_ids(tok)
+    prompts, outputs = [], []
+    for text in PROMPTS:
+        chat = [{"role": "user", "content": text}]
+        rendered = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        ids = tok(rendered, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            out = merged.generate(
+                torch.tensor([ids]),
+                max_new_tokens=NEW,
+                do_sample=False,
+                eos_token_id=stops,
+                pad_token_id=tok.pad_token_id,
+            )
+        prompts.append((rendered, ids))
+        outputs.append(out[0, len(ids) :].tolist())
+    return {
+        "tok": tok,
+        "prompts": prompts,
+        "outputs": outputs,
+        "stops": stops,
+        "lora_shift": lora_shift,
+    }
+
+
+def _export(run: dict, *flags: str) -> int:
+    return main(["--runs-root", str(run["root"]), "export", run["id"], *flags])
+
+
+def _greedy(llm, ids: list[int], stops: list[int]) -> list[int]:
+    """llama.cpp's greedy tokens after `ids`, ending with the first end-of-generation token."""
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    out: list[int] = []
+    for token in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
+        out.append(int(token))
+        if llama_cpp.llama_vocab_is_eog(vocab, token) or len(out) == NEW:
+            break
+    return out
+
+
+def _last_logits(llm, ids: list[int]):
+    """llama.cpp's logits for the token after `ids`."""
+    import llama_cpp
+
+    llm.reset()
+    llm.eval(ids)
+    row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+    return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).astype(np.float64)
+
+
+def _llama(path: Path, lora: Path | None = None):
+    from llama_cpp import Llama
+
+    kwargs = {"lora_path": str(lora)} if lora else {}
+    return Llama(model_path=str(path), n_ctx=256, n_threads=2, verbose=False, seed=0, **kwargs)
+
+
+@needs_extra
+@pytest.mark.slow
+def test_merged_gguf_gives_transformers_greedy_tokens(run, reference, tmp_path) -> None:
+    out = tmp_path / "gguf-f16"
+    assert _export(run, "--gguf", str(out), "--gguf_type", "f16") == 0
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "Modelfile",
+        "model.gguf",
+    ]
+    llm = _llama(out / "model.gguf")
+    for (rendered, ids), expected in zip(reference["prompts"], reference["outputs"], strict=True):
+        # the GGUF's tokenizer splits the prompt as transformers does (pre-tokenizer, merges)
+        assert llm.tokenize(rendered.encode(), add_bos=False, special=True) == ids
+        assert _greedy(llm, ids, reference["stops"]) == expected
+    # the model learnt to stop, and llama.cpp stops at the same end-of-turn token
+    assert any(o[-1] in reference["stops"] and len(o) < NEW for o in reference["outputs"])
+
+
+@needs_extra
+@pytest.mark.slow
+def test_gguf_chat_template_stops_and_modelfile(run, reference, tmp_path) -> None:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    out = tmp_path / "gguf-bf16"
+    assert _export(run, "--gguf", str(out)) == 0
+    llm = _llama(out / "model.gguf")
+    tok = reference["tok"]
+    template = llm.metadata["tokenizer.chat_template"]
+    assert template == tok.chat_template
+    chat = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": PROMPTS[0]},
+        {"role": "assistant", "content": "positive"},
+        {"role": "user", "content": "Are you sure?"},
+    ]
+    formatter = Jinja2ChatFormatter(template, eos_token=tok.eos_token, bos_token="")
+    assert formatter(messages=chat).prompt == tok.apply_chat_template(
+        chat, tokenize=False, add_generation_prompt=True
+    )
+    eot = tok.convert_tokens_to_ids("<|im_end|>")
+    assert int(llm.metadata["tokenizer.ggml.eot_token_id"]) == eot
+    assert int(llm.metadata["tokenizer.ggml.eos_token_id"]) == tok.eos_token_id
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    assert llama_cpp.llama_vocab_is_eog(vocab, eot)
+    modelfile = (out / "Modelfile").read_text()
+    assert "FROM ./model.gguf" in modelfile
+    assert 'PARAMETER stop "<|im_end|>"' in modelfile
+    assert "TEMPLATE" in modelfile and "{{ .Content }}" in modelfile
+
+
+@needs_extra
+@pytest.mark.slow
+def test_q8_0_and_q4_k_m(run, reference, tmp_path) -> None:
+    q8 = tmp_path / "q8"
+    assert _export(run, "--gguf", str(q8), "--gguf_type", "q8_0") == 0
+    llm = _llama(q8 / "model.gguf")
+    for (_, ids), expected in zip(reference["prompts"], reference["outputs"], strict=True):
+        assert _greedy(llm, ids, reference["stops"])[:2] == expected[:2]
+    q4 = tmp_path / "q4"
+    assert _export(run, "--gguf", str(q4), "--gguf_type", "q4_k_m") == 0
+    names = sorted(p.name for p in q4.iterdir() if not p.name.startswith("."))
+    assert names == ["Modelfile", "model.gguf"]  # the f16 intermediate is gone
+    from gguf import GGUFReader
+
+    reader = GGUFReader(q4 / "model.gguf")
+    assert int(reader.fields["general.file_type"].contents()) == 15  # MOSTLY_Q4_K_M
+    assert len(_greedy(_llama(q4 / "model.gguf"), reference["prompts"][0][1], [])) > 0
+
+
+@needs_extra
+@pytest.mark.slow
+def test_adapter_gguf_over_base_gguf_gives_merged_tokens(run, reference, tmp_path) -> None:
+    out = tmp_path / "lora"
+    assert _export(run, "--gguf_lora", str(out), "--gguf_type", "f16") == 0
+    modelfile = (out / "Modelfile").read_text()
+    assert "FROM ./base.gguf" in modelfile and "ADAPTER ./adapter.gguf" in modelfile
+    with_lora = _llama(out / "base.gguf", out / "adapter.gguf")
+    for (_, ids), expected in zip(reference["prompts"], reference["outputs"], strict=True):
+        assert _greedy(with_lora, ids, reference["stops"]) == expected
+    # the adapter is applied: the next-token logits move by what the LoRA adds in transformers
+    ids = reference["prompts"][0][1]
+    lora_logits = _last_logits(with_lora, ids)
+    base_logits = _last_logits(_llama(out / "base.gguf"), ids)
+    moved = np.abs(lora_logits - base_logits).max()
+    assert moved == pytest.approx(reference["lora_shift"], rel=0.05)
+    # a second adapter export reuses that base GGUF instead of writing another
+    again = tmp_path / "lora2"
+    code = _export(run, "--gguf_lora", str(again), "--gguf_base", str(out / "base.gguf"))
+    assert code == 0
+    assert not (again / "base.gguf").exists()
+    assert f"FROM {(out / 'base.gguf').resolve()}" in (again / "Modelfile").read_text()
+
+
+@needs_extra
+@pytest.mark.slow
+def test_nothing_overwritten_and_bad_base(run, tmp_path, capsys) -> None:
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert _export(run, "--gguf", str(out)) == 2
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "model.gguf").exists()
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf")
+    assert _export(run, "--gguf_lora", str(tmp_path / "l"), "--gguf_base", str(bad)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any("not a readable GGUF" in line for line in err)
+    assert not (tmp_path / "l").exists()
+
+
+def test_missing_extra_says_the_pip_command(run_stub, monkeypatch, capsys) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a)
+    )
+    from engine.errors import UserError
+    from engine.tasks.causal_lm.gguf_export import export_gguf
+
+    with pytest.raises(UserError) as caught:
+        export_gguf(run_stub, run_stub.parent / "out")
+    line = caught.value.one_line()
+    assert "pip install" in line and "gguf" in line
+    assert not (run_stub.parent / "out").exists()
+
+
+@pytest.fixture
+def run_stub(tmp_path: Path) -> Path:
+    """An adapter folder's config alone (enough for the checks made before any loading)."""
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"task_type": "CAUSAL_LM"}))
+    return folder
+
+
+def test_adapter_with_trained_embedding_rows_is_refused() -> None:
+    from engine.errors import UserError
+    from engine.tasks.causal_lm.gguf_lora import check_adapter_config
+
+    with pytest.raises(UserError, match="embedding rows"):
+        check_adapter_config({"trainable_token_indices": {"embed_tokens": [1, 2]}}, "here")
+    check_adapter_config({"r": 8, "lora_alpha": 16}, "here")  # a plain LoRA passes
