@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -55,12 +56,15 @@ def smollm2_shaped(folder: Path) -> Path:
     return folder
 
 
-def cli(*args: str) -> float:
-    """Run finetune-tui with `args`; its wall-clock seconds."""
+def cli(*args: str) -> tuple[float, float]:
+    """Run finetune-tui with `args`; its wall-clock and CPU (user + system) seconds."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "tui.cli", *args], check=True, env=env)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -82,7 +86,8 @@ def main() -> None:
         root = tmp_path / "runs"
         cli("--runs-root", str(root), "train", "--task", "causal-lm", "--model_name", str(model),
             "--data_file_path", str(data), "--max_steps", "2", "--batch_size", "4",
-            "--max_length", "32", "--eval_strategy", "no", "--save_strategy", "no")  # fmt: skip
+            "--max_length", "32", "--eval_strategy", "no", "--save_strategy", "no",
+            "--train_chat_tokens", "false")  # fmt: skip
         run = next(p for p in root.iterdir() if (p / "config.toml").is_file()).name
         for kind in args.types.split(","):
             out = tmp_path / f"out-{kind}"
@@ -91,10 +96,10 @@ def main() -> None:
                 if kind == "lora"
                 else ["--gguf", str(out), "--gguf_type", kind]
             )
-            seconds = cli("--runs-root", str(root), "export", run, *flags)
+            wall, cpu = cli("--runs-root", str(root), "export", run, *flags)
             sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.suffix == ".gguf"}
             shown = ", ".join(f"{n} {s / 1e6:.0f} MB" for n, s in sorted(sizes.items()))
-            print(f"{kind:8} {seconds:6.1f} s  {shown}", flush=True)
+            print(f"{kind:8} {wall:6.1f} s wall {cpu:6.1f} s CPU  {shown}", flush=True)
 
 
 if __name__ == "__main__":

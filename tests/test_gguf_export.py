@@ -310,3 +310,161 @@ def test_adapter_with_trained_embedding_rows_is_refused() -> None:
     with pytest.raises(UserError, match="embedding rows"):
         check_adapter_config({"trainable_token_indices": {"embed_tokens": [1, 2]}}, "here")
     check_adapter_config({"r": 8, "lora_alpha": 16}, "here")  # a plain LoRA passes
+
+
+def _tiny(folder: Path, kind: str) -> Path:
+    """A tiny decoder of `kind`: tiny_lm's shapes, plus Qwen3 (q/k norms), Mistral and a Llama
+    with Llama-3.1's rope scaling."""
+    if kind in ("llama", "qwen2", "gpt2"):
+        return make_tiny_decoder(folder, kind)
+    import torch
+    import transformers as tf
+
+    from tests.tiny_lm import make_tokenizer
+
+    tok = make_tokenizer(folder)
+    config_cls, model_cls = {
+        "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM),
+        "mistral": (tf.MistralConfig, tf.MistralForCausalLM),
+        "llama3.1": (tf.LlamaConfig, tf.LlamaForCausalLM),
+    }[kind]
+    torch.manual_seed(0)
+    extra = {}
+    if kind == "llama3.1":  # Llama-3.1/3.2's rope scaling, at a context where it changes angles
+        extra["rope_scaling"] = {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 16,
+        }
+    config = config_cls(
+        **extra,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,  # Qwen3 sets it apart from hidden / heads
+        max_position_embeddings=256,
+        tie_word_embeddings=kind == "qwen3",
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+    )
+    model_cls(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@needs_extra
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3", "mistral", "gpt2", "llama3.1"])
+def test_each_architecture_gives_transformers_greedy_tokens(kind: str, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.tasks.causal_lm.gguf_model import write_model_gguf
+    from engine.tasks.causal_lm.template import end_of_turn_ids, ensure_chat_template
+
+    folder = _tiny(tmp_path / kind, kind)
+    pretrain(folder, _rows())
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    ensure_chat_template(tok)
+    stops = end_of_turn_ids(tok)
+    path = write_model_gguf(tmp_path / "m.gguf", model.state_dict(), model.config, tok, "f16")
+    llm = _llama(path)
+    for text in PROMPTS:
+        rendered = tok.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
+        ids = tok(rendered, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            out = model.generate(
+                torch.tensor([ids]), max_new_tokens=NEW, do_sample=False, eos_token_id=stops,
+                pad_token_id=tok.eos_token_id,
+            )  # fmt: skip
+        assert _greedy(llm, ids, stops) == out[0, len(ids) :].tolist()
+
+
+async def _until(pilot, check, what: str, limit: float = 120) -> None:
+    from textual.css.query import NoMatches
+
+    for _ in range(int(limit / 0.05)):
+        try:
+            if check():
+                return
+        except NoMatches:  # still composing
+            pass
+        await pilot.pause(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@needs_extra
+@pytest.mark.slow
+async def test_tui_export_dialog_writes_a_gguf_with_progress(run, tmp_path, monkeypatch) -> None:
+    from textual.widgets import Input, ProgressBar, Select, Static
+
+    from tui.app import FinetuneApp
+    from tui.screens.export import ExportScreen
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    app = FinetuneApp(runs_root=run["root"])
+    async with app.run_test(size=(90, 32)) as pilot:
+        app.open_export(run["dir"])
+        await _until(pilot, lambda: isinstance(app.screen, ExportScreen), "the dialog")
+        dialog: ExportScreen = app.screen  # type: ignore[assignment]
+        await _until(pilot, lambda: not dialog.query_one("#gguf").disabled, "the GGUF row")
+        assert dialog.query_one("#gguf-box").display
+        assert str(dialog.query_one("#gguf-note", Static).render()) == ""  # the extra is here
+        out = tmp_path / "tui-gguf"
+        dialog.query_one("#gguf-out", Input).value = str(out)
+        dialog.query_one("#gguf-type", Select).value = "q8_0"
+        seen: list[float] = []
+        bar = dialog.query_one("#gguf-progress", ProgressBar)
+        await pilot.click("#gguf")
+        await _until(pilot, lambda: seen.append(bar.progress) or dialog.results, "the GGUF")
+        assert dialog.results[-1].startswith("GGUF written to"), dialog.results
+        assert (out / "model.gguf").is_file() and (out / "Modelfile").is_file()
+        assert bar.display and max(seen) > 0
+        # the same folder again asks before anything is replaced; "keep" writes nothing
+        before = (out / "model.gguf").stat().st_mtime_ns
+        dialog.query_one("#gguf-out", Input).value = str(out)
+        await _until(pilot, lambda: not dialog.query_one("#gguf").disabled, "the buttons")
+        await pilot.click("#gguf")
+        from tui.widgets.dialogs import Confirm
+
+        await _until(pilot, lambda: isinstance(app.screen, Confirm), "the overwrite question")
+        await pilot.press("n")
+        await _until(pilot, lambda: app.screen is dialog, "the dialog again")
+        assert (out / "model.gguf").stat().st_mtime_ns == before
+        assert dialog.query_one("#gguf-out", Input).value != str(out)
+
+
+@pytest.mark.slow
+async def test_tui_export_dialog_says_the_pip_command(run, tmp_path, monkeypatch) -> None:
+    from textual.widgets import Static
+
+    from tui.app import FinetuneApp
+    from tui.screens.export import ExportScreen
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a)
+    )
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    app = FinetuneApp(runs_root=run["root"])
+    async with app.run_test(size=(90, 32)) as pilot:
+        app.open_export(run["dir"])
+        await _until(pilot, lambda: isinstance(app.screen, ExportScreen), "the dialog")
+        dialog: ExportScreen = app.screen  # type: ignore[assignment]
+        await _until(
+            pilot,
+            lambda: "pip install" in str(dialog.query_one("#gguf-note", Static).render()),
+            "the pip line",
+        )
+        await _until(pilot, lambda: not dialog.query_one("#gguf").disabled, "the buttons")
+        await pilot.click("#gguf")
+        await _until(pilot, lambda: dialog.results, "the message")
+        assert 'pip install -e ".[gguf]"' in dialog.results[-1]
+        assert not (tmp_path / "home" / "finetune-exports").exists()

@@ -79,7 +79,7 @@ class ExportScreen(ModalScreen[None]):
                     )
                     yield Button("GGUF", id="gguf", compact=True, disabled=True)
                 yield Checkbox(
-                    "the adapter alone (adapter.gguf over base.gguf: one base, many adapters)",
+                    "adapter alone: adapter.gguf over base.gguf (one base, many adapters)",
                     id="gguf-lora",
                     compact=True,
                 )

@@ -44,9 +44,13 @@ def _check(gguf_type: str, where: str) -> None:
 def quantize_q4_k_m(source: Path, target: Path, threads: int = 0) -> Path:
     """llama.cpp's own Q4_K_M quantizer (through llama-cpp-python) on an f16 GGUF."""
     import ctypes
+    import logging
 
     import llama_cpp
 
+    quiet = logging.getLogger("llama-cpp-python")  # llama-cpp-python's relay of llama.cpp's log
+    if quiet.level == logging.NOTSET:
+        quiet.setLevel(logging.ERROR)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
     params.nthread = max(threads, 0)
