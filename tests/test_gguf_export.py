@@ -468,3 +468,67 @@ async def test_tui_export_dialog_says_the_pip_command(run, tmp_path, monkeypatch
         await _until(pilot, lambda: dialog.results, "the message")
         assert 'pip install -e ".[gguf]"' in dialog.results[-1]
         assert not (tmp_path / "home" / "finetune-exports").exists()
+
+
+TRICKY = [
+    "Hello world! It's 2024-12-03, isn't it? I'll pay $1234.56",
+    "  two  spaces\n\nnew lines\ttab  ",
+    "naïve café — 東京 😀 ÀÉÎ",
+    "<|im_start|>user\nhi<|im_end|>\n",
+]
+
+
+def _tokenizer_with(folder: Path, pre: str):
+    """A byte-level BPE tokenizer with the pre-tokenizer of one of llama.cpp's families."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from engine.tasks.causal_lm.gguf_vocab import LLAMA3_SPLIT, QWEN2_SPLIT
+    from tests.tiny_lm import EOS, _corpus
+
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=pre != "split")
+    parts = {
+        "gpt-2": [byte_level],
+        "smollm": [pre_tokenizers.Digits(individual_digits=True), byte_level],
+        "llama-bpe": [pre_tokenizers.Split(Regex(LLAMA3_SPLIT), "isolated"), byte_level],
+        "qwen2": [pre_tokenizers.Split(Regex(QWEN2_SPLIT), "isolated"), byte_level],
+    }[pre]
+    if pre in ("llama-bpe", "qwen2"):
+        parts[-1] = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(parts) if len(parts) > 1 else parts[0]
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=[EOS, "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus() + TRICKY * 3, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS)
+    fast.save_pretrained(folder)
+    return fast
+
+
+@needs_extra
+@pytest.mark.parametrize("pre", ["gpt-2", "smollm", "llama-bpe", "qwen2"])
+def test_pre_tokenizer_families_split_text_as_transformers(pre: str, tmp_path: Path) -> None:
+    import transformers as tf
+    from llama_cpp import Llama
+
+    from engine.tasks.causal_lm.gguf_model import write_model_gguf
+    from engine.tasks.causal_lm.gguf_vocab import build_vocab
+
+    tok = _tokenizer_with(tmp_path, pre)
+    assert build_vocab(tok, len(tok)).pre == pre
+    config = tf.LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, eos_token_id=tok.eos_token_id,
+    )  # fmt: skip
+    model = tf.LlamaForCausalLM(config)
+    path = write_model_gguf(tmp_path / "t.gguf", model.state_dict(), config, tok, "f32")
+    llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    for text in TRICKY:
+        expected = tok(text, add_special_tokens=False)["input_ids"]
+        assert llm.tokenize(text.encode(), add_bos=False, special=True) == expected, text
+        assert llm.detokenize(expected, special=True).decode() == text

@@ -34,12 +34,21 @@ ARCHS = {
     "Qwen3ForCausalLM": Arch("QWEN3"),
     "GPT2LMHeadModel": Arch("GPT2", conv1d=True),
 }
+BY_MODEL_TYPE = {
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+    "gpt2": "GPT2LMHeadModel",
+}
 SKIP = ("rotary_emb.inv_freq", ".attn.bias", ".attn.masked_bias")
 
 
 def arch_of(config: Any) -> Arch:
     """The Arch for a model config, or a UserError naming what converts."""
-    name = (getattr(config, "architectures", None) or [type(config).__name__])[0]
+    model_type = getattr(config, "model_type", "")
+    fallback = BY_MODEL_TYPE.get(model_type, model_type or type(config).__name__)
+    name = (getattr(config, "architectures", None) or [fallback])[0]
     if name not in ARCHS:
         raise UserError(
             f"our GGUF writer does not convert {name}",
