@@ -194,6 +194,8 @@ def test_gguf_chat_template_stops_and_modelfile(run, reference, tmp_path) -> Non
     out = tmp_path / "gguf-bf16"
     assert _export(run, "--gguf", str(out)) == 0
     llm = _llama(out / "model.gguf")
+    for (_, ids), expected in zip(reference["prompts"], reference["outputs"], strict=True):
+        assert _greedy(llm, ids, reference["stops"]) == expected  # bf16 weights, the same tokens
     tok = reference["tok"]
     template = llm.metadata["tokenizer.chat_template"]
     assert template == tok.chat_template
@@ -227,7 +229,8 @@ def test_q8_0_and_q4_k_m(run, reference, tmp_path) -> None:
     assert _export(run, "--gguf", str(q8), "--gguf_type", "q8_0") == 0
     llm = _llama(q8 / "model.gguf")
     for (_, ids), expected in zip(reference["prompts"], reference["outputs"], strict=True):
-        assert _greedy(llm, ids, reference["stops"])[:2] == expected[:2]
+        # q8_0 also quantizes the activations; with this model's clear choices every token agrees
+        assert _greedy(llm, ids, reference["stops"]) == expected
     q4 = tmp_path / "q4"
     assert _export(run, "--gguf", str(q4), "--gguf_type", "q4_k_m") == 0
     names = sorted(p.name for p in q4.iterdir() if not p.name.startswith("."))
@@ -236,7 +239,9 @@ def test_q8_0_and_q4_k_m(run, reference, tmp_path) -> None:
 
     reader = GGUFReader(q4 / "model.gguf")
     assert int(reader.fields["general.file_type"].contents()) == 15  # MOSTLY_Q4_K_M
-    assert len(_greedy(_llama(q4 / "model.gguf"), reference["prompts"][0][1], [])) > 0
+    q4_llm = _llama(q4 / "model.gguf")
+    for (_, ids), expected in zip(reference["prompts"], reference["outputs"], strict=True):
+        assert _greedy(q4_llm, ids, reference["stops"])[:1] == expected[:1]  # 4-bit: the first
 
 
 @needs_extra
