@@ -537,3 +537,32 @@ def test_pre_tokenizer_families_split_text_as_transformers(pre: str, tmp_path: P
         expected = tok(text, add_special_tokens=False)["input_ids"]
         assert llm.tokenize(text.encode(), add_bos=False, special=True) == expected, text
         assert llm.detokenize(expected, special=True).decode() == text
+
+
+def test_unconverted_architecture_is_refused_before_loading(tmp_path: Path) -> None:
+    import transformers as tf
+
+    from engine.errors import UserError
+    from engine.tasks.causal_lm.gguf_export import precheck
+    from tests.tiny_lm import make_tokenizer
+
+    make_tokenizer(tmp_path)
+    tf.GemmaConfig(vocab_size=400, hidden_size=32, num_hidden_layers=1).save_pretrained(tmp_path)
+    with pytest.raises(UserError, match="does not convert gemma") as caught:
+        precheck(tmp_path)  # no weights here at all: refused from the config alone
+    assert "convert_hf_to_gguf.py" in caught.value.one_line()
+
+
+def test_sentencepiece_style_tokenizer_is_refused(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    from engine.errors import UserError
+    from engine.tasks.causal_lm.gguf_vocab import build_vocab
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "▁a": 3, "a": 4, "▁": 5}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[("▁", "a")], byte_fallback=True))
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback()])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", bos_token="<s>")
+    with pytest.raises(UserError, match="SentencePiece-style"):
+        build_vocab(fast, 6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,37 @@ def _stage_model(
     return target
 
 
+def precheck(weights: Path) -> None:
+    """Refuse an architecture or tokenizer our writer does not convert before any weights load
+    (a config and a tokenizer read in a second, instead of loading and merging the model)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from engine.tasks.causal_lm.gguf_model import arch_of
+    from engine.tasks.causal_lm.gguf_vocab import build_vocab
+
+    weights = Path(weights)
+    source = weights
+    adapter_cfg = weights / "adapter_config.json"
+    if adapter_cfg.is_file():
+        source = json.loads(adapter_cfg.read_text(encoding="utf-8")).get(
+            "base_model_name_or_path", ""
+        )
+    try:
+        config = AutoConfig.from_pretrained(source)
+        has_tok = (weights / "tokenizer_config.json").is_file()
+        tokenizer = AutoTokenizer.from_pretrained(weights if has_tok else source)
+    except (OSError, ValueError):
+        return  # the loader says what is missing, in its own words
+    arch_of(config)
+    build_vocab(tokenizer, int(getattr(config, "vocab_size", 0) or len(tokenizer)))
+
+
 def _load(adapter: Path, threads: int, report: Report) -> tuple[Any, Any]:
     from engine.tasks.causal_lm.modeling import load_generator
 
-    report(0.0, "loading the base model and the adapter")
+    report(0.0, "checking the architecture and tokenizer")
+    precheck(adapter)
+    report(0.02, "loading the base model and the adapter")
     return load_generator(adapter, threads)
 
 
