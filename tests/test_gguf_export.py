@@ -318,8 +318,8 @@ def test_adapter_with_trained_embedding_rows_is_refused() -> None:
 
 
 def _tiny(folder: Path, kind: str) -> Path:
-    """A tiny decoder of `kind`: tiny_lm's shapes, plus Qwen3 (q/k norms), Mistral and a Llama
-    with Llama-3.1's rope scaling."""
+    """A tiny decoder of `kind`: tiny_lm's shapes, plus Qwen3 (q/k norms), Mistral, a Llama with
+    Llama-3.1's rope scaling and a Llama with a SentencePiece-style tokenizer (TinyLlama's)."""
     if kind in ("llama", "qwen2", "gpt2"):
         return make_tiny_decoder(folder, kind)
     import torch
@@ -327,11 +327,12 @@ def _tiny(folder: Path, kind: str) -> Path:
 
     from tests.tiny_lm import make_tokenizer
 
-    tok = make_tokenizer(folder)
+    tok = spm_tokenizer(folder) if kind == "tinyllama" else make_tokenizer(folder)
     config_cls, model_cls = {
         "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM),
         "mistral": (tf.MistralConfig, tf.MistralForCausalLM),
         "llama3.1": (tf.LlamaConfig, tf.LlamaForCausalLM),
+        "tinyllama": (tf.LlamaConfig, tf.LlamaForCausalLM),
     }[kind]
     torch.manual_seed(0)
     extra = {}
@@ -363,7 +364,7 @@ def _tiny(folder: Path, kind: str) -> Path:
 
 @needs_extra
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["qwen2", "qwen3", "mistral", "gpt2", "llama3.1"])
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3", "mistral", "gpt2", "llama3.1", "tinyllama"])
 def test_each_architecture_gives_transformers_greedy_tokens(kind: str, tmp_path: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -483,8 +484,49 @@ TRICKY = [
 ]
 
 
+def spm_tokenizer(folder: Path):
+    """A SentencePiece-style BPE in Llama-2's tokenizer.json layout (byte fallback, <0xAB> byte
+    tokens, "▁" from a Prepend + Replace normalizer), trained here."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from tests.tiny_lm import _corpus
+
+    def spm(model):
+        tok = Tokenizer(model)
+        tok.normalizer = normalizers.Sequence(
+            [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]
+        )
+        tok.decoder = decoders.Sequence(
+            [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+             decoders.Strip(" ", 1, 0)]
+        )  # fmt: skip
+        return tok
+
+    specials = ["<unk>", "<s>", "</s>"]
+    draft = spm(models.BPE(unk_token="<unk>", byte_fallback=True))
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=specials, show_progress=False)
+    draft.train_from_iterator(_corpus() + TRICKY * 3, trainer)
+    trained = json.loads(draft.to_str())["model"]
+    vocab = {t: i for i, t in enumerate(specials + [f"<0x{b:02X}>" for b in range(256)])}
+    for text, _ in sorted(trained["vocab"].items(), key=lambda kv: kv[1]):
+        vocab.setdefault(text, len(vocab))
+    merges = [
+        tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in trained["merges"]
+    ]
+    tok = spm(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True))
+    tok.add_special_tokens(specials + ["<|im_start|>", "<|im_end|>"])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    fast.save_pretrained(folder)
+    return fast
+
+
 def _tokenizer_with(folder: Path, pre: str):
     """A byte-level BPE tokenizer with the pre-tokenizer of one of llama.cpp's families."""
+    if pre == "llama-spm":
+        return spm_tokenizer(folder)
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -516,7 +558,7 @@ def _tokenizer_with(folder: Path, pre: str):
 
 
 @needs_extra
-@pytest.mark.parametrize("pre", ["gpt-2", "smollm", "llama-bpe", "qwen2"])
+@pytest.mark.parametrize("pre", ["gpt-2", "smollm", "llama-bpe", "qwen2", "llama-spm"])
 def test_pre_tokenizer_families_split_text_as_transformers(pre: str, tmp_path: Path) -> None:
     import transformers as tf
     from llama_cpp import Llama
@@ -525,7 +567,7 @@ def test_pre_tokenizer_families_split_text_as_transformers(pre: str, tmp_path: P
     from engine.tasks.causal_lm.gguf_vocab import build_vocab
 
     tok = _tokenizer_with(tmp_path, pre)
-    assert build_vocab(tok, len(tok)).pre == pre
+    assert build_vocab(tok, len(tok)).pre == ("default" if pre == "llama-spm" else pre)
     config = tf.LlamaConfig(
         vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
         num_attention_heads=2, num_key_value_heads=1, eos_token_id=tok.eos_token_id,
@@ -533,10 +575,11 @@ def test_pre_tokenizer_families_split_text_as_transformers(pre: str, tmp_path: P
     model = tf.LlamaForCausalLM(config)
     path = write_model_gguf(tmp_path / "t.gguf", model.state_dict(), config, tok, "f32")
     llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
-    for text in TRICKY:
+    for text in [*TRICKY, "Ωμέγα ✓ ¿qué? ß"]:  # the last: characters the training never saw
         expected = tok(text, add_special_tokens=False)["input_ids"]
         assert llm.tokenize(text.encode(), add_bos=False, special=True) == expected, text
-        assert llm.detokenize(expected, special=True).decode() == text
+        if pre != "llama-spm":  # (SentencePiece's "▁" after a special token decodes differently)
+            assert llm.detokenize(expected, special=True).decode() == text
 
 
 def test_unconverted_architecture_is_refused_before_loading(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,11 @@ QWEN2_SPLIT = (
     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 )
 SPLITS = {LLAMA3_SPLIT: "llama-bpe", QWEN2_SPLIT: "qwen2"}
-NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5  # gguf.TokenType values
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6  # gguf.TokenType
+SPM_NORMALIZER = [
+    {"type": "Prepend", "prepend": "▁"},
+    {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+]
 
 
 @dataclass
@@ -34,14 +39,20 @@ class GgufVocab:
     add_bos: bool = False
     add_eos: bool = False
     chat_template: str | None = None
+    model: str = "gpt2"  # "llama": SentencePiece-style (scores, byte tokens, "▁" for spaces)
+    scores: list[float] = field(default_factory=list)
 
     def add_to(self, writer: Any) -> None:
         """Write the tokenizer keys into a gguf.GGUFWriter."""
-        writer.add_tokenizer_model("gpt2")
-        writer.add_tokenizer_pre(self.pre)
+        writer.add_tokenizer_model(self.model)
         writer.add_token_list(self.tokens)
         writer.add_token_types(self.types)
-        writer.add_token_merges(self.merges)
+        if self.model == "gpt2":
+            writer.add_tokenizer_pre(self.pre)
+            writer.add_token_merges(self.merges)
+        else:
+            writer.add_token_scores(self.scores)
+            writer.add_add_space_prefix(True)
         for kind, tid in self.special.items():
             getattr(writer, f"add_{kind}_token_id")(tid)
         writer.add_add_bos_token(self.add_bos)
@@ -106,11 +117,15 @@ def build_vocab(tokenizer: Any, n_vocab: int, bos_fallback: int | None = None) -
         raise _refuse("it is not a fast (tokenizer.json) tokenizer")
     spec = json.loads(backend.to_str())
     model = spec.get("model", {})
-    if model.get("type") != "BPE" or model.get("byte_fallback"):
-        raise _refuse(f"its model is {model.get('type')} (SentencePiece-style), not byte-level BPE")
-    if (spec.get("decoder") or {}).get("type") != "ByteLevel":
+    spm = is_legacy_spm(spec)
+    if model.get("type") != "BPE" or (model.get("byte_fallback") and not spm):
+        raise _refuse(
+            f"its model is {model.get('type')} (SentencePiece-style, not in the Llama-2 layout "
+            "of a Prepend + Replace normalizer), not byte-level BPE"
+        )
+    if not spm and (spec.get("decoder") or {}).get("type") != "ByteLevel":
         raise _refuse("its decoder is not byte-level")
-    pre = pre_tokenizer_name(spec.get("pre_tokenizer"))
+    pre = "default" if spm else pre_tokenizer_name(spec.get("pre_tokenizer"))
     tokens: dict[int, tuple[str, int]] = {i: (t, NORMAL) for t, i in model["vocab"].items()}
     for added in spec.get("added_tokens", []):
         kind = CONTROL if added.get("special") else USER_DEFINED
@@ -118,6 +133,8 @@ def build_vocab(tokenizer: Any, n_vocab: int, bos_fallback: int | None = None) -
     size = max(n_vocab, max(tokens) + 1)
     if size > n_vocab:
         raise _refuse(f"it has {size} tokens, more than the model's {n_vocab} embedding rows")
+    if spm:
+        tokens = _spm_types(tokens, model.get("unk_token"))
     texts = [tokens.get(i, (f"[PAD{i}]", UNUSED))[0] for i in range(size)]
     types = [tokens.get(i, ("", UNUSED))[1] for i in range(size)]
     special: dict[str, int] = {}
@@ -139,9 +156,48 @@ def build_vocab(tokenizer: Any, n_vocab: int, bos_fallback: int | None = None) -
         pre=pre,
         tokens=texts,
         types=types,
-        merges=_merges(model),
+        merges=[] if spm else _merges(model),
         special=special,
         add_bos=add_bos and tokenizer.bos_token_id is not None,
         add_eos=add_eos,
         chat_template=getattr(tokenizer, "chat_template", None) or None,
+        model="llama" if spm else "gpt2",
+        scores=spm_scores(texts, model) if spm else [],
     )
+
+
+def is_legacy_spm(spec: dict[str, Any]) -> bool:
+    """A SentencePiece BPE in Llama-2's tokenizer.json layout: byte fallback, "▁" put in by a
+    Prepend + Replace normalizer (so after every special token too, as llama.cpp does), no
+    pre-tokenizer."""
+    model = spec.get("model", {})
+    norm = spec.get("normalizer") or {}
+    return (
+        model.get("type") == "BPE"
+        and bool(model.get("byte_fallback"))
+        and norm.get("type") == "Sequence"
+        and norm.get("normalizers") == SPM_NORMALIZER
+        and not spec.get("pre_tokenizer")
+    )
+
+
+def _spm_types(tokens: dict[int, tuple[str, int]], unk: str | None) -> dict[int, tuple[str, int]]:
+    """Byte tokens (<0xAB>) and the unknown token get llama.cpp's own token types."""
+    out = {}
+    for i, (text, kind) in tokens.items():
+        if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", text):
+            kind = BYTE
+        elif text == unk:
+            kind = UNKNOWN
+        out[i] = (text, kind)
+    return out
+
+
+def spm_scores(texts: list[str], model: dict[str, Any]) -> list[float]:
+    """llama.cpp's SentencePiece tokenizer joins the best-scoring neighbour pair first: a token
+    made by merge number r scores -r, so it merges in the transformers merge order."""
+    rank: dict[str, int] = {}
+    for r, m in enumerate(model.get("merges") or []):
+        left, right = m.split(" ", 1) if isinstance(m, str) else m
+        rank.setdefault(left + right, r)
+    return [float(-rank[t]) if t in rank else -1e9 if len(t) > 1 else 0.0 for t in texts]
