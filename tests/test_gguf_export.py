@@ -428,11 +428,20 @@ async def test_tui_export_dialog_writes_a_gguf_with_progress(run, tmp_path, monk
         dialog.query_one("#gguf-type", Select).value = "q8_0"
         seen: list[float] = []
         bar = dialog.query_one("#gguf-progress", ProgressBar)
+        show = dialog._progress
+
+        def progress(fraction: float, note: str) -> None:
+            seen.append(fraction)
+            show(fraction, note)
+
+        monkeypatch.setattr(dialog, "_progress", progress)
         await pilot.click("#gguf")
-        await _until(pilot, lambda: seen.append(bar.progress) or dialog.results, "the GGUF")
+        await _until(pilot, lambda: dialog.results, "the GGUF")
         assert dialog.results[-1].startswith("GGUF written to"), dialog.results
         assert (out / "model.gguf").is_file() and (out / "Modelfile").is_file()
-        assert bar.display and max(seen) > 0
+        # the bar moved tensor by tensor (2 layers: ~20 steps) and ended full
+        assert len(seen) > 10 and seen == sorted(seen) and seen[-1] == 1.0
+        assert bar.display and bar.progress == 100
         # the same folder again asks before anything is replaced; "keep" writes nothing
         before = (out / "model.gguf").stat().st_mtime_ns
         dialog.query_one("#gguf-out", Input).value = str(out)
@@ -609,3 +618,31 @@ def test_sentencepiece_style_tokenizer_is_refused(tmp_path: Path) -> None:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", bos_token="<s>")
     with pytest.raises(UserError, match="SentencePiece-style"):
         build_vocab(fast, 6)
+
+
+@pytest.mark.skipif(not HAVE_GGUF, reason='needs the gguf extra: pip install "gguf>=0.19"')
+@pytest.mark.slow
+def test_gguf_metadata_read_back(run, tmp_path) -> None:
+    """Without llama.cpp: what the file says (architecture, stops, template, tensors, types)."""
+    from gguf import GGUFReader
+    from transformers import AutoTokenizer
+
+    from engine.predict import find_weights
+
+    out = tmp_path / "meta"
+    assert _export(run, "--gguf", str(out), "--gguf_type", "q8_0") == 0
+    reader = GGUFReader(out / "model.gguf")
+    field = {
+        k: v.contents() for k, v in reader.fields.items() if not k.startswith("tokenizer.ggml.t")
+    }
+    tok = AutoTokenizer.from_pretrained(find_weights(run["dir"]))
+    assert field["general.architecture"] == "llama"
+    assert field["tokenizer.ggml.model"] == "gpt2" and field["tokenizer.ggml.pre"] == "gpt-2"
+    assert field["tokenizer.ggml.eos_token_id"] == tok.eos_token_id
+    assert field["tokenizer.ggml.eot_token_id"] == tok.convert_tokens_to_ids("<|im_end|>")
+    assert field["tokenizer.chat_template"] == tok.chat_template
+    assert field["llama.block_count"] == 2 and field["llama.attention.head_count_kv"] == 1
+    names = {t.name: t.tensor_type.name for t in reader.tensors}
+    assert "output.weight" not in names  # tied: llama.cpp reuses token_embd
+    assert names["blk.0.attn_q.weight"] == "Q8_0" and names["blk.0.attn_norm.weight"] == "F32"
+    assert len(names) == 1 + 1 + 2 * 9  # embeddings, final norm, 9 tensors per layer

@@ -221,8 +221,10 @@ class ExportScreen(ModalScreen[None]):
 
         if kind == "gguf-lora":
             done = export_gguf_lora(weights, out, gguf_type, threads=threads, report=report)
+            report(1.0, "done")
             return f"GGUF LoRA written to {done.resolve()} (adapter.gguf, base.gguf, Modelfile)"
         done = export_gguf(weights, out, gguf_type, threads=threads, report=report)
+        report(1.0, "done")
         return f"GGUF written to {done.resolve()} (model.gguf, Modelfile: ollama create NAME -f Modelfile)"
 
     def _progress(self, fraction: float, note: str) -> None:
