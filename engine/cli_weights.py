@@ -124,15 +124,15 @@ def cmd_export(args: argparse.Namespace, root: Path) -> int:
     """Copy the adapter, write a merged model, and/or write GGUFs for llama.cpp and Ollama."""
     gguf_out = args.gguf or ""  # a folder; "" is the bare legacy flag beside --merged
     lora_out = getattr(args, "gguf_lora", None)
+    if args.gguf == "" and not args.merged:
+        raise UserError("say where the GGUF goes", where="--gguf", hint="--gguf OUT (a new folder)")
+    if getattr(args, "gguf_base", None) and not lora_out:
+        raise UserError("--gguf_base is the base for --gguf_lora", hint="add --gguf_lora OUT")
     if not (args.merged or args.adapter or gguf_out or lora_out):
         raise UserError(
             "say what to export",
             hint="--adapter OUT, --merged OUT, --gguf OUT and/or --gguf_lora OUT",
         )
-    if args.gguf == "" and not args.merged:
-        raise UserError("say where the GGUF goes", where="--gguf", hint="--gguf OUT (a new folder)")
-    if getattr(args, "gguf_base", None) and not lora_out:
-        raise UserError("--gguf_base is the base for --gguf_lora", hint="add --gguf_lora OUT")
     from engine.predict import find_weights
     from engine.runs import find_run
 

@@ -646,3 +646,26 @@ def test_gguf_metadata_read_back(run, tmp_path) -> None:
     assert "output.weight" not in names  # tied: llama.cpp reuses token_embd
     assert names["blk.0.attn_q.weight"] == "Q8_0" and names["blk.0.attn_norm.weight"] == "F32"
     assert len(names) == 1 + 1 + 2 * 9  # embeddings, final norm, 9 tensors per layer
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--gguf"], "say where the GGUF goes"),
+        (["--gguf_base", "x.gguf"], "--gguf_base is the base for --gguf_lora"),
+        (["--gguf", "out", "--gguf_type", "q3"], "invalid choice"),
+    ],
+)
+def test_gguf_flag_mistakes_are_one_line(flags, message, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) if "--gguf_type" in flags else _no_raise():
+        code = main(["--runs-root", str(tmp_path), "export", "some-run", *flags])
+        assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(message in line for line in err), err
+    assert not list(tmp_path.iterdir())
+
+
+def _no_raise():
+    import contextlib
+
+    return contextlib.nullcontext()
