@@ -637,6 +637,7 @@ def test_gguf_metadata_read_back(run, tmp_path) -> None:
     }
     tok = AutoTokenizer.from_pretrained(find_weights(run["dir"]))
     assert field["general.architecture"] == "llama"
+    assert field["general.name"] == f"tiny-llama fine-tuned ({run['id']})"
     assert field["tokenizer.ggml.model"] == "gpt2" and field["tokenizer.ggml.pre"] == "gpt-2"
     assert field["tokenizer.ggml.eos_token_id"] == tok.eos_token_id
     assert field["tokenizer.ggml.eot_token_id"] == tok.convert_tokens_to_ids("<|im_end|>")

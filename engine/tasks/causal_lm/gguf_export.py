@@ -73,6 +73,7 @@ def _stage_model(
     threads: int,
     report: Report,
     span: tuple[float, float],
+    name: str = "",
 ) -> Path:
     """Write one model GGUF into `folder` (q4_k_m: an f16 one first, quantized, then removed)."""
     from engine.tasks.causal_lm.gguf_model import write_model_gguf
@@ -86,7 +87,7 @@ def _stage_model(
 
     target = folder / file_name
     first = folder / f".{file_name}.f16" if quant else target
-    name = str(getattr(config, "_name_or_path", "") or "")
+    name = name or str(getattr(config, "_name_or_path", "") or "")
     write_model_gguf(first, state, config, tokenizer, "f16" if quant else gguf_type, name, tick)
     if quant:
         report(start + width, "quantizing to q4_k_m with llama.cpp")
@@ -118,6 +119,14 @@ def precheck(weights: Path) -> None:
         return  # the loader says what is missing, in its own words
     arch_of(config)
     build_vocab(tokenizer, int(getattr(config, "vocab_size", 0) or len(tokenizer)))
+
+
+def finetune_name(weights: Path, config: Any) -> str:
+    """general.name of a merged GGUF: the base model and the run it was tuned in."""
+    base = Path(str(getattr(config, "_name_or_path", "") or "model")).name
+    run = weights.parent if weights.name == "adapter" else weights.parent.parent
+    label = run.name if (run / "config.toml").is_file() else weights.name
+    return f"{base} fine-tuned ({label})"
 
 
 def _load(adapter: Path, threads: int, report: Report) -> tuple[Any, Any]:
@@ -166,6 +175,7 @@ def export_gguf(
             threads,
             report,
             (0.1, 0.88),
+            finetune_name(Path(weights), model.config),
         )
         _modelfile(folder, tokenizer, f"./{MODEL_FILE}")
         report(0.99, "moving the files into place")
