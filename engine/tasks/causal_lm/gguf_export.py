@@ -11,10 +11,10 @@ from typing import Any
 from engine.errors import UserError
 
 GGUF_TYPES = ("bf16", "f16", "q8_0", "q4_k_m", "f32")
-EXTRA_PIP = 'pip install "gguf>=0.19"  (in a checkout: pip install -e ".[gguf]")'
+EXTRA_PIP = 'pip install "gguf>=0.19", or in a checkout pip install -e ".[gguf]"'
 QUANT_PIP = (
-    'pip install "llama-cpp-python>=0.3.36"  (in a checkout: pip install -e ".[llama-cpp]"; '
-    "it compiles llama.cpp once, ~20 min on 2 cores)"
+    'pip install "llama-cpp-python>=0.3.36", or in a checkout pip install -e ".[llama-cpp]"; '
+    "it compiles llama.cpp once, ~20 min on 2 cores"
 )
 MODEL_FILE, LORA_FILE, BASE_FILE = "model.gguf", "adapter.gguf", "base.gguf"
 Report = Callable[[float, str], None]
