@@ -670,3 +670,43 @@ def _no_raise():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+@needs_extra
+@pytest.mark.slow
+def test_merged_gguf_carries_trained_chat_token_rows(tmp_path: Path) -> None:
+    """The default run trains the embedding rows of <|im_start|> / <|im_end|>: the merged GGUF
+    has them (f32: llama.cpp's logits are transformers' to float rounding)."""
+    import torch
+
+    from engine.predict import find_weights
+    from engine.tasks.causal_lm.modeling import load_generator
+
+    decoder = make_tiny_decoder(tmp_path / "tiny-llama", "llama")
+    data = tmp_path / "chats.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows()), encoding="utf-8")
+    flags = FLAGS[: FLAGS.index("--train_chat_tokens")] + ["--max_steps", "8"]
+    root = tmp_path / "runs"
+    assert main(["--runs-root", str(root), "train", "--task", "causal-lm", "--model_name",
+                 str(decoder), "--data_file_path", str(data), *flags]) == 0  # fmt: skip
+    run_dir = next(p for p in root.iterdir() if (p / "config.toml").is_file())
+    adapter = find_weights(run_dir)
+    assert json.loads((adapter / "adapter_config.json").read_text())["trainable_token_indices"]
+    assert main(["--runs-root", str(root), "export", run_dir.name, "--gguf", str(tmp_path / "g"),
+                 "--gguf_type", "f32"]) == 0  # fmt: skip
+    model, tok = load_generator(adapter)
+    merged = model.merge_and_unload()
+    base, _ = load_generator(decoder)
+    rendered = tok.apply_chat_template(
+        [{"role": "user", "content": PROMPTS[0]}], tokenize=False, add_generation_prompt=True
+    )
+    ids = tok(rendered, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        expected = merged(torch.tensor([ids])).logits[0, -1].double().numpy()
+        untuned = base(torch.tensor([ids])).logits[0, -1].double().numpy()
+    got = _last_logits(_llama(tmp_path / "g" / "model.gguf"), ids)
+    assert np.abs(got - expected).max() < 1e-3 < np.abs(expected - untuned).max()
+    # and the adapter alone is refused with the way out
+    code = main(["--runs-root", str(root), "export", run_dir.name, "--gguf_lora",
+                 str(tmp_path / "l")])  # fmt: skip
+    assert code == 2 and not (tmp_path / "l").exists()
