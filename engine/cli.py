@@ -166,8 +166,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument(
         "--gguf",
-        action="store_true",
-        help="causal-lm: also write a GGUF beside the merged model (needs a local llama.cpp)",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="OUT",
+        help="causal-lm: the merged model as OUT/model.gguf + an Ollama Modelfile (needs the "
+        "gguf extra; a bare --gguf beside --merged runs a local llama.cpp converter instead)",
+    )
+    exp.add_argument(
+        "--gguf_lora",
+        "--gguf-lora",
+        metavar="OUT",
+        help="causal-lm: the adapter alone as OUT/adapter.gguf (a GGUF LoRA) over OUT/base.gguf",
+    )
+    exp.add_argument(
+        "--gguf_base",
+        "--gguf-base",
+        metavar="FILE",
+        help="with --gguf_lora: use this base model GGUF instead of writing OUT/base.gguf",
+    )
+    exp.add_argument(
+        "--gguf_type",
+        "--gguf-type",
+        default="bf16",
+        choices=["bf16", "f16", "q8_0", "q4_k_m", "f32"],
+        help="GGUF weights: bf16 (default), f16, q8_0, q4_k_m (llama.cpp's quantizer), f32",
     )
     exp.add_argument(
         "--llama-cpp",

@@ -121,13 +121,24 @@ def check_out_file(out: Path, overwrite: bool) -> Path:
 
 
 def cmd_export(args: argparse.Namespace, root: Path) -> int:
-    """Copy the adapter and/or write a merged model."""
-    if not args.merged and not args.adapter:
-        raise UserError("say what to export", hint="--adapter OUT and/or --merged OUT")
+    """Copy the adapter, write a merged model, and/or write GGUFs for llama.cpp and Ollama."""
+    gguf_out = args.gguf or ""  # a folder; "" is the bare legacy flag beside --merged
+    lora_out = getattr(args, "gguf_lora", None)
+    if args.gguf == "" and not args.merged:
+        raise UserError("say where the GGUF goes", where="--gguf", hint="--gguf OUT (a new folder)")
+    if getattr(args, "gguf_base", None) and not lora_out:
+        raise UserError("--gguf_base is the base for --gguf_lora", hint="add --gguf_lora OUT")
+    if not (args.merged or args.adapter or gguf_out or lora_out):
+        raise UserError(
+            "say what to export",
+            hint="--adapter OUT, --merged OUT, --gguf OUT and/or --gguf_lora OUT",
+        )
     from engine.predict import find_weights
     from engine.runs import find_run
 
     weights = find_weights(find_run(args.run, root))
+    if gguf_out or lora_out:
+        _check_gguf_task(weights)
     if args.adapter:
         from engine.export import copy_adapter
 
@@ -137,7 +148,7 @@ def cmd_export(args: argparse.Namespace, root: Path) -> int:
 
         out = export_merged(weights, Path(args.merged), overwrite=args.overwrite)
         print(f"merged model written to {out}")
-        if args.gguf:
+        if args.gguf == "":
             from engine.predict import task_of
             from engine.tasks import get_task
 
@@ -145,6 +156,41 @@ def cmd_export(args: argparse.Namespace, root: Path) -> int:
             if gguf is None:
                 raise UserError("GGUF is for language models", where="--gguf")
             print(f"GGUF written to {gguf(out, args.llama_cpp)}")
-    elif args.gguf:
-        raise UserError("--gguf converts the merged model", hint="add --merged OUT")
+    if gguf_out:
+        from engine.tasks.causal_lm.gguf_export import MODEL_FILE, export_gguf
+
+        out = export_gguf(
+            weights, Path(gguf_out), args.gguf_type, overwrite=args.overwrite, report=_progress
+        )
+        print(
+            f"\nGGUF written to {out / MODEL_FILE} (Ollama: ollama create NAME -f {out}/Modelfile)"
+        )
+    if lora_out:
+        from engine.tasks.causal_lm.gguf_export import LORA_FILE, export_gguf_lora
+
+        base = Path(args.gguf_base) if args.gguf_base else None
+        out = export_gguf_lora(
+            weights,
+            Path(lora_out),
+            args.gguf_type,
+            base,
+            overwrite=args.overwrite,
+            report=_progress,
+        )
+        print(
+            f"\nGGUF LoRA written to {out / LORA_FILE} (Ollama: ollama create NAME -f {out}/Modelfile)"
+        )
     return 0
+
+
+def _check_gguf_task(weights: Path) -> None:
+    from engine.predict import task_of
+
+    if task_of(weights) != "causal-lm":
+        raise UserError("GGUF is for language models (causal-lm runs)", where="--gguf")
+
+
+def _progress(fraction: float, note: str) -> None:
+    """One rewritten status line on a terminal's stderr while a GGUF is written."""
+    if sys.stderr.isatty():
+        print(f"\r{fraction:4.0%} {note:<40}", end="", file=sys.stderr, flush=True)

@@ -11,12 +11,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.validation import Length
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
 
 from engine.errors import UserError
 from tui.widgets.paths import confirm_overwrite, display_path, free_path, in_use
 
 EXPORTS = "finetune-exports"
+GGUF_TYPES = [("bf16", "bf16"), ("f16", "f16"), ("q8_0", "q8_0"), ("q4_k_m", "q4_k_m")]
 
 
 def suggestion(run_id: str, kind: str) -> str:
@@ -26,7 +27,8 @@ def suggestion(run_id: str, kind: str) -> str:
 
 
 class ExportScreen(ModalScreen[None]):
-    """Copy the run's adapter to a folder and/or merge it into the base model and save that."""
+    """Copy the run's adapter to a folder, merge it into the base model and save that, or (for
+    a language model) write a GGUF for llama.cpp and Ollama, with progress."""
 
     CSS_PATH = "export.tcss"
     BINDINGS = [Binding("escape", "close", "Close")]
@@ -36,6 +38,7 @@ class ExportScreen(ModalScreen[None]):
         self.run_dir = Path(run_dir)
         self.weights: Path | None = None
         self.results: list[str] = []
+        self.gguf_missing = ""
 
     def compose(self) -> ComposeResult:
         """Where the adapter is, two destinations with their buttons, and the outcome."""
@@ -62,6 +65,26 @@ class ExportScreen(ModalScreen[None]):
                     compact=True,
                 )
                 yield Button("Merge", id="merge", compact=True, disabled=True)
+            with Vertical(id="gguf-box"):
+                yield Label("Write a GGUF for llama.cpp / Ollama to (model.gguf + Modelfile):")
+                with Horizontal(classes="row"):
+                    yield Input(
+                        suggestion(run_id, "gguf"),
+                        id="gguf-out",
+                        validators=not_empty,
+                        compact=True,
+                    )
+                    yield Select(
+                        GGUF_TYPES, value="bf16", allow_blank=False, id="gguf-type", compact=True
+                    )
+                    yield Button("GGUF", id="gguf", compact=True, disabled=True)
+                yield Checkbox(
+                    "adapter alone: adapter.gguf over base.gguf (one base, many adapters)",
+                    id="gguf-lora",
+                    compact=True,
+                )
+                yield Static(id="gguf-note")
+                yield ProgressBar(total=100, show_eta=False, id="gguf-progress")
             yield Static(id="result")
             with Horizontal(id="buttons"):
                 yield Button("Close (esc)", id="close", compact=True)
@@ -73,14 +96,25 @@ class ExportScreen(ModalScreen[None]):
     @work(thread=True, group="export-find", exit_on_error=False)
     def find(self) -> None:
         """Locate the run's final adapter (or newest checkpoint) off the UI thread."""
-        from engine.predict import find_weights
+        from engine.predict import find_weights, task_of
 
         try:
             weights = find_weights(self.run_dir)
         except UserError as exc:
             self.app.call_from_thread(self._found, None, exc.one_line())
             return
+        if task_of(weights) == "causal-lm":
+            from engine.tasks.causal_lm.gguf_export import missing_extra
+
+            self.app.call_from_thread(self._gguf_ready, missing_extra())
         self.app.call_from_thread(self._found, weights, "")
+
+    def _gguf_ready(self, missing: str) -> None:
+        """Show the GGUF row for a language model (with the pip line when the extra is absent)."""
+        self.query_one("#gguf-box").display = True
+        self.gguf_missing = missing
+        if missing:
+            self.query_one("#gguf-note", Static).update(Text(missing, style="bold yellow"))
 
     def _found(self, weights: Path | None, error: str) -> None:
         self.weights = weights
@@ -110,7 +144,21 @@ class ExportScreen(ModalScreen[None]):
         """Write a merged model to the chosen folder."""
         self._start("merged", self.query_one("#merged-out", Input))
 
-    def _start(self, kind: str, field: Input) -> None:
+    @on(Button.Pressed, "#gguf")
+    @on(Input.Submitted, "#gguf-out")
+    def gguf(self) -> None:
+        """Write a GGUF (merged, or the adapter alone over a base GGUF) to the chosen folder."""
+        from engine.tasks.causal_lm.gguf_export import missing_extra
+
+        gguf_type = str(self.query_one("#gguf-type", Select).value)
+        missing = missing_extra(gguf_type)
+        if missing:
+            self.show_result(missing, error=True)
+            return
+        lora = self.query_one("#gguf-lora", Checkbox).value
+        self._start("gguf-lora" if lora else "gguf", self.query_one("#gguf-out", Input), gguf_type)
+
+    def _start(self, kind: str, field: Input, gguf_type: str = "") -> None:
         if self.weights is None:
             return
         check = field.validate(field.value)
@@ -125,17 +173,21 @@ class ExportScreen(ModalScreen[None]):
                 field.value = display_path(free_path(out))
                 self.show_result(f"kept {out}; a new folder name is suggested", progress=True)
                 return
-            note = "copying…" if kind == "adapter" else "merging… (loads the base model)"
-            self.show_result(note, progress=True)
+            notes = {"adapter": "copying…", "merged": "merging… (loads the base model)"}
+            self.show_result(
+                notes.get(kind, "writing the GGUF… (loads the base model)"), progress=True
+            )
+            self.query_one("#gguf-progress", ProgressBar).display = kind.startswith("gguf")
+            self.query_one("#gguf-progress", ProgressBar).update(progress=0)
             for button in self.query(".row Button").results(Button):
                 button.disabled = True
-            self.export(kind, weights, out)
+            self.export(kind, weights, out, gguf_type)
 
         confirm_overwrite(self.app, out, go, folder=True)
 
     @work(thread=True, group="export", exit_on_error=False)
-    def export(self, kind: str, weights: Path, out: Path) -> None:
-        """Run the copy or the merge; post the outcome (or the one-line error)."""
+    def export(self, kind: str, weights: Path, out: Path, gguf_type: str = "") -> None:
+        """Run the copy, the merge or the GGUF; post the outcome (or the one-line error)."""
         from engine.export import copy_adapter, export_merged
         from tui.screens.tryit import set_threads, training_engine_alive
 
@@ -143,10 +195,12 @@ class ExportScreen(ModalScreen[None]):
             if kind == "adapter":
                 done = copy_adapter(weights, out)
                 message = f"adapter copied to {done.resolve()}"
-            else:
+            elif kind == "merged":
                 threads = set_threads(training_engine_alive(self.run_dir.parent))
                 done = export_merged(weights, out, threads=threads)
                 message = f"merged model written to {done.resolve()}"
+            else:
+                message = self._gguf(kind, weights, out, gguf_type)
         except UserError as exc:
             self.app.call_from_thread(self.show_result, exc.one_line(), True)
         except Exception as exc:  # noqa: BLE001 - show it, keep the app alive
@@ -154,6 +208,28 @@ class ExportScreen(ModalScreen[None]):
         else:
             self.app.call_from_thread(self.show_result, message)
         self.app.call_from_thread(self._enable)
+
+    def _gguf(self, kind: str, weights: Path, out: Path, gguf_type: str) -> str:
+        """Write the GGUF in this worker thread, moving the progress bar as tensors convert."""
+        from engine.tasks.causal_lm.gguf_export import export_gguf, export_gguf_lora
+        from tui.screens.tryit import set_threads, training_engine_alive
+
+        threads = set_threads(training_engine_alive(self.run_dir.parent))
+
+        def report(fraction: float, note: str) -> None:
+            self.app.call_from_thread(self._progress, fraction, note)
+
+        if kind == "gguf-lora":
+            done = export_gguf_lora(weights, out, gguf_type, threads=threads, report=report)
+            report(1.0, "done")
+            return f"GGUF LoRA written to {done.resolve()} (adapter.gguf, base.gguf, Modelfile)"
+        done = export_gguf(weights, out, gguf_type, threads=threads, report=report)
+        report(1.0, "done")
+        return f"GGUF written to {done.resolve()} (model.gguf, Modelfile: ollama create NAME -f Modelfile)"
+
+    def _progress(self, fraction: float, note: str) -> None:
+        self.query_one("#gguf-progress", ProgressBar).update(progress=round(100 * fraction))
+        self.show_result(note, progress=True)
 
     def _enable(self) -> None:
         for button in self.query(".row Button").results(Button):

@@ -101,10 +101,14 @@ def _stops(tokenizer: Any, suffix: str) -> list[str]:
     return [n for n in dict.fromkeys(names) if n]
 
 
-def write_modelfile(out: Path, tokenizer: Any) -> Path:
-    """An Ollama Modelfile beside a merged model: FROM ., TEMPLATE, PARAMETER stop."""
+def write_modelfile(
+    out: Path, tokenizer: Any, source: str = ".", adapter: str | None = None
+) -> Path:
+    """An Ollama Modelfile beside a model: FROM (and ADAPTER), TEMPLATE, PARAMETER stop."""
     template, stops = go_template(tokenizer)
-    lines = ["# Ollama: `ollama create my-model -f Modelfile` in this folder", "FROM ."]
+    lines = ["# Ollama: `ollama create my-model -f Modelfile` in this folder", f"FROM {source}"]
+    if adapter:
+        lines.append(f"ADAPTER {adapter}")
     if template is not None:
         lines.append(f'TEMPLATE """{template}"""')
     else:
