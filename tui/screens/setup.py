@@ -93,6 +93,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
         self.model_modules: list[str] = []
         self._check_timer: Timer | None = None
         self._revalidate_pending = False
+        self.loaded_text: dict[str, Any] = {}
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -209,6 +210,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
         self.targets.set_value(config.lora.target_modules)
         if self.is_mounted and config.task in TASK_NAMES:
             self.query_one("#in-task", Select).value = config.task
+        self.loaded_text = self._form_text()
         self.revalidate()
         self.schedule_checks(delay=0.0)
 
@@ -534,7 +536,32 @@ class SetupScreen(InspectionMixin, Screen[None]):
         """Show the run list."""
         self.app.open_runs()
 
+    def edited(self) -> bool:
+        """True when the form differs from the settings it was opened (or last loaded) with."""
+        return self._form_text() != self.loaded_text
+
+    def _form_text(self) -> dict[str, Any]:
+        """What every editor holds now (text as typed, so a sweep or a typo counts as a change)."""
+        text: dict[str, Any] = {name: f.value for name, f in self.fields.items()}
+        if self.is_mounted:
+            text["target_modules"] = self.targets.value
+            text["task"] = self.query_one("#in-task", Select).value
+        return text
+
     def action_back(self) -> None:
-        """Back to the previous screen (runs keep going)."""
-        if len(self.app.screen_stack) > 2:
+        """Back to the previous screen (runs keep going); an edited form asks first."""
+        if len(self.app.screen_stack) <= 2:
+            return
+        if not self.edited():
             self.app.pop_screen()
+            return
+        from tui.widgets.dialogs import Confirm
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.app.screen is self:
+                self.app.pop_screen()
+
+        self.app.push_screen(
+            Confirm("Drop the changes made in this form?", yes="Drop", no="Keep editing"),
+            answered,
+        )

@@ -164,22 +164,31 @@ class FormField(Vertical):
         self.query_one(".field-error", Static).update(message or "")
         self.set_class(bool(message), "-invalid")
 
+    def _changed(self) -> None:
+        """The value moved: an error found outside the form (a refused Start) no longer holds.
+
+        Errors from the model and data checks come back when those checks run again.
+        """
+        if self.external is not None:
+            self.set_external(None)
+        self.post_message(self.Changed(self))
+
     def on_input_changed(self, event: Input.Changed) -> None:
         """Typing: tell the form."""
         event.stop()
-        self.post_message(self.Changed(self))
+        self._changed()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         """A choice: tell the form."""
         event.stop()
-        self.post_message(self.Changed(self))
+        self._changed()
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
         """A toggle: say on / off beside it, and tell the form."""
         event.stop()
         if self.is_mounted:
             self.query_one(".switch-state", Static).update(self._switch_text())
-        self.post_message(self.Changed(self))
+        self._changed()
 
     def on_descendant_blur(self) -> None:
         """Leaving a long path: show its start (a leading '/' scrolled out of view misleads)."""
