@@ -61,3 +61,29 @@ async def test_escape_on_an_edited_form_asks_first(runs_root: Path, tiny_model: 
         await wait_for(pilot, lambda: isinstance(app.screen, Confirm))
         app.screen.query_one("#yes").press()
         await wait_for(pilot, lambda: form not in app.screen_stack)
+
+
+async def test_tabs_have_keys_and_the_cursor_follows(runs_root: Path, tiny_model: Path) -> None:
+    """ctrl+pagedown / ctrl+pageup (or alt+right / left) open the next / previous tab."""
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_setup(_tiny_config(tiny_model))
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.valid)
+        tabs = app.screen.query_one("TabbedContent")
+        await pilot.press("ctrl+pagedown", "alt+right")
+        await pilot.pause()
+        assert tabs.active == "tab-lora"
+        assert app.focused is field(app, "lora_r").editor
+        await pilot.press("ctrl+pagedown")
+        await pilot.pause()
+        assert tabs.active == "tab-training"
+        assert app.focused is field(app, "epochs").editor
+        await pilot.press("ctrl+pagedown")
+        await pilot.pause()
+        assert tabs.active == "tab-model" and app.focused is field(app, "model_name").editor
+        await pilot.press("ctrl+pageup")
+        await pilot.pause()
+        assert tabs.active == "tab-training"
+        assert app.screen.active_bindings[
+            "ctrl+pagedown"
+        ].binding.show  # the footer shows the tab keys

@@ -64,6 +64,12 @@ class SetupScreen(InspectionMixin, Screen[None]):
         Binding("ctrl+t", "browse", "Pick data file", show=False),
         Binding("ctrl+l", "runs", "Runs"),
         Binding("escape", "back", "Back"),
+        # The tabs from anywhere in the form; the cursor lands in the tab's first field. (alt+digit
+        # arrives as a symbol from many terminals, so it is not used.)
+        Binding(
+            "ctrl+pagedown,alt+right", "next_tab(1)", "Next tab", key_display="^PgDn", priority=True
+        ),
+        Binding("ctrl+pageup,alt+left", "next_tab(-1)", "Previous tab", show=False, priority=True),
     ]
 
     valid: reactive[bool] = reactive(False, bindings=True)
@@ -112,7 +118,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
             yield Static("", id="setup-status", markup=False)
             yield Button("Start ^r", id="start-button", compact=True, variant="success")
             yield Button("Add to queue ^g", id="queue-button", compact=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def _tab_body(self, tab: str, main: list[str], more: list[str]) -> ComposeResult:
         for name in main:
@@ -301,6 +307,35 @@ class SetupScreen(InspectionMixin, Screen[None]):
         if action == "back":
             return True if len(self.app.screen_stack) > 2 else None
         return True
+
+    def action_tab(self, index: int) -> None:
+        """Open the index-th tab and put the cursor in its first field."""
+        names = list(TABS)
+        tab = names[index % len(names)]
+        self.query_one(TabbedContent).active = f"tab-{tab}"
+        self.call_after_refresh(self._focus_first_field, tab)
+
+    def action_next_tab(self, step: int) -> None:
+        """Open the next (or previous) tab."""
+        active = self.query_one(TabbedContent).active.removeprefix("tab-")
+        names = list(TABS)
+        index = names.index(active) if active in names else 0
+        self.action_tab(index + step)
+
+    def _focus_first_field(self, tab: str) -> None:
+        pane = self.query_one(f"#tab-{tab}", TabPane)
+        for widget in pane.query("Input, Select, Switch, SelectionList"):
+            if widget.focusable:
+                widget.focus()
+                return
+
+    def on_descendant_blur(self) -> None:
+        """Focus on a field that became disabled (e.g. the held-out share) goes to the next one."""
+        self.call_after_refresh(self._keep_focus)
+
+    def _keep_focus(self) -> None:
+        if self.focused is None and self.is_attached and self.app.screen is self:
+            self.focus_next()
 
     def action_start(self) -> None:
         """Launch the engine with the form's config, then open the monitor (a sweep is queued)."""
