@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from engine.config import RunConfig
 from tests.pilot_wait import wait_for
@@ -87,3 +90,64 @@ async def test_tabs_have_keys_and_the_cursor_follows(runs_root: Path, tiny_model
         assert app.screen.active_bindings[
             "ctrl+pagedown"
         ].binding.show  # the footer shows the tab keys
+
+
+def _notices(app: FinetuneApp) -> str:
+    return " | ".join(n.message for n in app._notifications)
+
+
+async def test_monitor_keys_that_do_nothing_say_why(
+    fake_run: Callable[..., Path], runs_root: Path
+) -> None:
+    """u / s / g on a finished classification run, and v where plot and log both show."""
+    from tui.screens.monitor import MonitorScreen
+
+    run = fake_run("finished")
+    app = FinetuneApp(runs_root, attach_to=run)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.state)
+        for key, words in (
+            ("u", "finished"),
+            ("s", "Nothing to stop"),
+            ("g", "causal-lm"),
+            ("v", "both on screen"),
+        ):
+            app.clear_notifications()
+            await pilot.press(key)
+            await pilot.pause()
+            assert words in _notices(app), (key, _notices(app))
+        assert app.screen.check_action("toggle_view", ()) is None  # greyed at this size
+    async with FinetuneApp(runs_root, attach_to=run).run_test(size=(80, 24)) as pilot:
+        app = pilot.app
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.state)
+        assert app.screen.check_action("toggle_view", ()) is True
+
+
+async def test_run_list_keys_that_do_nothing_say_why(
+    runs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """w outside a sweep, c with nothing marked, g with an empty queue: a line says why."""
+    from textual.widgets import DataTable, Static
+
+    from tests.fakeruns import make_fake_run
+    from tui.screens.runs import RunsScreen
+
+    make_fake_run(runs_root, "solo", "finished", accuracy=0.8, loss0=0.6)
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(
+            pilot,
+            lambda: (
+                isinstance(app.screen, RunsScreen)
+                and app.screen.query_one(DataTable).row_count == 1
+            ),
+        )
+        notice = app.screen.query_one("#notice", Static)
+        for key, words in (
+            ("w", "not part of a sweep"),
+            ("c", "Mark two runs"),
+            ("g", "queue is empty"),
+        ):
+            await pilot.press(key)
+            await pilot.pause()
+            assert words in str(notice.render()), (key, str(notice.render()))

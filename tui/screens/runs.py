@@ -20,6 +20,7 @@ from engine.model import model_label
 from engine.queue import short_value
 from tui.widgets.runfmt import STATE_STYLES, clock, metric, run_name, short, started, state_text
 from tui.widgets.runlist import RunRow, RunScanner
+from tui.widgets.why_not import ExplainsKeys
 
 SCAN_SECONDS = 2.0
 # Settings first: at 80 columns they tell runs of one model and data apart; model and data
@@ -70,7 +71,7 @@ def settings_cells(config: RunConfig | None) -> dict[str, str]:
     }
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(ExplainsKeys, Screen[None]):
     """Every run under the runs root; open, stop, resume, try, export, delete or compare them."""
 
     CSS_PATH = "runs.tcss"
@@ -338,6 +339,48 @@ class RunsScreen(Screen[None]):
             "delete": row is not None,
         }.get(action, True)
         return bool(enabled)
+
+    def explain(self, reason: str, title: str) -> None:
+        """Say why a key did nothing on the notice line under the table."""
+        self.notice(reason)
+
+    def why_not(self, action: str) -> str:
+        """Why a key does nothing for the selected row (shown when it is pressed)."""
+        row = self.selected
+        if row is None:
+            return "No run selected: n sets up a new run." if action != "start_queue" else ""
+        name = row.run_id
+        if action == "compare":
+            if len(self.marked) == 1:
+                return "Mark one more run (space) to compare: 1 is marked."
+            return "Mark two runs or more with space first, then c compares them."
+        if action == "sweep":
+            return (
+                f"{name} is not part of a sweep (several values in a form field, e.g. a "
+                "learning rate of 3e-4,1e-3, queue one)."
+            )
+        if action == "start_queue":
+            if not any(r.queued for r in self.rows.values()):
+                return "The queue is empty: the form's Add to queue (ctrl+g) queues a run."
+            busy = next((r.run_id for r in self.rows.values() if r.info.active), "a run")
+            return f"{busy} is training: the queue goes on by itself when it ends."
+        if action in ("tryit", "export"):
+            if row.queued:
+                return f"{name} is queued: it has no model until it has trained."
+            return f"{name} has no adapter yet: it is saved when the run ends or stops."
+        if action == "stop":
+            return f"Nothing to stop: {name} is {row.info.state or 'not running'}."
+        if action == "resume":
+            if row.info.active:
+                return f"{name} is training already."
+            if row.info.state == "finished":
+                return f"{name} has finished: nothing to resume (enter, then n, tweaks it)."
+            return f"Nothing to resume: {name} is {row.info.state or 'queued'}."
+        if action == "mark":
+            return "A queued run has no curves to compare yet."
+        if action == "move":
+            return "Only queued runs move (shift+up / shift+down)."
+        return ""
 
     # -- actions ----------------------------------------------------------------------------------
     def action_open(self) -> None:
