@@ -384,7 +384,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
         for path, text in problems.items():
             field = self.fields.get(path.split(".")[-1])
             if field is not None:
-                field.set_external(text)
+                field.set_external(text, until_changed=True)
         self.revalidate()
         self.notify(exc.one_line(), title="Could not start", severity="error")
 

@@ -81,6 +81,7 @@ class FormField(Vertical):
         self.help_text = fdef.metadata["help"] if help is None else help
         self.problem: str | None = None
         self.external: str | None = None
+        self._external_until_changed = False
         self._shown: str | None = None
         kind = fdef.type if isinstance(fdef.type, str) else fdef.type.__name__
         default = fdef.default
@@ -151,9 +152,14 @@ class FormField(Vertical):
             self._show()
         return self.problem or self.external
 
-    def set_external(self, message: str | None) -> None:
-        """Show an error found outside the form (the data file, the model) next to this field."""
+    def set_external(self, message: str | None, until_changed: bool = False) -> None:
+        """Show an error found outside the form (the data file, the model) next to this field.
+
+        `until_changed`: the error (a refused Start) goes as soon as the field's value changes;
+        otherwise it stays until the check that found it runs again.
+        """
         self.external = message
+        self._external_until_changed = until_changed and message is not None
         self._show()
 
     def _show(self) -> None:
@@ -169,7 +175,7 @@ class FormField(Vertical):
 
         Errors from the model and data checks come back when those checks run again.
         """
-        if self.external is not None:
+        if self._external_until_changed:
             self.set_external(None)
         self.post_message(self.Changed(self))
 
