@@ -192,11 +192,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def check_inputs(cfg: RunConfig) -> None:
     """Fail fast on bad data, model paths or outputs, before a run directory is made."""
-    from engine.checks import check_run
+    from engine.checks import check_model_task, check_run
     from engine.hardware import resolve_precision
     from engine.model import check_model_source, resolve_model_name
     from engine.tasks import get_task
 
+    check_model_task(cfg.model.model_name, cfg.task)  # before the data is read: it is quick
     resolve_precision(cfg.training.precision)
     get_task(cfg.task).prepare_data(cfg, None)
     check_model_source(resolve_model_name(cfg.model.model_name), cfg.model.allow_pickle_weights)

@@ -151,3 +151,16 @@ async def test_run_list_keys_that_do_nothing_say_why(
             await pilot.press(key)
             await pilot.pause()
             assert words in str(notice.render()), (key, str(notice.render()))
+
+
+async def test_causal_lm_on_the_default_encoder_is_refused_in_the_form(runs_root: Path) -> None:
+    """Choosing causal-lm with the default MiniLM says so at the model field before Start."""
+    from textual.widgets import Select
+
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.valid)
+        app.screen.query_one("#in-task", Select).value = "causal-lm"
+        await wait_for(pilot, lambda: error_text(app, "model_name"))
+        assert "decoder-only" in error_text(app, "model_name")
+        assert not start_enabled(app)

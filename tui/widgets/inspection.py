@@ -79,6 +79,7 @@ class InspectionMixin:
             cfg.model.model_name,
             cfg.model.trust_remote_code,
             cfg.model.allow_pickle_weights,
+            cfg.task,
         )
         if model_key != self.model_key and "model_name" not in self._bad_fields():
             self.model_key = model_key
@@ -107,12 +108,14 @@ class InspectionMixin:
             editor.suggester = SuggestFromList(names, case_sensitive=False)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="model")
-    def check_model(self, name: str, trust: bool, allow_pickle: bool) -> None:
+    def check_model(self, name: str, trust: bool, allow_pickle: bool, task: str) -> None:
         """Inspect the model (config + meta-device build) off the UI thread."""
+        from engine.checks import check_model_task
         from engine.inspect import inspect_model
 
-        key = (name, trust, allow_pickle)
+        key = (name, trust, allow_pickle, task)
         try:
+            check_model_task(name, task)  # an encoder for causal-lm: said before Start
             info = run_lowered(
                 lambda: inspect_model(name, trust_remote_code=trust, allow_pickle=allow_pickle)
             )
