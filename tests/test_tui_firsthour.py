@@ -164,3 +164,57 @@ async def test_causal_lm_on_the_default_encoder_is_refused_in_the_form(runs_root
         await wait_for(pilot, lambda: error_text(app, "model_name"))
         assert "decoder-only" in error_text(app, "model_name")
         assert not start_enabled(app)
+
+
+async def test_form_messages_name_fields_and_overwrite_is_a_switch(
+    runs_root: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """The refusal names the form's overwrite switch (no CLI flag); turning it on clears it."""
+    from textual.widgets import Switch
+
+    taken = tmp_path / "mine"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    config = _tiny_config(tiny_model)
+    config.output.output_dir = str(taken)
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_setup(config)
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.valid)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: error_text(app, "output_dir"))
+        shown = error_text(app, "output_dir") + _notices(app)
+        assert "--" not in shown, shown
+        assert "turn on 'overwrite' (Training tab)" in error_text(app, "output_dir")
+        switch = field(app, "overwrite").editor
+        assert isinstance(switch, Switch)
+        switch.value = True
+        await wait_for(pilot, lambda: app.screen.valid, timeout=10)
+        assert app.screen.form_config().output.overwrite
+
+
+async def test_a_column_of_the_old_file_goes_back_to_auto(
+    runs_root: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """label column 'rating' chosen for one file is reset to auto for a file without it."""
+    from textual.widgets import Select, Static
+
+    first = tmp_path / "a.csv"
+    first.write_text("text,rating\n" + "".join(f"row {i} ok,{i % 2}\n" for i in range(30)))
+    second = tmp_path / "b.csv"
+    second.write_text("text,label\n" + "".join(f"row {i} ok,{i % 2}\n" for i in range(30)))
+    config = _tiny_config(tiny_model)
+    config.data.data_file_path = str(first)
+    config.data.label_column = "rating"
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_setup(config)
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.valid)
+        summary = app.screen.query_one("#data-summary", Static)
+        await wait_for(pilot, lambda: "label = 'rating'" in str(summary.render()), timeout=20)
+        field(app, "data_file_path").editor.value = str(second)
+        await wait_for(pilot, lambda: field(app, "label_column").value == "", timeout=20)
+        await wait_for(pilot, lambda: app.screen.valid, timeout=20)
+        select = field(app, "label_column").editor
+        assert isinstance(select, Select) and select.value == ""
+        assert "no column 'rating'" in _notices(app)

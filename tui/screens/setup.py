@@ -30,7 +30,7 @@ from engine.tasks import TASK_NAMES
 from tui.messages import PreflightDone, RunLaunched
 from tui.validators import sweep_parts
 from tui.widgets.data_preview import DataPreview
-from tui.widgets.form_field import FIELDS, SECTION_OF, FormField, field_label
+from tui.widgets.form_field import FIELDS, SECTION_OF, FormField, field_label, form_words
 from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
 from tui.widgets.inspection import InspectionMixin
 from tui.widgets.paths import display_path
@@ -290,6 +290,8 @@ class SetupScreen(InspectionMixin, Screen[None]):
     @on(FormField.Changed)
     @on(TargetModules.Changed)
     def _field_changed(self, event: FormField.Changed | TargetModules.Changed) -> None:
+        for form_field in self.fields.values():  # e.g. a new folder, or overwrite turned on
+            form_field.clear_start_error()
         if not self._revalidate_pending:  # one check for a burst of changes (e.g. a loaded file)
             self._revalidate_pending = True
             self.call_after_refresh(self.revalidate)
@@ -380,13 +382,16 @@ class SetupScreen(InspectionMixin, Screen[None]):
             return
         exc = message.error
         assert exc is not None
-        problems = exc.problems if isinstance(exc, ConfigError) else {exc.field: exc.message}
+        if isinstance(exc, ConfigError):
+            problems = exc.problems
+        else:
+            problems = {exc.field: exc.message + (f" ({exc.hint})" if exc.hint else "")}
         for path, text in problems.items():
             field = self.fields.get(path.split(".")[-1])
             if field is not None:
                 field.set_external(text, until_changed=True)
         self.revalidate()
-        self.notify(exc.one_line(), title="Could not start", severity="error")
+        self.notify(form_words(exc.one_line()), title="Could not start", severity="error")
 
     def action_queue(self) -> None:
         """Add the form's run (or every run of its sweep) to the queue; it starts when its turn

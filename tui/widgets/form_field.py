@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from textual.widgets import Input, Label, Select, Static, Switch
 
 from engine.config import RunConfig, all_fields
 from tui.validators import ConfigFieldValidator
+from tui.widgets.form_spec import TAB_OF, TABS
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for _, f in all_fields()}
 SECTION_OF: dict[str, str] = {f.name: section for section, f in all_fields()}
@@ -51,6 +53,36 @@ def format_value(value: Any) -> str:
 def field_label(name: str) -> str:
     """The label shown for a config field."""
     return LABELS.get(name, name.replace("_", " "))
+
+
+_FLAG = re.compile(
+    r"(?<![\w-])(?:(add|set|use) )?--([a-z][a-z0-9_-]*)(?:(?:=| (?=[\d.]))([^\s,;()]+))?"
+)
+
+_TASK_FLAG = re.compile(r"--task[ =]([\w-]+)")
+
+
+def form_words(text: str) -> str:
+    """A message in the form's words: `--flag` names the field and its tab instead.
+
+    "add --overwrite" -> "turn on 'overwrite' (Training tab)"; "set --label_column" -> "set
+    'label column' (Data tab)". Flags the form has no field for stay as they are.
+    """
+
+    def name_field(match: re.Match[str]) -> str:
+        verb, flag, value = match.group(1), match.group(2).replace("-", "_"), match.group(3)
+        if flag not in TAB_OF:
+            return match.group(0)
+        where = f"'{field_label(flag)}' ({TABS[TAB_OF[flag]][0]} tab)"
+        kind = FIELDS[flag].type if flag in FIELDS else ""
+        if kind in ("bool", bool) and verb:
+            return f"turn on {where}"
+        if value:
+            return f"set {where} to {value}"
+        return f"{verb} {where}" if verb else where
+
+    text = _TASK_FLAG.sub(lambda m: f"task {m.group(1)} (Model tab)", text)
+    return _FLAG.sub(name_field, text)
 
 
 class FormField(Vertical):
@@ -150,7 +182,8 @@ class FormField(Vertical):
                 self.editor.set_class(bool(message), "-invalid")
                 self.editor.set_class(not message, "-valid")
             self._show()
-        return self.problem or self.external
+        message = self.problem or self.external
+        return form_words(message) if message else message
 
     def set_external(self, message: str | None, until_changed: bool = False) -> None:
         """Show an error found outside the form (the data file, the model) next to this field.
@@ -164,19 +197,22 @@ class FormField(Vertical):
 
     def _show(self) -> None:
         message = self.problem or self.external
+        message = form_words(message) if message else message
         if message == self._shown:
             return
         self._shown = message
         self.query_one(".field-error", Static).update(message or "")
         self.set_class(bool(message), "-invalid")
 
-    def _changed(self) -> None:
-        """The value moved: an error found outside the form (a refused Start) no longer holds.
+    def clear_start_error(self) -> None:
+        """Drop an error a refused Start put here (the form changed, so it may no longer hold).
 
-        Errors from the model and data checks come back when those checks run again.
+        Errors from the model and data checks stay until those checks run again.
         """
         if self._external_until_changed:
             self.set_external(None)
+
+    def _changed(self) -> None:
         self.post_message(self.Changed(self))
 
     def on_input_changed(self, event: Input.Changed) -> None:

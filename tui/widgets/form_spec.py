@@ -42,6 +42,7 @@ TABS = {
             "eval_strategy",
             "save_strategy",
             "output_dir",
+            "overwrite",
             "run_name",
         ],
         [
@@ -110,6 +111,7 @@ def field_options() -> dict[str, dict[str, Any]]:
         "threads": {
             "help": f"Torch threads (0 = all {available_cores()} cores this process may use)"
         },
+        "overwrite": {"help": "Write into an output folder that holds other files"},
         "text_column": {"options": [("auto", "")]},
         "label_column": {"options": [("auto", "")]},
     }
