@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import json
 import sys
 from pathlib import Path
@@ -234,6 +235,7 @@ def cmd_train(args: argparse.Namespace, root: Path) -> int:
     from engine.train import run_training
 
     code = run_training(run_dir, listeners=[_printer])
+    say_how_to_resume(run_dir)
     ring(cfg.output.notify, run_dir)
     from engine.queue import after_run
 
@@ -244,6 +246,13 @@ def cmd_train(args: argparse.Namespace, root: Path) -> int:
 
         shutil.rmtree(run_dir, ignore_errors=True)
     return code
+
+
+def say_how_to_resume(run_dir: Path) -> None:
+    """After a run that stopped (Ctrl-C, `stop`): print the command that continues it."""
+    events = read_events(run_dir) if (Path(run_dir) / "events.jsonl").is_file() else []
+    if events and events[-1].type == "stopped":
+        print(f"continue it with: finetune-tui resume {Path(run_dir).name}", flush=True)
 
 
 def follow_engine(run_dir: Path, *, resume: bool = False) -> int:
@@ -275,6 +284,7 @@ def follow_engine(run_dir: Path, *, resume: bool = False) -> int:
         except KeyboardInterrupt:
             request_stop(run_dir)
             print("stopping: every process saves first", file=sys.stderr, flush=True)
+    say_how_to_resume(run_dir)
     if last is not None and last.type in ("finished", "stopped"):
         return 0
     return 2 if getattr(last, "user_error", False) else 1
@@ -369,7 +379,9 @@ def cmd_resume(args: argparse.Namespace, root: Path) -> int:
         return follow_engine(run_dir, resume=True)
     from engine.train import run_training
 
-    return run_training(run_dir, resume=True, listeners=[_printer])
+    code = run_training(run_dir, resume=True, listeners=[_printer])
+    say_how_to_resume(run_dir)
+    return code
 
 
 def cmd_stop(args: argparse.Namespace, root: Path) -> int:
@@ -409,8 +421,27 @@ HANDLERS = {
 }
 
 
+_NEGATIVE = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$", re.IGNORECASE)
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """`--learning_rate -1e-3` as `--learning_rate=-1e-3`, so the value reaches its check.
+
+    argparse takes '-1e-3' for an option (only plain '-1' / '-0.5' pass as numbers) and would
+    print the whole usage with "expected one argument" instead of the range message.
+    """
+    out: list[str] = []
+    for arg in argv:
+        if out and _NEGATIVE.match(arg) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Parse; an unknown flag gets its command's usage and a 'did you mean' line."""
+    argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
     args, extra = parser.parse_known_args(argv)
     if not extra:
         return args

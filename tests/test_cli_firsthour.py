@@ -37,3 +37,87 @@ def test_causal_lm_on_an_encoder_cli_and_queue(tmp_path: Path) -> None:
     with pytest.raises(UserError):
         queue.add(root, cfg)
     assert not queue.entries(root)
+
+
+def test_a_negative_learning_rate_gets_the_range_message(tmp_path: Path) -> None:
+    """`--learning_rate -1e-3` (a space, not '=') reaches the range check: one line, no usage."""
+    proc = run_cli("train", "--learning_rate", "-1e-3", runs_root=tmp_path / "runs")
+    line = assert_user_error(proc, "learning_rate")
+    assert "expected one argument" not in line and "usage" not in proc.stdout + proc.stderr
+
+
+def test_progress_lines_fit_80_columns() -> None:
+    """A step line with big figures and a sample line with long texts stay under 80 columns."""
+    from engine.event_lines import format_event
+    from engine.events import Sample, Started, Step
+
+    step = Step(
+        step=12345,
+        total_steps=56130,
+        epoch=2.99,
+        loss=10.1234,
+        learning_rate=9.99e-4,
+        samples_per_s=317.25,
+        elapsed_s=3599,
+        eta_s=35999,
+    )
+    lm_step = Step(step=95, total_steps=600, epoch=0.47, loss=1.5, tokens_per_s=6171.4)
+    sample = Sample(index=0, prompt="x" * 300, generated="\n" * 64, reference="y" * 80)
+    for event in (step, lm_step, sample):
+        line = format_event(event)
+        assert line is not None and len(line) < 80, (len(line or ""), line)
+    started = Started(run_id="r", threads=1, total_steps=1, train_size=1, eval_size=1)
+    assert "1 thread," in (format_event(started) or "")
+    assert "1 step," in (format_event(started) or "")
+
+
+def test_dropped_and_cut_counts_read_right() -> None:
+    """'dropped 1 example', '1 of 1 example was cut'."""
+    from engine.tasks.causal_lm.encoding import EncodeReport
+
+    stats = EncodeReport(kept=1, truncated=1, dropped=[4])
+    text = " ".join(stats.notes("train", 64))
+    assert "dropped 1 example whose" in text and "1 of 1 example was cut" in text
+
+
+def test_ctrl_c_says_how_to_resume_and_predict_is_quiet(tmp_path: Path) -> None:
+    """A foreground causal-lm run stopped by Ctrl-C names the resume command; predict on it
+    prints no transformers warning."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.cli_helpers import CLI, cli_env
+    from tests.test_causal_lm_run import _write, chat_rows
+    from tests.tiny_lm import make_tiny_decoder
+
+    decoder = make_tiny_decoder(tmp_path / "tiny-llama", "llama")
+    data = _write(tmp_path / "chats.jsonl", chat_rows())
+    root = tmp_path / "runs"
+    args = ["train", "--task", "causal-lm", "--model_name", str(decoder), "--data_file_path",
+            str(data), "--max_steps", "100000", "--max_length", "64", "--eval_strategy", "no",
+            "--logging_steps", "1", "--precision", "fp32"]  # fmt: skip
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=cli_env(root),
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 240
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("step ") or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=240)
+    out = "".join(lines) + rest
+    assert "stopped at step" in out, out[-2000:]
+    run_id = next(p.name for p in run_dirs(root))
+    assert f"finetune-tui resume {run_id}" in out
+    pred = run_cli("predict", run_id, "hello", "--max_new_tokens", "2", runs_root=root)
+    assert pred.returncode == 0, pred.stderr
+    assert "Warning" not in pred.stderr, pred.stderr
