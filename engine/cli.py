@@ -335,6 +335,7 @@ def cmd_runs(args: argparse.Namespace, root: Path) -> int:
                         "step": r.step,
                         "total_steps": r.total_steps,
                         "best": r.best_metric,
+                        "best_metric": r.metric_name,
                         "started": r.started_at,
                         "duration_s": round(r.duration_s, 1),
                         "path": str(r.path),
@@ -349,13 +350,14 @@ def cmd_runs(args: argparse.Namespace, root: Path) -> int:
     if not runs:
         print(f"no runs under {root}")
         return 0
-    print(f"{'RUN':40} {'STATE':9} {'STEP':>11} {'BEST':>7} {'TIME':>8}  MODEL / DATA")
+    print(f"{'RUN':40} {'STATE':9} {'STEP':>11} {'BEST':>15} {'TIME':>8}  MODEL / DATA")
     for r in runs:
-        best = f"{r.best_metric:.4f}" if r.best_metric is not None else "-"
+        name = r.metric_name.removeprefix("eval_")
+        best = f"{name} {r.best_metric:.4f}" if r.best_metric is not None else "-"
         steps = f"{r.step}/{r.total_steps}"
         what = r.message if r.state == "unreadable" else f"{model_label(r.model)} / {r.data}"
         print(
-            f"{r.run_id[:40]:40} {r.state:9} {steps:>11} {best:>7} {clock(r.duration_s):>8}  {what}"
+            f"{r.run_id[:40]:40} {r.state:9} {steps:>11} {best:>15} {clock(r.duration_s):>8}  {what}"
         )
     return 0
 

@@ -121,3 +121,59 @@ def test_ctrl_c_says_how_to_resume_and_predict_is_quiet(tmp_path: Path) -> None:
     pred = run_cli("predict", run_id, "hello", "--max_new_tokens", "2", runs_root=root)
     assert pred.returncode == 0, pred.stderr
     assert "Warning" not in pred.stderr, pred.stderr
+
+
+def test_one_elapsed_time_everywhere(tmp_path: Path) -> None:
+    """Monitor, run list, sweep row and `finetune-tui runs` show the same training time:
+    neither the wait before the engine trains nor the pause between stop and resume count."""
+    from engine.events import (
+        Checkpoint,
+        EventWriter,
+        Finished,
+        Phase,
+        Started,
+        Step,
+        Stopped,
+        training_elapsed,
+    )
+    from engine.runs import run_info
+    from tui.watcher import RunProgress
+    from tui.widgets.compare import load_series
+
+    t = 1_000.0
+    events = [
+        Phase(time=t, name="loading data"),  # a slow load: not training
+        Started(time=t + 40, total_steps=20),
+        Step(time=t + 70, step=10, elapsed_s=30.0),
+        Checkpoint(time=t + 71, step=10, path="c/checkpoint-10", reason="stop"),
+        Stopped(time=t + 72, step=10),
+    ]
+    progress = RunProgress()
+    progress.apply(events)
+    progress.state = "stopped"
+    at_stop = progress.elapsed(now=t + 500)
+    assert at_stop == training_elapsed(events) == 31.0
+    resumed = [
+        Phase(time=t + 900, name="loading data"),  # resumed a quarter of an hour later
+        Started(time=t + 930, total_steps=20, resumed_from_step=10),
+    ]
+    progress.apply(resumed)
+    progress.state = "starting"
+    assert progress.elapsed(now=t + 931) == at_stop, "never back, never the pause"
+    rest = [
+        Step(time=t + 960, step=20, elapsed_s=61.0),
+        Finished(time=t + 965, step=20, elapsed_s=66.0, metrics={"accuracy": 0.8}),
+    ]
+    progress.apply(rest)
+    progress.state = "finished"
+    run = tmp_path / "runs" / "20240101-120000-demo"
+    run.mkdir(parents=True)
+    RunConfig().save(run / "config.toml")
+    writer = EventWriter(run)
+    for e in events + resumed + rest:
+        writer.emit(e)
+    info = run_info(run)
+    assert progress.elapsed(now=9e18) == info.duration_s == 66.0
+    proc = run_cli("runs", runs_root=tmp_path / "runs")
+    assert "1:06" in proc.stdout, proc.stdout
+    assert load_series(run).duration_s == 66.0

@@ -18,7 +18,16 @@ from engine.config import RunConfig
 from engine.errors import UserError
 from engine.model import model_label
 from engine.queue import short_value
-from tui.widgets.runfmt import STATE_STYLES, clock, metric, run_name, short, started, state_text
+from tui.widgets.runfmt import (
+    STATE_STYLES,
+    best_text,
+    clock,
+    metric,
+    run_name,
+    short,
+    started,
+    state_text,
+)
 from tui.widgets.runlist import RunRow, RunScanner
 from tui.widgets.why_not import ExplainsKeys
 
@@ -27,9 +36,9 @@ SCAN_SECONDS = 2.0
 # get their columns when the terminal is wide enough (the detail line always names them).
 COLUMNS = ("name", "status", "best", "lr", "ep", "bs", "r", "time", "started", "model", "data")
 NARROW = {
-    "name": 14,
-    "status": 12,
-    "best": 5,
+    "name": 12,
+    "status": 11,
+    "best": 9,
     "lr": 7,
     "ep": 3,
     "bs": 3,
@@ -65,7 +74,8 @@ def settings_cells(config: RunConfig | None) -> dict[str, str]:
     t = config.training
     return {
         "lr": short_value(t.learning_rate),
-        "ep": short_value(t.epochs) if not t.max_steps else f"{t.max_steps}s",
+        # The epochs asked for; a max_steps cap is on the detail line (600 does not fit here).
+        "ep": short_value(t.epochs),
         "bs": str(t.batch_size * t.grad_accum),
         "r": str(config.lora.lora_r),
     }
@@ -207,7 +217,7 @@ class RunsScreen(ExplainsKeys, Screen[None]):
                 f"{mark} {short(name, w['name'] - 2)}", style="bold" if mark != " " else ""
             ),
             "status": status,
-            "best": metric(info.best_metric),
+            "best": best_text(info.metric_name, info.best_metric),
             **settings_cells(row.config),
             "time": clock(info.duration_s),
             "started": started(info.started_at, wide=w["started"] > 8),
@@ -293,6 +303,9 @@ class RunsScreen(ExplainsKeys, Screen[None]):
             "  ",
             state_text(info.state),
             f"  step {info.step}/{info.total_steps or '?'}",
+            f" (max_steps {row.config.training.max_steps})"
+            if row.config is not None and row.config.training.max_steps
+            else "",
             f"  best {info.metric_name} {metric(info.best_metric)}" if info.best_metric else "",
             where,
             ("  marked" if row.run_id in self.marked else "", "bold"),

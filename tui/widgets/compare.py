@@ -128,8 +128,6 @@ def load_series(run_dir: Path) -> RunSeries:
             evals[event.step] = event.metrics
         elif isinstance(event, Finished):
             s.final = {k: v for k, v in event.metrics.items() if isinstance(v, (int, float))}
-            if event.elapsed_s:
-                s.duration_s = event.elapsed_s
     s.steps = sorted(by_step)
     s.losses = [by_step[k] for k in s.steps]
     s.eval_steps = sorted(evals)
