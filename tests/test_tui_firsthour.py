@@ -218,3 +218,27 @@ async def test_a_column_of_the_old_file_goes_back_to_auto(
         select = field(app, "label_column").editor
         assert isinstance(select, Select) and select.value == ""
         assert "no column 'rating'" in _notices(app)
+
+
+async def test_log_lines_written_while_the_plot_shows_use_the_full_width(
+    fake_run: Callable[..., Path], runs_root: Path
+) -> None:
+    """At 80x24, v (plot), lines arrive, v (log): they wrap at the log's width, not 20."""
+    from tui.screens.monitor import MonitorScreen
+    from tui.widgets.event_log import EventLog
+
+    app = FinetuneApp(runs_root, attach_to=fake_run("finished"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.state)
+        log = app.screen.query_one(EventLog)
+        await pilot.press("v")
+        await pilot.pause(0.3)
+        assert not log.display
+        text = "a line that arrived while the plot was showing, " * 2
+        log.add(text.strip())
+        await pilot.press("v")
+        await pilot.pause(0.2)
+        assert log.display
+        tail = [strip.text for strip in log.lines[-2:]]  # ~97 characters: two rows of ~76
+        assert "".join(tail).count("arrived") == 2, tail
+        assert len(tail[0]) > 60, tail
