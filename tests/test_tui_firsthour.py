@@ -242,3 +242,50 @@ async def test_log_lines_written_while_the_plot_shows_use_the_full_width(
         tail = [strip.text for strip in log.lines[-2:]]  # ~97 characters: two rows of ~76
         assert "".join(tail).count("arrived") == 2, tail
         assert len(tail[0]) > 60, tail
+
+
+def _lm_run(runs_root: Path) -> Path:
+    """A finished causal-lm run (fixed events) whose samples have long prompts and answers."""
+    from engine.events import Sample, Started
+    from tests.conftest import fixed_events, write_run
+
+    events = fixed_events(total_steps=60)
+    for e in events:
+        if isinstance(e, Started):
+            e.config["task"] = "causal-lm"
+    at = next(i for i, e in enumerate(events) if e.type == "eval") + 1
+    samples = [
+        Sample(
+            time=events[at].time,
+            step=20,
+            index=i,
+            prompt=f"question {i}: " + "a long context sentence to read. " * 30,
+            reference="the reference answer " * 4,
+            generated=f"generated answer {i} " * 8,
+        )
+        for i in range(3)
+    ]
+    return write_run(runs_root / "20240101-120000-sft", events[:at] + samples + events[at:])
+
+
+async def test_samples_scroll_and_the_footer_keeps_quit_at_80x24(runs_root: Path) -> None:
+    """g at 80x24 with long prompts: PgDn reaches the last answer; ^q Quit stays on screen."""
+    from textual.widgets._footer import FooterKey
+
+    from tui.screens.monitor import MonitorScreen
+
+    app = FinetuneApp(runs_root, attach_to=_lm_run(runs_root))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.state)
+        screen = app.screen
+        await pilot.pause(0.2)
+        quit_key = next(k for k in screen.query(FooterKey) if k.key == "ctrl+q")
+        assert quit_key.region.right <= 80 and quit_key.region.width > 0, quit_key.region
+        await pilot.press("g")
+        await pilot.pause(0.2)
+        pane = screen.query_one("#samples-pane")
+        assert pane.display and pane.max_scroll_y > 0
+        for _ in range(10):
+            await pilot.press("pagedown")
+        await pilot.pause(0.2)
+        assert pane.scroll_y == pane.max_scroll_y > 0

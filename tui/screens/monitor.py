@@ -8,7 +8,7 @@ from pathlib import Path
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline
@@ -77,8 +77,9 @@ class MonitorScreen(ExplainsKeys, Screen[None]):
             yield LossPlot(id="loss-plot")
             yield EventLog(id="log")
             yield ConfusionView(id="confusion")
-            yield SamplesView(id="samples")
-        yield Footer(show_command_palette=False)
+            with VerticalScroll(id="samples-pane"):  # long prompts: wheel, arrows and PgDn
+                yield SamplesView(id="samples")
+        yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
         """Draw the empty frame, then follow the run in a thread worker."""
@@ -159,6 +160,8 @@ class MonitorScreen(ExplainsKeys, Screen[None]):
         if action == "resume":
             return True if self.state in ("stopped", "failed", "crashed") else None
         if action == "toggle_metrics":
+            if self.progress.samples or self.run_task() == "causal-lm":
+                return False  # no matrix for a language model: the footer keeps room for ^q
             return True if any(e.metrics.get("confusion") for e in self.progress.evals) else None
         if action == "toggle_samples":  # hidden for tasks without sample generations
             return bool(self.progress.samples)
@@ -261,6 +264,11 @@ class MonitorScreen(ExplainsKeys, Screen[None]):
         """Show the latest sample generations beside their references in place of the log."""
         self.remove_class("-view-metrics")
         self.toggle_class("-view-samples")
+        pane = self.query_one("#samples-pane", VerticalScroll)
+        if self.has_class("-view-samples"):
+            pane.focus()  # up / down / PgUp / PgDn scroll long prompts and answers
+        elif pane.has_focus:
+            self.set_focus(None)
 
     def action_tryit(self) -> None:
         """Try the trained adapter on a sentence."""
