@@ -289,3 +289,39 @@ async def test_samples_scroll_and_the_footer_keeps_quit_at_80x24(runs_root: Path
             await pilot.press("pagedown")
         await pilot.pause(0.2)
         assert pane.scroll_y == pane.max_scroll_y > 0
+
+
+async def test_nothing_is_cut_silently_at_80_columns(runs_root: Path) -> None:
+    """The data-file placeholder fits its box; a focused field whose help is cut or hidden, and
+    the task select, get their whole help on the help line."""
+    from textual.widgets import Input, Select, Static
+
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.valid)
+        screen = app.screen
+        screen.query_one("TabbedContent").active = "tab-data"
+        await pilot.pause()
+        data = field(app, "data_file_path").editor
+        assert isinstance(data, Input)
+        data.value = ""
+        await pilot.pause()
+        assert len(data.placeholder) <= data.content_region.width, data.content_region
+        help_line = screen.query_one("#help-line", Static)
+        data.focus()
+        await pilot.pause(0.2)
+        assert "data file:" in str(help_line.render()) and help_line.display
+        screen.query_one("TabbedContent").active = "tab-model"
+        await pilot.pause()
+        screen.query_one("#in-task", Select).focus()
+        await pilot.pause(0.2)
+        assert "Text classification: texts with labels" in str(help_line.render())
+
+
+def test_long_setting_values_are_cut_with_a_mark() -> None:
+    """The sweep / compare table cuts a long value visibly instead of at the screen's edge."""
+    from tui.widgets.compare import setting_text
+
+    config = RunConfig()
+    config.data.label_names = "negative,positive,neutral"
+    assert setting_text(config, "label_names") == "negative,posi…"

@@ -294,7 +294,7 @@ async def test_compare_is_live_sortable_and_names_runs_readably(tmp_path: Path) 
         table = screen.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 2)
         labels = [str(c.label) for c in table.columns.values()]
-        assert labels[:4] == ["run", "state", "best", "lr"], labels
+        assert labels[:4] == ["run", "state", "best acc", "lr"], labels
         names = [str(table.get_row_at(i)[0]) for i in range(2)]
         assert names[0] != names[1] and all("base" in n for n in names)
         # Sort by best (o cycles columns; a header click works too).

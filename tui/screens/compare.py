@@ -27,7 +27,7 @@ from tui.widgets.compare import (
     setting_text,
     sweep_members,
 )
-from tui.widgets.runfmt import STATE_STYLES, metric
+from tui.widgets.runfmt import STATE_STYLES, metric, metric_tag
 
 REFRESH_S = 2.0
 
@@ -188,7 +188,7 @@ class CompareScreen(Screen[None]):
         diff = differing([s.config for s in self.series])
         # The best metric before the settings: at 80 columns it stays in view.
         columns = [("run", "run"), ("state", "state")]
-        columns += [("best", f"best {metric_name[:3]}" if metric_name != "accuracy" else "best")]
+        columns += [("best", f"best {metric_tag(metric_name)}")]
         columns += [(f"set:{n}", SHORT_NAMES.get(n, n.replace("_", " "))) for n in diff]
         finals = [
             k

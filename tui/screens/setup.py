@@ -515,9 +515,13 @@ class SetupScreen(InspectionMixin, Screen[None]):
         text = ""
         if field is not None:
             shown = field.query_one(".field-help", Static)
-            # Fields without a help column (paths) say it in their placeholder instead.
-            if shown.display and shown.size.width < len(field.help_text):
+            # A help column cut short, or none (paths): the whole help on its own line.
+            if not shown.display or shown.size.width < len(field.help_text):
                 text = f"{field_label(field.field_name)}: {field.help_text}"
+        elif focused is not None and focused.id == "in-task":
+            task = str(self.query_one("#in-task", Select).value)
+            if self.query_one("#task-help", Static).size.width < len(task_help(task)):
+                text = f"task: {task_help(task)}"
         line.update(text)
         line.display = bool(text)
 

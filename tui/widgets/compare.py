@@ -187,14 +187,21 @@ def differing(configs: list[RunConfig | None]) -> list[str]:
     return names
 
 
+SETTING_CHARS = 14
+
+
 def setting_text(config: RunConfig | None, name: str) -> str:
     """A setting's value, short, for a table cell."""
     if config is None:
         return "-"
     value = config.get(name)
     if name.endswith("_path") or name == "model_name":
-        return Path(str(value)).name or "default"
-    return short_value(value)
+        text = Path(str(value)).name or "default"
+    else:
+        text = short_value(value)
+    # Cut visibly: at 80 columns a long value (label names, a path) pushed the table's later
+    # columns off screen and was itself cut without a mark ("negative,p").
+    return text if len(text) <= SETTING_CHARS else text[: SETTING_CHARS - 1] + "…"
 
 
 def clock_of(seconds: float) -> str:

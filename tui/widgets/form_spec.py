@@ -87,7 +87,7 @@ DATA_KEYS = (
 )
 PLACEHOLDERS = {
     "model_name": "empty = the built-in default (all-MiniLM-L6-v2)",
-    "data_file_path": "file, saved folder or Hub id (empty: example)",
+    "data_file_path": "path or Hub id (empty = example)",
     "eval_file_path": "empty = hold out a share of the training data",
     "output_dir": "empty = inside the run folder",
     "run_name": "empty = from model and data names",
