@@ -325,3 +325,32 @@ def test_long_setting_values_are_cut_with_a_mark() -> None:
     config = RunConfig()
     config.data.label_names = "negative,positive,neutral"
     assert setting_text(config, "label_names") == "negative,posi…"
+
+
+async def test_plot_axes_show_whole_steps() -> None:
+    """The monitor's loss plot and a sweep's curves tick whole steps (no '100.8', '17.2')."""
+    from textual.app import App, ComposeResult
+
+    from engine.events import Eval, Step
+    from tui.screens.compare import CurvePlot
+    from tui.widgets.loss_plot import LossPlot
+
+    class Plots(App[None]):
+        def compose(self) -> ComposeResult:
+            yield LossPlot(id="loss")
+            yield CurvePlot(id="curves")
+
+    app = Plots()
+    async with app.run_test(size=(80, 40)) as pilot:
+        steps = [Step(step=i, loss=1.0 / i) for i in range(1, 401)]
+        loss = app.query_one(LossPlot)
+        loss.show(steps, [Eval(step=200, metrics={"loss": 0.1})])
+        curves = app.query_one(CurvePlot)
+        curves.show("eval accuracy", [([23, 46, 69], [0.5, 0.7, 0.8], "red", "evals")], 69)
+        await pilot.pause(0.2)
+        loss_text = str(loss.render())
+        curve_text = str(curves.render())
+    assert "100.8" not in loss_text and "400.0" not in loss_text
+    assert " 200 " in loss_text or "200 " in loss_text
+    assert "17.2" not in curve_text and "69.0" not in curve_text
+    assert " 20 " in curve_text or "20 " in curve_text

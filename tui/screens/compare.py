@@ -27,6 +27,7 @@ from tui.widgets.compare import (
     setting_text,
     sweep_members,
 )
+from tui.widgets.axes import integer_steps
 from tui.widgets.runfmt import STATE_STYLES, metric, metric_tag
 
 REFRESH_S = 2.0
@@ -65,8 +66,12 @@ class CurvePlot(PlotextPlot):
             plt.ylim(0, 1)
             self.refresh()
             return
+        xs_all = [x for xs, _, _, _ in lines for x in xs]
         if last_step:  # the same step axis as the loss plot beside it
             plt.xlim(0, last_step)
+            integer_steps(plt, 0, last_step)
+        else:
+            integer_steps(plt, min(xs_all), max(xs_all))
         ys_all = [y for _, ys, _, _ in lines for y in ys]
         low, high = min(ys_all), max(ys_all)
         if high - low < 0.02:  # one evaluation, or all alike: a readable band around it
@@ -156,6 +161,7 @@ class CompareScreen(Screen[None]):
         distinct_names(self.series)
         colour = {s.key: COLOURS[i % len(COLOURS)] for i, s in enumerate(self.series)}
         metric_name = self.series[0].metric_name if self.series else "accuracy"
+        last_step = max((s.steps[-1] for s in self.series if s.steps), default=0)
         self.query_one("#loss-plot", CurvePlot).show(
             "loss: train ─ eval •",
             [(s.steps, s.losses, colour[s.key][0], "line") for s in self.series]
@@ -163,6 +169,7 @@ class CompareScreen(Screen[None]):
                 _points(s.eval_steps, s.eval_losses) + (colour[s.key][0], "points")
                 for s in self.series
             ],
+            last_step=last_step,  # both plots on one step axis
         )
         self.query_one("#metric-plot", CurvePlot).show(
             f"eval {metric_name}",
@@ -170,7 +177,7 @@ class CompareScreen(Screen[None]):
                 _points(s.eval_steps, s.eval_metric) + (colour[s.key][0], "evals")
                 for s in self.series
             ],
-            last_step=max((s.steps[-1] for s in self.series if s.steps), default=0),
+            last_step=last_step,
         )
         self._fill_table(colour, metric_name)
         live = sum(s.state in ("starting", "running") for s in self.series)
