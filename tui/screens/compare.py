@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from engine.queue import QueueEntry
+from tui.widgets.axes import integer_steps
 from tui.widgets.compare import (
     COLOURS,
     SHORT_NAMES,
@@ -27,7 +28,6 @@ from tui.widgets.compare import (
     setting_text,
     sweep_members,
 )
-from tui.widgets.axes import integer_steps
 from tui.widgets.runfmt import STATE_STYLES, metric, metric_tag
 
 REFRESH_S = 2.0
