@@ -15,6 +15,12 @@ from tui.screens.setup import SetupScreen
 from tui.widgets.dialogs import Confirm
 
 
+def form_ready(app: FinetuneApp) -> bool:
+    """A setup form, valid, with its deferred tabs (LoRA, Training) mounted."""
+    screen = app.screen
+    return isinstance(screen, SetupScreen) and screen.valid and bool(screen.query("#in-epochs"))
+
+
 def _tiny_config(tiny_model: Path) -> RunConfig:
     config = RunConfig()
     config.model.model_name = str(tiny_model)
@@ -33,7 +39,7 @@ async def test_output_folder_error_clears_when_the_field_changes(
     app = FinetuneApp(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
         app.open_setup(config)
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.valid)
+        await wait_for(pilot, lambda: form_ready(app))
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: error_text(app, "output_dir"))
         assert not app.screen.valid and not start_enabled(app)
@@ -51,7 +57,7 @@ async def test_escape_on_an_edited_form_asks_first(runs_root: Path, tiny_model: 
     app = FinetuneApp(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
         app.open_setup(_tiny_config(tiny_model))
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.valid)
+        await wait_for(pilot, lambda: form_ready(app))
         form = app.screen
         field(app, "learning_rate").editor.value = "0.002"
         await pilot.pause()
@@ -71,7 +77,7 @@ async def test_tabs_have_keys_and_the_cursor_follows(runs_root: Path, tiny_model
     app = FinetuneApp(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
         app.open_setup(_tiny_config(tiny_model))
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.valid)
+        await wait_for(pilot, lambda: form_ready(app))
         tabs = app.screen.query_one("TabbedContent")
         await pilot.press("ctrl+pagedown", "alt+right")
         await pilot.pause()
@@ -159,7 +165,7 @@ async def test_causal_lm_on_the_default_encoder_is_refused_in_the_form(runs_root
 
     app = FinetuneApp(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.valid)
+        await wait_for(pilot, lambda: form_ready(app))
         app.screen.query_one("#in-task", Select).value = "causal-lm"
         await wait_for(pilot, lambda: error_text(app, "model_name"))
         assert "decoder-only" in error_text(app, "model_name")
@@ -180,7 +186,7 @@ async def test_form_messages_name_fields_and_overwrite_is_a_switch(
     app = FinetuneApp(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
         app.open_setup(config)
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.valid)
+        await wait_for(pilot, lambda: form_ready(app))
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: error_text(app, "output_dir"))
         shown = error_text(app, "output_dir") + _notices(app)
@@ -209,7 +215,7 @@ async def test_a_column_of_the_old_file_goes_back_to_auto(
     app = FinetuneApp(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
         app.open_setup(config)
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.valid)
+        await wait_for(pilot, lambda: form_ready(app))
         summary = app.screen.query_one("#data-summary", Static)
         await wait_for(pilot, lambda: "label = 'rating'" in str(summary.render()), timeout=20)
         field(app, "data_file_path").editor.value = str(second)
@@ -298,7 +304,7 @@ async def test_nothing_is_cut_silently_at_80_columns(runs_root: Path) -> None:
 
     app = FinetuneApp(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen) and app.screen.valid)
+        await wait_for(pilot, lambda: form_ready(app))
         screen = app.screen
         screen.query_one("TabbedContent").active = "tab-data"
         await pilot.pause()
@@ -354,3 +360,45 @@ async def test_plot_axes_show_whole_steps() -> None:
     assert " 200 " in loss_text or "200 " in loss_text
     assert "17.2" not in curve_text and "69.0" not in curve_text
     assert " 20 " in curve_text or "20 " in curve_text
+
+
+async def test_an_unchanged_form_goes_back_without_asking(
+    runs_root: Path, tiny_model: Path
+) -> None:
+    """Esc on a form nobody touched (its deferred tabs mounted meanwhile) just goes back."""
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_setup(_tiny_config(tiny_model))
+        await wait_for(pilot, lambda: form_ready(app))
+        form = app.screen
+        await wait_for(pilot, lambda: form.query("#field-learning_rate"))
+        await pilot.pause(0.5)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: form not in app.screen_stack, timeout=5)
+
+
+async def test_a_new_form_draws_before_its_later_tabs_are_built(runs_root: Path) -> None:
+    """The form mounts with the Model and Data tabs; LoRA and Training follow after the first
+    frame (bench/first_frame.py times it), and then hold the values and checks they should."""
+    seen: dict[str, bool] = {}
+
+    import tui.screens.setup
+
+    class Watched(SetupScreen):
+        CSS_PATH = str(Path(tui.screens.setup.__file__).with_name("setup.tcss"))
+
+        def on_mount(self) -> None:
+            seen["training at mount"] = bool(self.query("#in-epochs"))
+            seen["model at mount"] = bool(self.query("#in-model_name"))
+            super().on_mount()
+
+    config = RunConfig()
+    config.training.epochs = 2.5
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.push_screen(Watched(config))
+        await wait_for(pilot, lambda: form_ready(app))
+        assert seen == {"training at mount": False, "model at mount": True}
+        assert field(app, "epochs").value == "2.5"
+        assert app.screen.form_config().training.epochs == 2.5

@@ -30,12 +30,14 @@ from engine.tasks import TASK_NAMES
 from tui.messages import PreflightDone, RunLaunched
 from tui.validators import sweep_parts
 from tui.widgets.data_preview import DataPreview
+from tui.widgets.deferred import Deferred
 from tui.widgets.form_field import FIELDS, SECTION_OF, FormField, field_label, form_words
 from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
 from tui.widgets.inspection import InspectionMixin
 from tui.widgets.paths import display_path
 from tui.widgets.target_modules import TargetModules
 
+DEFERRED_TABS = ("lora", "training")
 TASK_HELP = {
     "classification": "Text classification: texts with labels -> a classifier",
     "causal-lm": "Instruction tuning: prompts/chats with answers -> an LLM adapter (loss on answers)",
@@ -100,6 +102,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
         self._check_timer: Timer | None = None
         self._revalidate_pending = False
         self.loaded_text: dict[str, Any] = {}
+        self._refused_with: dict[str, Any] | None = None  # the form a refused Start had
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -111,7 +114,10 @@ class SetupScreen(InspectionMixin, Screen[None]):
                 # shift+tab from the first field goes straight back to the tab bar. Focusing a
                 # field still scrolls it into view; the mouse wheel still scrolls.
                 form = VerticalScroll(classes="form", can_focus=False)
-                with TabPane(title, id=f"tab-{tab}"), form:
+                # The LoRA and Training tabs (most of the widgets) are mounted after the first
+                # frame: the form shows at once instead of after ~2 s of styling every field.
+                body = Deferred(form) if tab in DEFERRED_TABS else form
+                with TabPane(title, id=f"tab-{tab}"), body:
                     yield from self._tab_body(tab, main, more)
         yield Static("", id="help-line", markup=False)
         with Horizontal(id="setup-bar"):
@@ -144,7 +150,11 @@ class SetupScreen(InspectionMixin, Screen[None]):
                     yield Static(task_help(self.initial.task), classes="field-help", id="task-help")
             elif name == "lora_dropout":
                 yield self.targets
-        with Collapsible(title=f"More {TABS[tab][0]} settings", classes="more"):
+        tall = self.app.size.height >= 34  # room for everything: the extra settings open
+        more_box = Collapsible(
+            title=f"More {TABS[tab][0]} settings", classes="more", collapsed=not tall
+        )
+        with more_box:
             for name in more:
                 if name == "eval_file_path":
                     with Horizontal(classes="path-row"):
@@ -159,9 +169,10 @@ class SetupScreen(InspectionMixin, Screen[None]):
         """Fill the form, then look at the model and data in the background."""
         self.load_config(self.initial)
         self.find_models()
-        if self.app.size.height >= 34:  # room for everything: open the extra settings too
-            for more in self.query(Collapsible):
-                more.collapsed = False
+
+    def on_deferred_mounted(self) -> None:
+        """The deferred tabs are there: check their fields too."""
+        self.revalidate()
 
     # -- the config in the form ------------------------------------------------------------------
     def form_config(self, skip: str | None = None) -> RunConfig:
@@ -185,7 +196,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
                     setattr(getattr(cfg, SECTION_OF[name]), name, coerce(FIELDS[name], value))
                 except ValueError as exc:
                     bad[name] = str(exc)
-        if skip != "target_modules" and self.targets.is_mounted:
+        if skip != "target_modules":
             cfg.lora.target_modules = self.targets.value
         return cfg, bad
 
@@ -290,8 +301,10 @@ class SetupScreen(InspectionMixin, Screen[None]):
     @on(FormField.Changed)
     @on(TargetModules.Changed)
     def _field_changed(self, event: FormField.Changed | TargetModules.Changed) -> None:
-        for form_field in self.fields.values():  # e.g. a new folder, or overwrite turned on
-            form_field.clear_start_error()
+        if self._refused_with is not None and self._form_text() != self._refused_with:
+            self._refused_with = None  # e.g. a new folder, or overwrite turned on
+            for form_field in self.fields.values():
+                form_field.clear_start_error()
         if not self._revalidate_pending:  # one check for a burst of changes (e.g. a loaded file)
             self._revalidate_pending = True
             self.call_after_refresh(self.revalidate)
@@ -390,6 +403,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
             field = self.fields.get(path.split(".")[-1])
             if field is not None:
                 field.set_external(text, until_changed=True)
+        self._refused_with = self._form_text()
         self.revalidate()
         self.notify(form_words(exc.one_line()), title="Could not start", severity="error")
 
@@ -587,9 +601,9 @@ class SetupScreen(InspectionMixin, Screen[None]):
     def _form_text(self) -> dict[str, Any]:
         """What every editor holds now (text as typed, so a sweep or a typo counts as a change)."""
         text: dict[str, Any] = {name: f.value for name, f in self.fields.items()}
-        if self.is_mounted:
-            text["target_modules"] = self.targets.value
-            text["task"] = self.query_one("#in-task", Select).value
+        text["target_modules"] = self.targets.value
+        for select in self.query("#in-task").results(Select):
+            text["task"] = select.value
         return text
 
     def action_back(self) -> None:

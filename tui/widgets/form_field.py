@@ -42,6 +42,9 @@ LABELS = {
 }
 
 
+_NOTHING = object()
+
+
 def format_value(value: Any) -> str:
     """A config value as form text (floats without trailing noise: 3.0 -> '3', 0.002 stays)."""
     if isinstance(value, float):
@@ -114,6 +117,8 @@ class FormField(Vertical):
         self.problem: str | None = None
         self.external: str | None = None
         self._external_until_changed = False
+        self._ready = False  # composed (a deferred tab mounts it after the first frame)
+        self._pending: Any = _NOTHING  # a value set before then
         self._shown: str | None = None
         kind = fdef.type if isinstance(fdef.type, str) else fdef.type.__name__
         default = fdef.default
@@ -156,10 +161,16 @@ class FormField(Vertical):
     @property
     def value(self) -> Any:
         """The editor's value (text for an Input, the option for a Select, bool for a Switch)."""
+        if self._pending is not _NOTHING:
+            return self._pending
         return self.editor.value
 
     def set_value(self, value: Any) -> None:
-        """Show a config value in the editor."""
+        """Show a config value in the editor (kept until mounted for a Select or a Switch: their
+        watchers need their parts, which a deferred tab composes later)."""
+        if not self._ready and not isinstance(self.editor, Input):
+            self._pending = bool(value) if isinstance(self.editor, Switch) else value
+            return
         if isinstance(self.editor, Input):
             self.editor.value = format_value(value)
             if not self.editor.has_focus:
@@ -195,10 +206,24 @@ class FormField(Vertical):
         self._external_until_changed = until_changed and message is not None
         self._show()
 
+    def on_mount(self) -> None:
+        """A field mounted after the form was checked (a deferred tab): show its verdict."""
+        if not self.editor.is_mounted:
+            self.call_after_refresh(self.on_mount)  # its parts are still mounting: soon
+            return
+        self._ready = True
+        if self._pending is not _NOTHING:
+            value, self._pending = self._pending, _NOTHING
+            with self.editor.prevent(Select.Changed, Switch.Changed):
+                self.set_value(value)
+            if isinstance(self.editor, Switch):
+                self.query_one(".switch-state", Static).update(self._switch_text())
+        self._show()
+
     def _show(self) -> None:
         message = self.problem or self.external
         message = form_words(message) if message else message
-        if message == self._shown:
+        if message == self._shown or not self._ready:
             return
         self._shown = message
         self.query_one(".field-error", Static).update(message or "")
