@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -317,14 +317,17 @@ def training_elapsed(events: list[Event], now: float | None = None) -> float:
         return 0.0
     last = kept[last_index]
     assert isinstance(last, Step)
+    if not last.elapsed_s:  # steps written without the engine's clock: from `started` on
+        began = next((e for e in reversed(kept[:last_index]) if isinstance(e, Started)), None)
+        clock_s = max(0.0, last.time - began.time) if began is not None else 0.0
+        last = replace(last, elapsed_s=round(clock_s, 2))
     after = kept[last_index + 1 :]
     ended = next((e for e in after if e.type in FINAL_TYPES), None)
     if ended is not None:
         # Where a resume carries on from: the checkpoint the stop saved.
         step = getattr(ended, "step", 0)
-        return (
-            elapsed_at_step(kept, step) if isinstance(ended, Stopped) and step else last.elapsed_s
-        )
+        saved = elapsed_at_step(kept, step) if isinstance(ended, Stopped) and step else 0.0
+        return saved or last.elapsed_s
     if now is None or any(isinstance(e, Started) for e in after):
         return last.elapsed_s  # a restarted engine still loading stands where training stood
     return round(last.elapsed_s + max(0.0, now - last.time), 2)
