@@ -103,7 +103,9 @@ def check_model_task(model_name: str, task: str) -> None:
     name, raw = _local_model_config(model_name)
     why = not_a_decoder(raw) if raw is not None else ""
     if why:
-        shown = Path(name).name if Path(name).is_dir() else name
+        from engine.model import model_label
+
+        shown = model_label(name)
         raise UserError(
             f"task causal-lm needs a decoder-only language model; {shown} is {why}",
             where="model.model_name",

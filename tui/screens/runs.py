@@ -358,37 +358,33 @@ class RunsScreen(ExplainsKeys, Screen[None]):
         self.notice(reason)
 
     def why_not(self, action: str) -> str:
-        """Why a key does nothing for the selected row (shown when it is pressed)."""
+        """Why a key does nothing for the selected row (one line under the table at 80 columns)."""
         row = self.selected
         if row is None:
             return "No run selected: n sets up a new run." if action != "start_queue" else ""
-        name = row.run_id
+        state = row.info.state or "queued"
         if action == "compare":
             if len(self.marked) == 1:
                 return "Mark one more run (space) to compare: 1 is marked."
             return "Mark two runs or more with space first, then c compares them."
         if action == "sweep":
-            return (
-                f"{name} is not part of a sweep (several values in a form field, e.g. a "
-                "learning rate of 3e-4,1e-3, queue one)."
-            )
+            return "This run is not part of a sweep (several values in one field queue one)."
         if action == "start_queue":
             if not any(r.queued for r in self.rows.values()):
                 return "The queue is empty: the form's Add to queue (ctrl+g) queues a run."
-            busy = next((r.run_id for r in self.rows.values() if r.info.active), "a run")
-            return f"{busy} is training: the queue goes on by itself when it ends."
+            return "A run is training: the queue goes on by itself when it ends."
         if action in ("tryit", "export"):
             if row.queued:
-                return f"{name} is queued: it has no model until it has trained."
-            return f"{name} has no adapter yet: it is saved when the run ends or stops."
+                return "This run is queued: it has no model until it has trained."
+            return "This run has no adapter yet: it is saved when the run ends or stops."
         if action == "stop":
-            return f"Nothing to stop: {name} is {row.info.state or 'not running'}."
+            return f"Nothing to stop: this run is {state}."
         if action == "resume":
             if row.info.active:
-                return f"{name} is training already."
-            if row.info.state == "finished":
-                return f"{name} has finished: nothing to resume (enter, then n, tweaks it)."
-            return f"Nothing to resume: {name} is {row.info.state or 'queued'}."
+                return "This run is training already."
+            if state == "finished":
+                return "This run has finished: nothing to resume (enter, then n, tweaks it)."
+            return f"Nothing to resume: this run is {state}."
         if action == "mark":
             return "A queued run has no curves to compare yet."
         if action == "move":
