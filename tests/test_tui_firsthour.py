@@ -402,3 +402,17 @@ async def test_a_new_form_draws_before_its_later_tabs_are_built(runs_root: Path)
         assert seen == {"training at mount": False, "model at mount": True}
         assert field(app, "epochs").value == "2.5"
         assert app.screen.form_config().training.epochs == 2.5
+
+
+def test_a_sweep_of_losses_lists_the_lowest_first() -> None:
+    """'best loss' sorts low to high (the best run on top), 'best acc' high to low."""
+    from tui.screens.compare import CompareScreen
+    from tui.widgets.compare import RunSeries
+
+    screen = CompareScreen([], sweep_id="s")
+    screen.series = [
+        RunSeries(key="a", name="a", state="finished", config=None, metric_name="loss")
+    ]
+    assert screen._best_first("best") is False and screen._best_first("speed") is True
+    screen.series[0].metric_name = "accuracy"
+    assert screen._best_first("best") is True

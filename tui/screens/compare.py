@@ -116,7 +116,8 @@ class CompareScreen(Screen[None]):
         self.series: list[RunSeries] = []
         self.columns: list[tuple[str, str]] = []
         self.sort_column = "best" if sweep_id else ""
-        self.sort_reverse = True
+        self.sort_reverse = True  # set from the metric on the first draw (a loss: lowest first)
+        self._sort_chosen = False
         self._loading = False
 
     def compose(self) -> ComposeResult:
@@ -161,6 +162,8 @@ class CompareScreen(Screen[None]):
         distinct_names(self.series)
         colour = {s.key: COLOURS[i % len(COLOURS)] for i, s in enumerate(self.series)}
         metric_name = self.series[0].metric_name if self.series else "accuracy"
+        if not self._sort_chosen and self.sort_column:
+            self.sort_reverse = self._best_first(self.sort_column)  # the best run on top
         last_step = max((s.steps[-1] for s in self.series if s.steps), default=0)
         self.query_one("#loss-plot", CurvePlot).show(
             "loss: train ─ eval •",
@@ -273,7 +276,8 @@ class CompareScreen(Screen[None]):
         if key == self.sort_column:
             self.sort_reverse = not self.sort_reverse
         else:
-            self.sort_column, self.sort_reverse = key, key in ("best", "final:accuracy", "speed")
+            self.sort_column, self.sort_reverse = key, self._best_first(key)
+        self._sort_chosen = True
         self._redraw()
 
     @on(DataTable.RowSelected)
@@ -287,13 +291,22 @@ class CompareScreen(Screen[None]):
             return
         i = keys.index(self.sort_column) + 1 if self.sort_column in keys else 0
         self.sort_column = keys[i % len(keys)]
-        self.sort_reverse = self.sort_column in ("best", "final:accuracy", "speed")
+        self.sort_reverse = self._best_first(self.sort_column)
+        self._sort_chosen = True
         self._redraw()
 
     def action_reverse(self) -> None:
         """Reverse the sort order."""
         self.sort_reverse = not self.sort_reverse
+        self._sort_chosen = True
         self._redraw()
+
+    def _best_first(self, key: str) -> bool:
+        """Whether a column sorts high values first (scores, speed) or low (a loss)."""
+        metric_name = self.series[0].metric_name if self.series else "accuracy"
+        if key == "best":
+            return not metric_name.endswith(("loss", "perplexity"))
+        return key in ("final:accuracy", "final:f1", "speed")
 
     def _redraw(self) -> None:
         self.columns = []  # the header arrow moves
