@@ -416,3 +416,22 @@ def test_a_sweep_of_losses_lists_the_lowest_first() -> None:
     assert screen._best_first("best") is False and screen._best_first("speed") is True
     screen.series[0].metric_name = "accuracy"
     assert screen._best_first("best") is True
+
+
+async def test_focus_on_a_field_that_gets_disabled_moves_on(runs_root: Path) -> None:
+    """The held-out share has the cursor when an eval file makes it moot: the cursor moves on
+    to a field instead of getting lost (keys would then go nowhere)."""
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: form_ready(app))
+        screen = app.screen
+        screen.query_one("TabbedContent").active = "tab-data"
+        await pilot.pause()
+        share = field(app, "validation_fraction")
+        share.editor.focus()
+        await pilot.pause()
+        assert app.focused is share.editor
+        field(app, "eval_file_path").editor.value = "eval.jsonl"
+        await wait_for(pilot, lambda: share.disabled, timeout=10)
+        await pilot.pause(0.2)
+        assert app.focused is not None and app.focused is not share.editor
