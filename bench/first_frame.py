@@ -5,6 +5,9 @@
 Each repeat starts the app in a fresh tmux session (empty runs root: it opens the setup form) and
 polls `tmux capture-pane` until the form is on screen. Prints each time and the median (target:
 <= 1.5 s). Also checks that the start path imports no torch / transformers / peft.
+
+Then it times opening a new form: the app on a runs root holding one run (so the run list
+opens), `n` pressed, polled until the form is drawn (the same marks).
 """
 
 from __future__ import annotations
@@ -28,20 +31,59 @@ READY_MARKS = ("Model", "Training", "Start")
 HEAVY = ("torch", "transformers", "peft", "accelerate")
 
 
+def _env(runs: str) -> str:
+    # PYTHONPATH: this checkout's code, whatever the console script's install points at.
+    return f"FINETUNE_TUI_RUNS={runs} HF_HUB_OFFLINE=1 PYTHONPATH={ROOT}"
+
+
+def _wait_for(session: str, marks: tuple[str, ...], t0: float, timeout: float) -> float:
+    while time.perf_counter() - t0 < timeout:
+        text = pane(session)
+        if all(mark in text for mark in marks):
+            return time.perf_counter() - t0
+        time.sleep(0.01)
+    raise RuntimeError(f"no frame within {timeout}s; the pane shows:\n{pane(session)}")
+
+
 def one_start(size: tuple[int, int], timeout: float = 30.0) -> float:
     """Seconds from launching the app in tmux to the setup form being drawn."""
     session = f"ff{os.getpid()}"
     runs = tempfile.mkdtemp(prefix="ff-runs-")
-    env = f"FINETUNE_TUI_RUNS={runs} HF_HUB_OFFLINE=1"
     t0 = time.perf_counter()
-    start_app(session, size, env)
+    start_app(session, size, _env(runs))
     try:
-        while time.perf_counter() - t0 < timeout:
-            text = pane(session)
-            if all(mark in text for mark in READY_MARKS):
-                return time.perf_counter() - t0
-            time.sleep(0.01)
-        raise RuntimeError(f"no frame within {timeout}s; the pane shows:\n{pane(session)}")
+        return _wait_for(session, READY_MARKS, t0, timeout)
+    finally:
+        kill(session)
+        shutil.rmtree(runs, ignore_errors=True)
+
+
+def _one_run(runs: Path) -> None:
+    """A finished run in `runs`, so the app opens on the run list."""
+    sys.path.insert(0, str(ROOT))
+    from engine.config import RunConfig
+    from engine.events import EventWriter, Finished, Started
+
+    run = runs / "20240101-120000-bench"
+    run.mkdir(parents=True)
+    RunConfig().save(run / "config.toml")
+    writer = EventWriter(run)
+    writer.emit(Started(run_id=run.name, total_steps=1))
+    writer.emit(Finished(step=1, elapsed_s=1.0))
+
+
+def one_new_form(size: tuple[int, int], timeout: float = 30.0) -> float:
+    """Seconds from pressing `n` in the run list to the new setup form being drawn."""
+    session = f"fn{os.getpid()}"
+    runs = tempfile.mkdtemp(prefix="ff-runs-")
+    _one_run(Path(runs))
+    start_app(session, size, _env(runs))
+    try:
+        _wait_for(session, ("runs", "finished"), time.perf_counter(), timeout)
+        time.sleep(1.0)  # the list settled (its first scan done)
+        t0 = time.perf_counter()
+        subprocess.run(["tmux", "send-keys", "-t", session, "n"], check=True)
+        return _wait_for(session, READY_MARKS, t0, timeout)
     finally:
         kill(session)
         shutil.rmtree(runs, ignore_errors=True)
@@ -83,6 +125,15 @@ def main() -> int:
     print(
         f"first frame: median {median:.3f} s over {len(times)} starts "
         f"(min {min(times):.3f}, max {max(times):.3f}); target <= 1.5 s: {verdict}"
+    )
+    forms = []
+    for i in range(args.repeats):
+        seconds = one_new_form((width, height))
+        forms.append(seconds)
+        print(f"  new form {i + 1}: {seconds:.3f} s")
+    print(
+        f"new form (n in the run list): median {statistics.median(forms):.3f} s over "
+        f"{len(forms)} (min {min(forms):.3f}, max {max(forms):.3f})"
     )
     return 0
 

@@ -22,14 +22,97 @@ PADDING_OFFSET_TYPES = (
     "xmod",
 )
 POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx")
+# Encoders (bidirectional attention, trained to fill in masked words): transformers gives some of
+# them a causal-LM head (BertLMHeadModel), which trains without a word and generates nonsense.
+ENCODER_TYPES = frozenset(
+    {
+        *PADDING_OFFSET_TYPES,
+        "albert",
+        "bert",
+        "big_bird",
+        "canine",
+        "convbert",
+        "deberta",
+        "deberta-v2",
+        "distilbert",
+        "electra",
+        "ernie",
+        "esm",
+        "flaubert",
+        "fnet",
+        "funnel",
+        "layoutlm",
+        "luke",
+        "megatron-bert",
+        "mobilebert",
+        "modernbert",
+        "mra",
+        "nezha",
+        "nomic_bert",
+        "nystromformer",
+        "rembert",
+        "roformer",
+        "squeezebert",
+        "tapas",
+        "xlm",
+        "yoso",
+    }
+)
 
 
 def check_run(cfg: Any, run_dir: Path | None = None) -> None:
-    """Everything a run must pass before its first step: outputs and max_length."""
+    """Everything a run must pass before its first step: outputs, model for task, max_length."""
     from engine.outputs import check_run_outputs
 
     check_run_outputs(cfg, run_dir)
+    check_model_task(cfg.model.model_name, cfg.task)
     check_max_length(cfg)
+
+
+def _local_model_config(model_name: str) -> tuple[str, dict[str, Any] | None]:
+    """(resolved name, its config.json as a dict) for a local folder; None when unreadable."""
+    from engine.model import resolve_model_name
+
+    name = resolve_model_name(model_name)
+    try:
+        raw = json.loads((Path(name) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return name, None
+    return name, raw if isinstance(raw, dict) else None
+
+
+def not_a_decoder(raw: dict[str, Any]) -> str:
+    """Why a model config cannot be instruction-tuned as a causal LM ('' when it can)."""
+    model_type = str(raw.get("model_type", ""))
+    archs = raw.get("architectures") or []
+    arch = str(archs[0]) if isinstance(archs, list) and archs else model_type
+    if raw.get("is_encoder_decoder"):
+        return f"an encoder-decoder ({arch})"
+    if model_type in ENCODER_TYPES and not raw.get("is_decoder"):
+        return f"an encoder ({arch})"
+    return ""
+
+
+def check_model_task(model_name: str, task: str) -> None:
+    """Refuse causal-lm on a model that is not a decoder (config.json only: no weights, no torch).
+
+    A hub id that is not on disk passes here; loading it reports its own problems.
+    """
+    if task != "causal-lm":
+        return
+    name, raw = _local_model_config(model_name)
+    why = not_a_decoder(raw) if raw is not None else ""
+    if why:
+        from engine.model import model_label
+
+        shown = model_label(name)
+        raise UserError(
+            f"task causal-lm needs a decoder-only language model; {shown} is {why}",
+            where="model.model_name",
+            hint="pick a decoder (e.g. HuggingFaceTB/SmolLM2-135M-Instruct), "
+            "or use task classification",
+            field="model.model_name",
+        )
 
 
 def model_positions(config: Any) -> int | None:
@@ -52,14 +135,8 @@ def check_max_length(cfg: Any) -> None:
     """
     from types import SimpleNamespace
 
-    from engine.model import resolve_model_name
-
-    name = resolve_model_name(cfg.model.model_name)
-    try:
-        raw = json.loads((Path(name) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if not isinstance(raw, dict):
+    raw = _local_model_config(cfg.model.model_name)[1]
+    if raw is None:
         return
     limit = model_positions(SimpleNamespace(**{k: v for k, v in raw.items() if isinstance(k, str)}))
     if limit is not None and cfg.model.max_length > limit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -215,11 +216,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def check_inputs(cfg: RunConfig) -> None:
     """Fail fast on bad data, model paths or outputs, before a run directory is made."""
-    from engine.checks import check_run
+    from engine.checks import check_model_task, check_run
     from engine.hardware import resolve_precision
     from engine.model import check_model_source, resolve_model_name
     from engine.tasks import get_task
 
+    check_model_task(cfg.model.model_name, cfg.task)  # before the data is read: it is quick
     resolve_precision(cfg.training.precision)
     get_task(cfg.task).prepare_data(cfg, None)
     check_model_source(resolve_model_name(cfg.model.model_name), cfg.model.allow_pickle_weights)
@@ -256,6 +258,7 @@ def cmd_train(args: argparse.Namespace, root: Path) -> int:
     from engine.train import run_training
 
     code = run_training(run_dir, listeners=[_printer])
+    say_how_to_resume(run_dir)
     ring(cfg.output.notify, run_dir)
     from engine.queue import after_run
 
@@ -266,6 +269,13 @@ def cmd_train(args: argparse.Namespace, root: Path) -> int:
 
         shutil.rmtree(run_dir, ignore_errors=True)
     return code
+
+
+def say_how_to_resume(run_dir: Path) -> None:
+    """After a run that stopped (Ctrl-C, `stop`): print the command that continues it."""
+    events = read_events(run_dir) if (Path(run_dir) / "events.jsonl").is_file() else []
+    if events and events[-1].type == "stopped":
+        print(f"continue it with: finetune-tui resume {Path(run_dir).name}", flush=True)
 
 
 def follow_engine(run_dir: Path, *, resume: bool = False) -> int:
@@ -297,6 +307,7 @@ def follow_engine(run_dir: Path, *, resume: bool = False) -> int:
         except KeyboardInterrupt:
             request_stop(run_dir)
             print("stopping: every process saves first", file=sys.stderr, flush=True)
+    say_how_to_resume(run_dir)
     if last is not None and last.type in ("finished", "stopped"):
         return 0
     return 2 if getattr(last, "user_error", False) else 1
@@ -347,6 +358,7 @@ def cmd_runs(args: argparse.Namespace, root: Path) -> int:
                         "step": r.step,
                         "total_steps": r.total_steps,
                         "best": r.best_metric,
+                        "best_metric": r.metric_name,
                         "started": r.started_at,
                         "duration_s": round(r.duration_s, 1),
                         "path": str(r.path),
@@ -361,13 +373,14 @@ def cmd_runs(args: argparse.Namespace, root: Path) -> int:
     if not runs:
         print(f"no runs under {root}")
         return 0
-    print(f"{'RUN':40} {'STATE':9} {'STEP':>11} {'BEST':>7} {'TIME':>8}  MODEL / DATA")
+    print(f"{'RUN':40} {'STATE':9} {'STEP':>11} {'BEST':>15} {'TIME':>8}  MODEL / DATA")
     for r in runs:
-        best = f"{r.best_metric:.4f}" if r.best_metric is not None else "-"
+        name = r.metric_name.removeprefix("eval_")
+        best = f"{name} {r.best_metric:.4f}" if r.best_metric is not None else "-"
         steps = f"{r.step}/{r.total_steps}"
         what = r.message if r.state == "unreadable" else f"{model_label(r.model)} / {r.data}"
         print(
-            f"{r.run_id[:40]:40} {r.state:9} {steps:>11} {best:>7} {clock(r.duration_s):>8}  {what}"
+            f"{r.run_id[:40]:40} {r.state:9} {steps:>11} {best:>15} {clock(r.duration_s):>8}  {what}"
         )
     return 0
 
@@ -391,7 +404,9 @@ def cmd_resume(args: argparse.Namespace, root: Path) -> int:
         return follow_engine(run_dir, resume=True)
     from engine.train import run_training
 
-    return run_training(run_dir, resume=True, listeners=[_printer])
+    code = run_training(run_dir, resume=True, listeners=[_printer])
+    say_how_to_resume(run_dir)
+    return code
 
 
 def cmd_stop(args: argparse.Namespace, root: Path) -> int:
@@ -431,8 +446,27 @@ HANDLERS = {
 }
 
 
+_NEGATIVE = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$", re.IGNORECASE)
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """`--learning_rate -1e-3` as `--learning_rate=-1e-3`, so the value reaches its check.
+
+    argparse takes '-1e-3' for an option (only plain '-1' / '-0.5' pass as numbers) and would
+    print the whole usage with "expected one argument" instead of the range message.
+    """
+    out: list[str] = []
+    for arg in argv:
+        if out and _NEGATIVE.match(arg) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Parse; an unknown flag gets its command's usage and a 'did you mean' line."""
+    argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
     args, extra = parser.parse_known_args(argv)
     if not extra:
         return args

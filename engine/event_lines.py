@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from engine.events import Event
+from engine.words import plural
 
 
 def clock(seconds: float | None) -> str:
@@ -17,21 +18,31 @@ def clock(seconds: float | None) -> str:
     )
 
 
+def _cut(text: str, width: int, end: bool = False) -> str:
+    """`text` quoted (repr), cut to `width` characters with '…' (its end kept when `end`)."""
+    shown = repr(text)
+    if len(shown) <= width:
+        return shown
+    return "…" + shown[-(width - 1) :] if end else shown[: width - 1] + "…"
+
+
 def format_event(e: Event) -> str | None:
     """A progress line for an event (None for events not worth a line)."""
     t = e.type
     if t == "step":
-        parts = [f"step {e.step}/{e.total_steps}", f"epoch {e.epoch:.2f}"]
+        # Under 80 columns: a wrapped progress line splits "ETA 0:" from "07" in a terminal.
+        parts = [f"step {e.step}/{e.total_steps}", f"ep {e.epoch:.2f}"]
         if e.loss is not None:
-            parts.append(f"loss {e.loss:.4f}")
+            parts.append(f"loss {e.loss:.4f}" if e.loss < 10 else f"loss {e.loss:.2f}")
         if e.learning_rate is not None:
-            parts.append(f"lr {e.learning_rate:.2e}")
-        if e.samples_per_s:
-            parts.append(f"{e.samples_per_s:.1f} samples/s")
-        if e.tokens_per_s:
+            parts.append(f"lr {e.learning_rate:.1e}")
+        if e.tokens_per_s:  # a language model's speed is its tokens
             parts.append(f"{e.tokens_per_s:.0f} tok/s")
-        parts.append(f"{clock(e.elapsed_s)} elapsed, ETA {clock(e.eta_s)}")
-        return "  ".join(parts)
+        elif e.samples_per_s:
+            rate = e.samples_per_s
+            parts.append(f"{rate:.0f} samples/s" if rate >= 100 else f"{rate:.1f} samples/s")
+        parts.append(f"{clock(e.elapsed_s)} ETA {clock(e.eta_s)}")
+        return " ".join(parts)
     if t == "eval":
         m = e.metrics
         shown = [
@@ -41,18 +52,21 @@ def format_event(e: Event) -> str | None:
         ]
         return f"eval at step {e.step} (epoch {e.epoch:.2f}): " + ", ".join(shown)
     if t == "sample":
-        return f"sample {e.index + 1}: {e.prompt[-60:]!r} -> {e.generated[:80]!r} (ref {e.reference[:40]!r})"
+        return (
+            f"sample {e.index + 1}: {_cut(e.prompt, 20, end=True)} -> {_cut(e.generated, 26)} "
+            f"(ref {_cut(e.reference, 12)})"
+        )
     if t == "phase":
         return f"[{e.name}]" + (f" {e.detail}" if e.detail else "")
     if t == "started":
         return (
             f"run {e.run_id}: {e.train_size} train / {e.eval_size} eval examples, "
             + (f"{len(e.labels)} labels, " if e.labels else "")
-            + f"{e.total_steps} steps, {e.precision}, {e.threads} threads, "
+            + f"{plural(e.total_steps, 'step')}, {e.precision}, {plural(e.threads, 'thread')}, "
             f"{e.trainable_params:,} of {e.total_params:,} parameters trained"
             + (
-                f"; world size {e.world_size} ({e.nnodes} machine(s) x {e.nproc_per_node} "
-                f"processes, batch {e.batch_size} x grad_accum {e.grad_accum} each)"
+                f"; world size {e.world_size} ({plural(e.nnodes, 'machine')} x "
+                f"{plural(e.nproc_per_node, 'process', 'processes')}, batch {e.batch_size} x grad_accum {e.grad_accum} each)"
                 if getattr(e, "world_size", 1) > 1
                 else ""
             )

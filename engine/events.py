@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -299,6 +299,38 @@ def elapsed_at_step(events: list[Event], step: int) -> float:
     extra = max(0.0, saved.time - last.time) if saved is not None and saved.time > last.time else 0
     # A checkpoint is written right after its step; more than a minute later means a pause.
     return round(last.elapsed_s + (extra if extra < 60 else 0.0), 2)
+
+
+def training_elapsed(events: list[Event], now: float | None = None) -> float:
+    """A run's elapsed time, the one definition every view shows: seconds of training.
+
+    The engine's own clock (`elapsed_s` of its steps, carried over a resume from the last
+    checkpoint), so loading, the wait in the queue and the pause between a stop and its resume
+    never count. `now` (while the engine trains) adds the seconds since the latest step.
+    """
+    kept = drop_superseded(events)
+    last_index = max((i for i, e in enumerate(kept) if isinstance(e, Step)), default=-1)
+    final = next((e for e in reversed(kept) if e.type in FINAL_TYPES), None)
+    if isinstance(final, Finished) and final.elapsed_s:
+        return final.elapsed_s
+    if last_index < 0:
+        return 0.0
+    last = kept[last_index]
+    assert isinstance(last, Step)
+    if not last.elapsed_s:  # steps written without the engine's clock: from `started` on
+        began = next((e for e in reversed(kept[:last_index]) if isinstance(e, Started)), None)
+        clock_s = max(0.0, last.time - began.time) if began is not None else 0.0
+        last = replace(last, elapsed_s=round(clock_s, 2))
+    after = kept[last_index + 1 :]
+    ended = next((e for e in after if e.type in FINAL_TYPES), None)
+    if ended is not None:
+        # Where a resume carries on from: the checkpoint the stop saved.
+        step = getattr(ended, "step", 0)
+        saved = elapsed_at_step(kept, step) if isinstance(ended, Stopped) and step else 0.0
+        return saved or last.elapsed_s
+    if now is None or any(isinstance(e, Started) for e in after):
+        return last.elapsed_s  # a restarted engine still loading stands where training stood
+    return round(last.elapsed_s + max(0.0, now - last.time), 2)
 
 
 def read_events(run_dir: str | Path) -> list[Event]:

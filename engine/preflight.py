@@ -33,10 +33,12 @@ class PreflightReport:
 
     def lines(self) -> list[str]:
         """A human summary."""
+        from engine.words import plural
+
         gb = 1024**3
         out = [
             f"{self.seconds_per_step:.3f} s/step, {self.samples_per_s:.1f} samples/s "
-            f"({self.precision}, {self.threads} threads)",
+            f"({self.precision}, {plural(self.threads, 'thread')})",
             f"{self.total_steps} steps: about {_duration(self.estimated_s)} of training",
             f"peak memory about {self.peak_rss_bytes / gb:.2f} GB; {self.free_bytes / gb:.1f} GB free",
         ]

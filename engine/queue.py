@@ -113,7 +113,10 @@ def entries(root: Path) -> list[QueueEntry]:
 
 def add(root: Path, config: RunConfig, *, sweep_id: str = "") -> QueueEntry:
     """Append a (validated) config to the queue."""
+    from engine.checks import check_model_task
+
     config.validate()
+    check_model_task(config.model.model_name, config.task)  # refused now, not when it starts
     config = config.copy()
     config.anchor_paths()  # the entry starts later, from another working folder
     folder = queue_dir(root)

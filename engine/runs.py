@@ -229,8 +229,10 @@ class RunInfo:
 
     @property
     def duration_s(self) -> float:
-        """Seconds from start to the last event."""
-        return max(0.0, self.updated_at - self.started_at) if self.started_at else 0.0
+        """Seconds of training (`engine.events.training_elapsed`: no loading, no queue wait)."""
+        from engine.events import training_elapsed
+
+        return training_elapsed(self.events, time.time() if self.active else None)
 
     @property
     def active(self) -> bool:

@@ -330,12 +330,14 @@ class _Session:
         )
 
     def _describe(self) -> str:
+        from engine.words import plural
+
         loaded = self.loaded
         saved = ", ".join(loaded.modules_to_save) or "no extra modules"
         return (
             f"{self.task.describe_data(self.data)}; LoRA on {', '.join(loaded.target_modules)} "
             f"({loaded.lora_layers}); "
-            f"training {saved}; {self.precision}, {self.threads} threads, "
+            f"training {saved}; {self.precision}, {plural(self.threads, 'thread')}, "
             f"{loaded.attention} attention{self.scale.describe()}"
         )
 

@@ -112,7 +112,7 @@ def test_train_prints_a_progress_line_per_logging_step(trained):
     steps = [int(m) for m in re.findall(rf"^step (\d+)/{MAX_STEPS} ", out, flags=re.M)]
     assert steps == [1, 3, 4]  # the first step, every logging_steps, and always the last
     step_line = next(line for line in out.splitlines() if line.startswith("step 3/"))
-    assert "loss " in step_line and "elapsed" in step_line
+    assert "loss " in step_line and "ETA" in step_line
     assert re.search(r"^eval at step 2 .*accuracy \d\.\d{4}", out, flags=re.M)
     assert f"finished at step {MAX_STEPS}" in out
     assert str(trained.out) in out.splitlines()[-1]

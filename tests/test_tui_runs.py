@@ -73,7 +73,7 @@ async def test_lists_every_run_with_its_state_at_80x24(root: Path) -> None:
         assert states == ["running 50%", "crashed", "failed", "stopped", "finished"]
         names = [str(table.get_row_at(i)[0]).strip() for i in range(5)]
         assert names == ["e", "d", "c", "b", "a"]
-        assert str(table.get_row_at(4)[2]) == "0.600"  # best accuracy
+        assert str(table.get_row_at(4)[2]) == "acc .600"  # best accuracy, named
         # The settings that matter are columns at 80: learning rate, epochs, batch, rank.
         assert [str(c) for c in table.get_row_at(4)[3:7]] == ["1e-03", "3", "12", "8"]
         widths = column_widths(80)

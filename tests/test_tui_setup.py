@@ -16,13 +16,19 @@ from tui.widgets.form_field import FormField
 
 
 def field(app: FinetuneApp, name: str) -> FormField:
-    """The form field of a config setting on the current setup screen."""
-    return app.screen.query_one(f"#field-{name}", FormField)
+    """The form field of a config setting on the current setup screen (mounted or not yet:
+    the LoRA and Training tabs mount after the first frame)."""
+    screen = app.screen
+    assert isinstance(screen, SetupScreen), screen
+    return screen.fields[name]
 
 
 def error_text(app: FinetuneApp, name: str) -> str:
-    """The message shown next to a field ('' when none)."""
-    static = field(app, name).query_one(".field-error", Static)
+    """The message shown next to a field ('' when none, or not drawn yet)."""
+    statics = field(app, name).query(".field-error").results(Static)
+    static = next(statics, None)
+    if static is None:
+        return ""
     return str(static.render()) if static.display else ""
 
 

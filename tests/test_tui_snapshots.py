@@ -51,8 +51,8 @@ async def settled(pilot: Pilot) -> None:
     assert isinstance(screen, SetupScreen)
     for _ in range(1200):
         summary = str(screen.query_one("#data-summary", Static).render())
-        if screen.model_modules and "rows" in summary:
-            break
+        if screen.model_modules and "rows" in summary and screen.query("#in-epochs"):
+            break  # inspected, and the deferred tabs (LoRA, Training) are mounted
         await pilot.pause(0.05)
     await pilot.pause(0.2)
 
@@ -241,3 +241,56 @@ def test_sweep_table(snap_compare: Callable, sweep_root: Path, size: tuple[int, 
 @pytest.mark.parametrize("size", [SMALL, WIDE], ids=["small", "wide"])
 def test_compare(snap_compare: Callable, sweep_root: Path, size: tuple[int, int]) -> None:
     assert snap_compare(FinetuneApp(sweep_root), terminal_size=size, run_before=compare_two)
+
+
+# -- a new user's first hour (issue 21): the screens it touched, at 80x24 and 160x50 -------------
+@pytest.mark.parametrize("size", [SMALL, WIDE], ids=["small", "wide"])
+def test_monitor_log_after_v_twice(
+    snap_compare: Callable, fake_run: Callable[..., Path], runs_root: Path, size: tuple[int, int]
+) -> None:
+    """v (plot), v (log): the log at its full width (at 160x50 v is greyed: both show)."""
+    app = FinetuneApp(runs_root, attach_to=fake_run("finished"))
+    assert snap_compare(app, terminal_size=size, run_before=monitor_ready("v", "v"))
+
+
+@pytest.mark.parametrize("size", [SMALL, WIDE], ids=["small", "wide"])
+def test_monitor_samples_panel(snap_compare: Callable, runs_root: Path, size: tuple[int, int]):
+    """g on a causal-lm run with long prompts: the panel scrolls; the footer keeps ^q Quit."""
+    from tests.test_tui_firsthour import _lm_run
+
+    app = FinetuneApp(runs_root, attach_to=_lm_run(runs_root))
+    assert snap_compare(app, terminal_size=size, run_before=monitor_ready("g"))
+
+
+def error_cleared(pilot: Pilot) -> object:
+    """Start refused on a folder of the user's, then a new folder typed: the error is gone."""
+
+    async def steps() -> None:
+        screen = pilot.app.screen
+        assert isinstance(screen, SetupScreen)
+        taken = Path("mine")
+        taken.mkdir(exist_ok=True)
+        (taken / "notes.txt").write_text("mine")
+        screen.fields["output_dir"].set_value("mine")
+        await pilot.pause(0.2)
+        await pilot.press("ctrl+r")
+        for _ in range(600):
+            if screen.fields["output_dir"].external:
+                break
+            await pilot.pause(0.05)
+        editor = screen.query_one("#in-output_dir", Input)
+        editor.focus()
+        editor.value = "new-out"
+        for _ in range(200):
+            if screen.valid:
+                break
+            await pilot.pause(0.05)
+        pilot.app.clear_notifications()
+        screen.query_one("ContentTabs").focus()
+
+    return steps()
+
+
+@pytest.mark.parametrize("size", [SMALL, WIDE], ids=["small", "wide"])
+def test_setup_error_cleared(snap_compare: Callable, setup_app: SetupApp, size: tuple[int, int]):
+    assert snap_compare(setup_app, terminal_size=size, run_before=on_tab("training", error_cleared))

@@ -129,12 +129,14 @@ class RunProgress:
     last_time: float = 0.0
     session_start: float = 0.0  # the first event of the latest engine (a resume starts anew)
     checkpoints: set[str] = field(default_factory=set)
+    history: list[Event] = field(default_factory=list)  # every event, for the elapsed time
 
     def apply(self, events: list[Event]) -> list[LogLine]:
         """Fold a batch of events in; return the log lines they add."""
         from engine.cli import format_event
 
         lines: list[LogLine] = []
+        self.history.extend(events)
         for e in events:
             if not self.first_time:
                 self.first_time = self.session_start = e.time
@@ -202,22 +204,10 @@ class RunProgress:
         return self.state in ACTIVE_STATES
 
     def elapsed(self, now: float | None = None) -> float:
-        """Run time so far: the latest step's figure plus the time since it.
+        """Training time so far (`engine.events.training_elapsed`, as the run list shows it)."""
+        from engine.events import training_elapsed
 
-        While the run is active that is wall time (`now`); once it is over, the time of the
-        last event, so that a finished run always draws the same.
-        """
-        if isinstance(self.final, Finished) and self.final.elapsed_s:
-            return self.final.elapsed_s
-        last = self.last_step
-        if last is None:
-            return 0.0
-        if last.time < self.session_start:
-            # A resumed engine still loading: training time stands where it stopped (the
-            # engine carries on from there), instead of counting the pause and going back.
-            return last.elapsed_s
-        end = now if self.active and now is not None else self.last_time
-        return last.elapsed_s + max(0.0, end - last.time)
+        return training_elapsed(self.history, now if self.active else None)
 
     def eta(self, now: float | None = None) -> float | None:
         """Seconds left, from the latest step's estimate (None when unknown or done)."""

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from engine.queue import QueueEntry
+from tui.widgets.axes import integer_steps
 from tui.widgets.compare import (
     COLOURS,
     SHORT_NAMES,
@@ -27,7 +28,7 @@ from tui.widgets.compare import (
     setting_text,
     sweep_members,
 )
-from tui.widgets.runfmt import STATE_STYLES, metric
+from tui.widgets.runfmt import STATE_STYLES, metric, metric_tag
 
 REFRESH_S = 2.0
 
@@ -65,8 +66,12 @@ class CurvePlot(PlotextPlot):
             plt.ylim(0, 1)
             self.refresh()
             return
+        xs_all = [x for xs, _, _, _ in lines for x in xs]
         if last_step:  # the same step axis as the loss plot beside it
             plt.xlim(0, last_step)
+            integer_steps(plt, 0, last_step)
+        else:
+            integer_steps(plt, min(xs_all), max(xs_all))
         ys_all = [y for _, ys, _, _ in lines for y in ys]
         low, high = min(ys_all), max(ys_all)
         if high - low < 0.02:  # one evaluation, or all alike: a readable band around it
@@ -111,7 +116,8 @@ class CompareScreen(Screen[None]):
         self.series: list[RunSeries] = []
         self.columns: list[tuple[str, str]] = []
         self.sort_column = "best" if sweep_id else ""
-        self.sort_reverse = True
+        self.sort_reverse = True  # set from the metric on the first draw (a loss: lowest first)
+        self._sort_chosen = False
         self._loading = False
 
     def compose(self) -> ComposeResult:
@@ -156,6 +162,9 @@ class CompareScreen(Screen[None]):
         distinct_names(self.series)
         colour = {s.key: COLOURS[i % len(COLOURS)] for i, s in enumerate(self.series)}
         metric_name = self.series[0].metric_name if self.series else "accuracy"
+        if not self._sort_chosen and self.sort_column:
+            self.sort_reverse = self._best_first(self.sort_column)  # the best run on top
+        last_step = max((s.steps[-1] for s in self.series if s.steps), default=0)
         self.query_one("#loss-plot", CurvePlot).show(
             "loss: train ─ eval •",
             [(s.steps, s.losses, colour[s.key][0], "line") for s in self.series]
@@ -163,6 +172,7 @@ class CompareScreen(Screen[None]):
                 _points(s.eval_steps, s.eval_losses) + (colour[s.key][0], "points")
                 for s in self.series
             ],
+            last_step=last_step,  # both plots on one step axis
         )
         self.query_one("#metric-plot", CurvePlot).show(
             f"eval {metric_name}",
@@ -170,7 +180,7 @@ class CompareScreen(Screen[None]):
                 _points(s.eval_steps, s.eval_metric) + (colour[s.key][0], "evals")
                 for s in self.series
             ],
-            last_step=max((s.steps[-1] for s in self.series if s.steps), default=0),
+            last_step=last_step,
         )
         self._fill_table(colour, metric_name)
         live = sum(s.state in ("starting", "running") for s in self.series)
@@ -188,7 +198,7 @@ class CompareScreen(Screen[None]):
         diff = differing([s.config for s in self.series])
         # The best metric before the settings: at 80 columns it stays in view.
         columns = [("run", "run"), ("state", "state")]
-        columns += [("best", f"best {metric_name[:3]}" if metric_name != "accuracy" else "best")]
+        columns += [("best", f"best {metric_tag(metric_name)}")]
         columns += [(f"set:{n}", SHORT_NAMES.get(n, n.replace("_", " "))) for n in diff]
         finals = [
             k
@@ -266,7 +276,8 @@ class CompareScreen(Screen[None]):
         if key == self.sort_column:
             self.sort_reverse = not self.sort_reverse
         else:
-            self.sort_column, self.sort_reverse = key, key in ("best", "final:accuracy", "speed")
+            self.sort_column, self.sort_reverse = key, self._best_first(key)
+        self._sort_chosen = True
         self._redraw()
 
     @on(DataTable.RowSelected)
@@ -280,13 +291,22 @@ class CompareScreen(Screen[None]):
             return
         i = keys.index(self.sort_column) + 1 if self.sort_column in keys else 0
         self.sort_column = keys[i % len(keys)]
-        self.sort_reverse = self.sort_column in ("best", "final:accuracy", "speed")
+        self.sort_reverse = self._best_first(self.sort_column)
+        self._sort_chosen = True
         self._redraw()
 
     def action_reverse(self) -> None:
         """Reverse the sort order."""
         self.sort_reverse = not self.sort_reverse
+        self._sort_chosen = True
         self._redraw()
+
+    def _best_first(self, key: str) -> bool:
+        """Whether a column sorts high values first (scores, speed) or low (a loss)."""
+        metric_name = self.series[0].metric_name if self.series else "accuracy"
+        if key == "best":
+            return not metric_name.endswith(("loss", "perplexity"))
+        return key in ("final:accuracy", "final:f1", "speed")
 
     def _redraw(self) -> None:
         self.columns = []  # the header arrow moves

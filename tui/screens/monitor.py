@@ -8,7 +8,7 @@ from pathlib import Path
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline
@@ -23,12 +23,13 @@ from tui.widgets.loss_plot import LossPlot
 from tui.widgets.metric_tables import EvalTable, StepTable
 from tui.widgets.run_header import RunHeader
 from tui.widgets.samples import SamplesView
+from tui.widgets.why_not import ExplainsKeys
 
 SPARK_POINTS = 120
 TICK_S = 1.0  # at most one frame a second while a run trains: drawing costs it CPU
 
 
-class MonitorScreen(Screen[None]):
+class MonitorScreen(ExplainsKeys, Screen[None]):
     """Watch a run live (or its history): the run keeps going whatever this screen does."""
 
     CSS_PATH = "monitor.tcss"
@@ -76,8 +77,9 @@ class MonitorScreen(Screen[None]):
             yield LossPlot(id="loss-plot")
             yield EventLog(id="log")
             yield ConfusionView(id="confusion")
-            yield SamplesView(id="samples")
-        yield Footer(show_command_palette=False)
+            with VerticalScroll(id="samples-pane"):  # long prompts: wheel, arrows and PgDn
+                yield SamplesView(id="samples")
+        yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
         """Draw the empty frame, then follow the run in a thread worker."""
@@ -158,12 +160,51 @@ class MonitorScreen(Screen[None]):
         if action == "resume":
             return True if self.state in ("stopped", "failed", "crashed") else None
         if action == "toggle_metrics":
+            if self.progress.samples or self.run_task() == "causal-lm":
+                return False  # no matrix for a language model: the footer keeps room for ^q
             return True if any(e.metrics.get("confusion") for e in self.progress.evals) else None
         if action == "toggle_samples":  # hidden for tasks without sample generations
             return bool(self.progress.samples)
         if action in ("tryit", "export"):
             return True if self.has_adapter else None
+        if action == "toggle_view":  # only a small terminal shows the log or the plot, not both
+            return True if self.has_class("-narrow") and self.has_class("-short") else None
         return True
+
+    def why_not(self, action: str) -> str:
+        """Why a key does nothing now (shown when it is pressed)."""
+        state = self.state or "not started"
+        if action == "stop":
+            if self.stop_sent:
+                return "Stop already sent: the engine finishes the step and saves first."
+            return f"Nothing to stop: the run is {state}."
+        if action == "resume":
+            if self.run_active:
+                return "The run is training already."
+            if state == "finished":
+                return "The run has finished: nothing to resume (n tweaks it into a new run)."
+            return f"Nothing to resume: the run is {state}."
+        if action == "toggle_metrics":
+            if self.progress.samples or self.run_task() == "causal-lm":
+                return "A language model has no confusion matrix: g shows sample answers."
+            return "No confusion matrix yet: it comes with the first evaluation."
+        if action == "toggle_samples":
+            if self.run_task() == "causal-lm":
+                return "No sample answers yet: they come with the first evaluation."
+            return "Sample answers are for causal-lm runs; m shows this run's confusion matrix."
+        if action in ("tryit", "export"):
+            return "No adapter saved yet: it is written when the run ends (or stops)."
+        if action == "toggle_view":
+            return "The plot and the log are both on screen at this size (v switches at 80x24)."
+        return ""
+
+    def run_task(self) -> str:
+        """The run's task, from its `started` event ('' before it)."""
+        return str(self.progress.config.get("task", ""))
+
+    def on_resize(self) -> None:
+        """The terminal's size decides whether v does anything."""
+        self.refresh_bindings()
 
     def action_stop(self) -> None:
         """Ask the engine to stop gracefully (it finishes the step and saves first)."""
@@ -223,6 +264,11 @@ class MonitorScreen(Screen[None]):
         """Show the latest sample generations beside their references in place of the log."""
         self.remove_class("-view-metrics")
         self.toggle_class("-view-samples")
+        pane = self.query_one("#samples-pane", VerticalScroll)
+        if self.has_class("-view-samples"):
+            pane.focus()  # up / down / PgUp / PgDn scroll long prompts and answers
+        elif pane.has_focus:
+            self.set_focus(None)
 
     def action_tryit(self) -> None:
         """Try the trained adapter on a sentence."""

@@ -18,17 +18,27 @@ from engine.config import RunConfig
 from engine.errors import UserError
 from engine.model import model_label
 from engine.queue import short_value
-from tui.widgets.runfmt import STATE_STYLES, clock, metric, run_name, short, started, state_text
+from tui.widgets.runfmt import (
+    STATE_STYLES,
+    best_text,
+    clock,
+    metric,
+    run_name,
+    short,
+    started,
+    state_text,
+)
 from tui.widgets.runlist import RunRow, RunScanner
+from tui.widgets.why_not import ExplainsKeys
 
 SCAN_SECONDS = 2.0
 # Settings first: at 80 columns they tell runs of one model and data apart; model and data
 # get their columns when the terminal is wide enough (the detail line always names them).
 COLUMNS = ("name", "status", "best", "lr", "ep", "bs", "r", "time", "started", "model", "data")
 NARROW = {
-    "name": 14,
-    "status": 12,
-    "best": 5,
+    "name": 12,
+    "status": 11,
+    "best": 9,
     "lr": 7,
     "ep": 3,
     "bs": 3,
@@ -64,13 +74,14 @@ def settings_cells(config: RunConfig | None) -> dict[str, str]:
     t = config.training
     return {
         "lr": short_value(t.learning_rate),
-        "ep": short_value(t.epochs) if not t.max_steps else f"{t.max_steps}s",
+        # The epochs asked for; a max_steps cap is on the detail line (600 does not fit here).
+        "ep": short_value(t.epochs),
         "bs": str(t.batch_size * t.grad_accum),
         "r": str(config.lora.lora_r),
     }
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(ExplainsKeys, Screen[None]):
     """Every run under the runs root; open, stop, resume, try, export, delete or compare them."""
 
     CSS_PATH = "runs.tcss"
@@ -206,7 +217,7 @@ class RunsScreen(Screen[None]):
                 f"{mark} {short(name, w['name'] - 2)}", style="bold" if mark != " " else ""
             ),
             "status": status,
-            "best": metric(info.best_metric),
+            "best": best_text(info.metric_name, info.best_metric),
             **settings_cells(row.config),
             "time": clock(info.duration_s),
             "started": started(info.started_at, wide=w["started"] > 8),
@@ -292,6 +303,9 @@ class RunsScreen(Screen[None]):
             "  ",
             state_text(info.state),
             f"  step {info.step}/{info.total_steps or '?'}",
+            f" (max_steps {row.config.training.max_steps})"
+            if row.config is not None and row.config.training.max_steps
+            else "",
             f"  best {info.metric_name} {metric(info.best_metric)}" if info.best_metric else "",
             where,
             ("  marked" if row.run_id in self.marked else "", "bold"),
@@ -338,6 +352,44 @@ class RunsScreen(Screen[None]):
             "delete": row is not None,
         }.get(action, True)
         return bool(enabled)
+
+    def explain(self, reason: str, title: str) -> None:
+        """Say why a key did nothing on the notice line under the table."""
+        self.notice(reason)
+
+    def why_not(self, action: str) -> str:
+        """Why a key does nothing for the selected row (one line under the table at 80 columns)."""
+        row = self.selected
+        if row is None:
+            return "No run selected: n sets up a new run." if action != "start_queue" else ""
+        state = row.info.state or "queued"
+        if action == "compare":
+            if len(self.marked) == 1:
+                return "Mark one more run (space) to compare: 1 is marked."
+            return "Mark two runs or more with space first, then c compares them."
+        if action == "sweep":
+            return "This run is not part of a sweep (several values in one field queue one)."
+        if action == "start_queue":
+            if not any(r.queued for r in self.rows.values()):
+                return "The queue is empty: the form's Add to queue (ctrl+g) queues a run."
+            return "A run is training: the queue goes on by itself when it ends."
+        if action in ("tryit", "export"):
+            if row.queued:
+                return "This run is queued: it has no model until it has trained."
+            return "This run has no adapter yet: it is saved when the run ends or stops."
+        if action == "stop":
+            return f"Nothing to stop: this run is {state}."
+        if action == "resume":
+            if row.info.active:
+                return "This run is training already."
+            if state == "finished":
+                return "This run has finished: nothing to resume (enter, then n, tweaks it)."
+            return f"Nothing to resume: this run is {state}."
+        if action == "mark":
+            return "A queued run has no curves to compare yet."
+        if action == "move":
+            return "Only queued runs move (shift+up / shift+down)."
+        return ""
 
     # -- actions ----------------------------------------------------------------------------------
     def action_open(self) -> None:

@@ -30,12 +30,14 @@ from engine.tasks import TASK_NAMES
 from tui.messages import PreflightDone, RunLaunched
 from tui.validators import sweep_parts
 from tui.widgets.data_preview import DataPreview
-from tui.widgets.form_field import FIELDS, SECTION_OF, FormField, field_label
+from tui.widgets.deferred import Deferred
+from tui.widgets.form_field import FIELDS, SECTION_OF, FormField, field_label, form_words
 from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
 from tui.widgets.inspection import InspectionMixin
 from tui.widgets.paths import display_path
 from tui.widgets.target_modules import TargetModules
 
+DEFERRED_TABS = ("lora", "training")
 TASK_HELP = {
     "classification": "Text classification: texts with labels -> a classifier",
     "causal-lm": "Instruction tuning: prompts/chats with answers -> an LLM adapter (loss on answers)",
@@ -64,6 +66,12 @@ class SetupScreen(InspectionMixin, Screen[None]):
         Binding("ctrl+t", "browse", "Pick data file", show=False),
         Binding("ctrl+l", "runs", "Runs"),
         Binding("escape", "back", "Back"),
+        # The tabs from anywhere in the form; the cursor lands in the tab's first field. (alt+digit
+        # arrives as a symbol from many terminals, so it is not used.)
+        Binding(
+            "ctrl+pagedown,alt+right", "next_tab(1)", "Next tab", key_display="^PgDn", priority=True
+        ),
+        Binding("ctrl+pageup,alt+left", "next_tab(-1)", "Previous tab", show=False, priority=True),
     ]
 
     valid: reactive[bool] = reactive(False, bindings=True)
@@ -93,6 +101,8 @@ class SetupScreen(InspectionMixin, Screen[None]):
         self.model_modules: list[str] = []
         self._check_timer: Timer | None = None
         self._revalidate_pending = False
+        self.loaded_text: dict[str, Any] = {}
+        self._refused_with: dict[str, Any] | None = None  # the form a refused Start had
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -104,14 +114,17 @@ class SetupScreen(InspectionMixin, Screen[None]):
                 # shift+tab from the first field goes straight back to the tab bar. Focusing a
                 # field still scrolls it into view; the mouse wheel still scrolls.
                 form = VerticalScroll(classes="form", can_focus=False)
-                with TabPane(title, id=f"tab-{tab}"), form:
+                # The LoRA and Training tabs (most of the widgets) are mounted after the first
+                # frame: the form shows at once instead of after ~2 s of styling every field.
+                body = Deferred(form) if tab in DEFERRED_TABS else form
+                with TabPane(title, id=f"tab-{tab}"), body:
                     yield from self._tab_body(tab, main, more)
         yield Static("", id="help-line", markup=False)
         with Horizontal(id="setup-bar"):
             yield Static("", id="setup-status", markup=False)
             yield Button("Start ^r", id="start-button", compact=True, variant="success")
             yield Button("Add to queue ^g", id="queue-button", compact=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def _tab_body(self, tab: str, main: list[str], more: list[str]) -> ComposeResult:
         for name in main:
@@ -137,7 +150,11 @@ class SetupScreen(InspectionMixin, Screen[None]):
                     yield Static(task_help(self.initial.task), classes="field-help", id="task-help")
             elif name == "lora_dropout":
                 yield self.targets
-        with Collapsible(title=f"More {TABS[tab][0]} settings", classes="more"):
+        tall = self.app.size.height >= 34  # room for everything: the extra settings open
+        more_box = Collapsible(
+            title=f"More {TABS[tab][0]} settings", classes="more", collapsed=not tall
+        )
+        with more_box:
             for name in more:
                 if name == "eval_file_path":
                     with Horizontal(classes="path-row"):
@@ -152,9 +169,10 @@ class SetupScreen(InspectionMixin, Screen[None]):
         """Fill the form, then look at the model and data in the background."""
         self.load_config(self.initial)
         self.find_models()
-        if self.app.size.height >= 34:  # room for everything: open the extra settings too
-            for more in self.query(Collapsible):
-                more.collapsed = False
+
+    def on_deferred_mounted(self) -> None:
+        """The deferred tabs are there: check their fields too."""
+        self.revalidate()
 
     # -- the config in the form ------------------------------------------------------------------
     def form_config(self, skip: str | None = None) -> RunConfig:
@@ -178,7 +196,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
                     setattr(getattr(cfg, SECTION_OF[name]), name, coerce(FIELDS[name], value))
                 except ValueError as exc:
                     bad[name] = str(exc)
-        if skip != "target_modules" and self.targets.is_mounted:
+        if skip != "target_modules":
             cfg.lora.target_modules = self.targets.value
         return cfg, bad
 
@@ -209,6 +227,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
         self.targets.set_value(config.lora.target_modules)
         if self.is_mounted and config.task in TASK_NAMES:
             self.query_one("#in-task", Select).value = config.task
+        self.loaded_text = self._form_text()
         self.revalidate()
         self.schedule_checks(delay=0.0)
 
@@ -282,6 +301,10 @@ class SetupScreen(InspectionMixin, Screen[None]):
     @on(FormField.Changed)
     @on(TargetModules.Changed)
     def _field_changed(self, event: FormField.Changed | TargetModules.Changed) -> None:
+        if self._refused_with is not None and self._form_text() != self._refused_with:
+            self._refused_with = None  # e.g. a new folder, or overwrite turned on
+            for form_field in self.fields.values():
+                form_field.clear_start_error()
         if not self._revalidate_pending:  # one check for a burst of changes (e.g. a loaded file)
             self._revalidate_pending = True
             self.call_after_refresh(self.revalidate)
@@ -299,6 +322,35 @@ class SetupScreen(InspectionMixin, Screen[None]):
         if action == "back":
             return True if len(self.app.screen_stack) > 2 else None
         return True
+
+    def action_tab(self, index: int) -> None:
+        """Open the index-th tab and put the cursor in its first field."""
+        names = list(TABS)
+        tab = names[index % len(names)]
+        self.query_one(TabbedContent).active = f"tab-{tab}"
+        self.call_after_refresh(self._focus_first_field, tab)
+
+    def action_next_tab(self, step: int) -> None:
+        """Open the next (or previous) tab."""
+        active = self.query_one(TabbedContent).active.removeprefix("tab-")
+        names = list(TABS)
+        index = names.index(active) if active in names else 0
+        self.action_tab(index + step)
+
+    def _focus_first_field(self, tab: str) -> None:
+        pane = self.query_one(f"#tab-{tab}", TabPane)
+        for widget in pane.query("Input, Select, Switch, SelectionList"):
+            if widget.focusable:
+                widget.focus()
+                return
+
+    def on_descendant_blur(self) -> None:
+        """Focus on a field that became disabled (e.g. the held-out share) goes to the next one."""
+        self.call_after_refresh(self._keep_focus)
+
+    def _keep_focus(self) -> None:
+        if self.focused is None and self.is_attached and self.app.screen is self:
+            self.focus_next()
 
     def action_start(self) -> None:
         """Launch the engine with the form's config, then open the monitor (a sweep is queued)."""
@@ -343,13 +395,17 @@ class SetupScreen(InspectionMixin, Screen[None]):
             return
         exc = message.error
         assert exc is not None
-        problems = exc.problems if isinstance(exc, ConfigError) else {exc.field: exc.message}
+        if isinstance(exc, ConfigError):
+            problems = exc.problems
+        else:
+            problems = {exc.field: exc.message + (f" ({exc.hint})" if exc.hint else "")}
         for path, text in problems.items():
             field = self.fields.get(path.split(".")[-1])
             if field is not None:
-                field.set_external(text)
+                field.set_external(text, until_changed=True)
+        self._refused_with = self._form_text()
         self.revalidate()
-        self.notify(exc.one_line(), title="Could not start", severity="error")
+        self.notify(form_words(exc.one_line()), title="Could not start", severity="error")
 
     def action_queue(self) -> None:
         """Add the form's run (or every run of its sweep) to the queue; it starts when its turn
@@ -473,9 +529,13 @@ class SetupScreen(InspectionMixin, Screen[None]):
         text = ""
         if field is not None:
             shown = field.query_one(".field-help", Static)
-            # Fields without a help column (paths) say it in their placeholder instead.
-            if shown.display and shown.size.width < len(field.help_text):
+            # A help column cut short, or none (paths): the whole help on its own line.
+            if not shown.display or shown.size.width < len(field.help_text):
                 text = f"{field_label(field.field_name)}: {field.help_text}"
+        elif focused is not None and focused.id == "in-task":
+            task = str(self.query_one("#in-task", Select).value)
+            if self.query_one("#task-help", Static).size.width < len(task_help(task)):
+                text = f"task: {task_help(task)}"
         line.update(text)
         line.display = bool(text)
 
@@ -534,7 +594,32 @@ class SetupScreen(InspectionMixin, Screen[None]):
         """Show the run list."""
         self.app.open_runs()
 
+    def edited(self) -> bool:
+        """True when the form differs from the settings it was opened (or last loaded) with."""
+        return self._form_text() != self.loaded_text
+
+    def _form_text(self) -> dict[str, Any]:
+        """What every editor holds now (text as typed, so a sweep or a typo counts as a change)."""
+        text: dict[str, Any] = {name: f.value for name, f in self.fields.items()}
+        text["target_modules"] = self.targets.value
+        for select in self.query("#in-task").results(Select):
+            text["task"] = select.value
+        return text
+
     def action_back(self) -> None:
-        """Back to the previous screen (runs keep going)."""
-        if len(self.app.screen_stack) > 2:
+        """Back to the previous screen (runs keep going); an edited form asks first."""
+        if len(self.app.screen_stack) <= 2:
+            return
+        if not self.edited():
             self.app.pop_screen()
+            return
+        from tui.widgets.dialogs import Confirm
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.app.screen is self:
+                self.app.pop_screen()
+
+        self.app.push_screen(
+            Confirm("Drop the changes made in this form?", yes="Drop", no="Keep editing"),
+            answered,
+        )

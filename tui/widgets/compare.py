@@ -128,8 +128,6 @@ def load_series(run_dir: Path) -> RunSeries:
             evals[event.step] = event.metrics
         elif isinstance(event, Finished):
             s.final = {k: v for k, v in event.metrics.items() if isinstance(v, (int, float))}
-            if event.elapsed_s:
-                s.duration_s = event.elapsed_s
     s.steps = sorted(by_step)
     s.losses = [by_step[k] for k in s.steps]
     s.eval_steps = sorted(evals)
@@ -189,14 +187,21 @@ def differing(configs: list[RunConfig | None]) -> list[str]:
     return names
 
 
+SETTING_CHARS = 14
+
+
 def setting_text(config: RunConfig | None, name: str) -> str:
     """A setting's value, short, for a table cell."""
     if config is None:
         return "-"
     value = config.get(name)
     if name.endswith("_path") or name == "model_name":
-        return Path(str(value)).name or "default"
-    return short_value(value)
+        text = Path(str(value)).name or "default"
+    else:
+        text = short_value(value)
+    # Cut visibly: at 80 columns a long value (label names, a path) pushed the table's later
+    # columns off screen and was itself cut without a mark ("negative,p").
+    return text if len(text) <= SETTING_CHARS else text[: SETTING_CHARS - 1] + "…"
 
 
 def clock_of(seconds: float) -> str:

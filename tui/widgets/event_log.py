@@ -21,20 +21,34 @@ class EventLog(RichLog):
         )
         self.entries: deque[Text] = deque(maxlen=MAX_LINES)
         self._width = 0
+        self._stale = False  # lines arrived while hidden: drawn when shown
 
     def add(self, text: str, level: str = "info") -> None:
-        """Append one line."""
+        """Append one line (kept for later while the pane is hidden: a hidden log has no width
+        and would wrap it at `min_width`)."""
         line = Text(text, style=STYLES.get(level, ""))
         self.entries.append(line)
-        self.write(line)
+        if self.display and self.size.width:
+            self.write(line)
+        else:
+            self._stale = True
 
     def on_resize(self, event: events.Resize) -> None:
         """Re-wrap every line for the new width (layouts change with the terminal size)."""
-        if event.size.width != self._width:
-            self._width = event.size.width
-            self.clear()
-            for line in self.entries:
-                self.write(line)
+        if event.size.width != self._width or self._stale:
+            self._rewrap(event.size.width)
+
+    def on_show(self) -> None:
+        """Shown again (v, m or g toggled back): draw what arrived while hidden."""
+        if self._stale and self.size.width:
+            self._rewrap(self.size.width)
+
+    def _rewrap(self, width: int) -> None:
+        self._width = width
+        self._stale = False
+        self.clear()
+        for line in self.entries:
+            self.write(line)
 
     @property
     def plain(self) -> str:

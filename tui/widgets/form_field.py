@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from textual.widgets import Input, Label, Select, Static, Switch
 
 from engine.config import RunConfig, all_fields
 from tui.validators import ConfigFieldValidator
+from tui.widgets.form_spec import TAB_OF, TABS
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for _, f in all_fields()}
 SECTION_OF: dict[str, str] = {f.name: section for section, f in all_fields()}
@@ -40,6 +42,9 @@ LABELS = {
 }
 
 
+_NOTHING = object()
+
+
 def format_value(value: Any) -> str:
     """A config value as form text (floats without trailing noise: 3.0 -> '3', 0.002 stays)."""
     if isinstance(value, float):
@@ -51,6 +56,36 @@ def format_value(value: Any) -> str:
 def field_label(name: str) -> str:
     """The label shown for a config field."""
     return LABELS.get(name, name.replace("_", " "))
+
+
+_FLAG = re.compile(
+    r"(?<![\w-])(?:(add|set|use) )?--([a-z][a-z0-9_-]*)(?:(?:=| (?=[\d.]))([^\s,;()]+))?"
+)
+
+_TASK_FLAG = re.compile(r"--task[ =]([\w-]+)")
+
+
+def form_words(text: str) -> str:
+    """A message in the form's words: `--flag` names the field and its tab instead.
+
+    "add --overwrite" -> "turn on 'overwrite' (Training tab)"; "set --label_column" -> "set
+    'label column' (Data tab)". Flags the form has no field for stay as they are.
+    """
+
+    def name_field(match: re.Match[str]) -> str:
+        verb, flag, value = match.group(1), match.group(2).replace("-", "_"), match.group(3)
+        if flag not in TAB_OF:
+            return match.group(0)
+        where = f"'{field_label(flag)}' ({TABS[TAB_OF[flag]][0]} tab)"
+        kind = FIELDS[flag].type if flag in FIELDS else ""
+        if kind in ("bool", bool) and verb:
+            return f"turn on {where}"
+        if value:
+            return f"set {where} to {value}"
+        return f"{verb} {where}" if verb else where
+
+    text = _TASK_FLAG.sub(lambda m: f"task {m.group(1)} (Model tab)", text)
+    return _FLAG.sub(name_field, text)
 
 
 class FormField(Vertical):
@@ -81,6 +116,9 @@ class FormField(Vertical):
         self.help_text = fdef.metadata["help"] if help is None else help
         self.problem: str | None = None
         self.external: str | None = None
+        self._external_until_changed = False
+        self._ready = False  # composed (a deferred tab mounts it after the first frame)
+        self._pending: Any = _NOTHING  # a value set before then
         self._shown: str | None = None
         kind = fdef.type if isinstance(fdef.type, str) else fdef.type.__name__
         default = fdef.default
@@ -123,10 +161,16 @@ class FormField(Vertical):
     @property
     def value(self) -> Any:
         """The editor's value (text for an Input, the option for a Select, bool for a Switch)."""
+        if self._pending is not _NOTHING:
+            return self._pending
         return self.editor.value
 
     def set_value(self, value: Any) -> None:
-        """Show a config value in the editor."""
+        """Show a config value in the editor (kept until mounted for a Select or a Switch: their
+        watchers need their parts, which a deferred tab composes later)."""
+        if not self._ready and not isinstance(self.editor, Input):
+            self._pending = bool(value) if isinstance(self.editor, Switch) else value
+            return
         if isinstance(self.editor, Input):
             self.editor.value = format_value(value)
             if not self.editor.has_focus:
@@ -149,37 +193,69 @@ class FormField(Vertical):
                 self.editor.set_class(bool(message), "-invalid")
                 self.editor.set_class(not message, "-valid")
             self._show()
-        return self.problem or self.external
+        message = self.problem or self.external
+        return form_words(message) if message else message
 
-    def set_external(self, message: str | None) -> None:
-        """Show an error found outside the form (the data file, the model) next to this field."""
+    def set_external(self, message: str | None, until_changed: bool = False) -> None:
+        """Show an error found outside the form (the data file, the model) next to this field.
+
+        `until_changed`: the error (a refused Start) goes as soon as the field's value changes;
+        otherwise it stays until the check that found it runs again.
+        """
         self.external = message
+        self._external_until_changed = until_changed and message is not None
+        self._show()
+
+    def on_mount(self) -> None:
+        """A field mounted after the form was checked (a deferred tab): show its verdict."""
+        if not self.editor.is_mounted:
+            self.call_after_refresh(self.on_mount)  # its parts are still mounting: soon
+            return
+        self._ready = True
+        if self._pending is not _NOTHING:
+            value, self._pending = self._pending, _NOTHING
+            with self.editor.prevent(Select.Changed, Switch.Changed):
+                self.set_value(value)
+            if isinstance(self.editor, Switch):
+                self.query_one(".switch-state", Static).update(self._switch_text())
         self._show()
 
     def _show(self) -> None:
         message = self.problem or self.external
-        if message == self._shown:
+        message = form_words(message) if message else message
+        if message == self._shown or not self._ready:
             return
         self._shown = message
         self.query_one(".field-error", Static).update(message or "")
         self.set_class(bool(message), "-invalid")
 
+    def clear_start_error(self) -> None:
+        """Drop an error a refused Start put here (the form changed, so it may no longer hold).
+
+        Errors from the model and data checks stay until those checks run again.
+        """
+        if self._external_until_changed:
+            self.set_external(None)
+
+    def _changed(self) -> None:
+        self.post_message(self.Changed(self))
+
     def on_input_changed(self, event: Input.Changed) -> None:
         """Typing: tell the form."""
         event.stop()
-        self.post_message(self.Changed(self))
+        self._changed()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         """A choice: tell the form."""
         event.stop()
-        self.post_message(self.Changed(self))
+        self._changed()
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
         """A toggle: say on / off beside it, and tell the form."""
         event.stop()
         if self.is_mounted:
             self.query_one(".switch-state", Static).update(self._switch_text())
-        self.post_message(self.Changed(self))
+        self._changed()
 
     def on_descendant_blur(self) -> None:
         """Leaving a long path: show its start (a leading '/' scrolled out of view misleads)."""

@@ -42,6 +42,7 @@ TABS = {
             "eval_strategy",
             "save_strategy",
             "output_dir",
+            "overwrite",
             "run_name",
         ],
         [
@@ -86,7 +87,7 @@ DATA_KEYS = (
 )
 PLACEHOLDERS = {
     "model_name": "empty = the built-in default (all-MiniLM-L6-v2)",
-    "data_file_path": "file, saved folder or Hub id (empty: example)",
+    "data_file_path": "path or Hub id (empty = example)",
     "eval_file_path": "empty = hold out a share of the training data",
     "output_dir": "empty = inside the run folder",
     "run_name": "empty = from model and data names",
@@ -110,6 +111,7 @@ def field_options() -> dict[str, dict[str, Any]]:
         "threads": {
             "help": f"Torch threads (0 = all {available_cores()} cores this process may use)"
         },
+        "overwrite": {"help": "Write into an output folder that holds other files"},
         "text_column": {"options": [("auto", "")]},
         "label_column": {"options": [("auto", "")]},
     }

@@ -15,7 +15,7 @@ from engine.config import RunConfig
 from engine.errors import UserError
 from tui.messages import DataChecked, ModelChecked
 from tui.widgets.data_preview import DataPreview
-from tui.widgets.form_field import FormField
+from tui.widgets.form_field import FormField, field_label
 from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ class InspectionMixin:
     data_key: tuple[Any, ...]
     model_modules: list[str]
     _check_timer: Timer | None
+    _new_file: bool = False
 
     def schedule_checks(self, delay: float) -> None:
         """Re-inspect the model and the data once the user pauses typing."""
@@ -79,6 +80,7 @@ class InspectionMixin:
             cfg.model.model_name,
             cfg.model.trust_remote_code,
             cfg.model.allow_pickle_weights,
+            cfg.task,
         )
         if model_key != self.model_key and "model_name" not in self._bad_fields():
             self.model_key = model_key
@@ -86,6 +88,8 @@ class InspectionMixin:
             self.check_model(*model_key)
         data_key = (*(cfg.get(name) for name in DATA_KEYS), cfg.task, cfg.model.model_name)
         if data_key != self.data_key:
+            # A new data file: a column chosen for the old one gives way to auto-detect.
+            self._new_file = self.data_key[:1] != data_key[:1] and bool(self.data_key)
             self.data_key = data_key
             self.check_data(data_key, cfg)
 
@@ -107,12 +111,14 @@ class InspectionMixin:
             editor.suggester = SuggestFromList(names, case_sensitive=False)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="model")
-    def check_model(self, name: str, trust: bool, allow_pickle: bool) -> None:
+    def check_model(self, name: str, trust: bool, allow_pickle: bool, task: str) -> None:
         """Inspect the model (config + meta-device build) off the UI thread."""
+        from engine.checks import check_model_task
         from engine.inspect import inspect_model
 
-        key = (name, trust, allow_pickle)
+        key = (name, trust, allow_pickle, task)
         try:
+            check_model_task(name, task)  # an encoder for causal-lm: said before Start
             info = run_lowered(
                 lambda: inspect_model(name, trust_remote_code=trust, allow_pickle=allow_pickle)
             )
@@ -192,7 +198,18 @@ class InspectionMixin:
         if info is not None:
             for name in ("text_column", "label_column"):
                 field = self.fields[name]
-                self._set_column_options(field, info.columns, field.value, getattr(info, name))
+                value = field.value
+                if value and info.columns and value not in info.columns and self._new_file:
+                    # A column named for another file: back to auto-detect for this one.
+                    self.notify(
+                        f"{field_label(name)}: this file has no column '{value}', "
+                        "back to auto-detect",
+                        timeout=6,
+                    )
+                    value = ""
+                    field.set_value("")
+                self._set_column_options(field, info.columns, value, getattr(info, name))
+            self._new_file = False
         self.query_one(DataPreview).show(info)
         self.revalidate()
 

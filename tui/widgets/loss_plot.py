@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual_plotext import PlotextPlot
 
 from engine.events import Eval, Step
+from tui.widgets.axes import integer_steps
 
 MAX_POINTS = 400
 
@@ -44,4 +45,7 @@ class LossPlot(PlotextPlot):
             )
         if not train and not evals_xy:
             plt.title("loss appears after the first logged step")
+        else:
+            xs_all = [x for x, _ in train] + [x for x, _ in evals_xy]
+            integer_steps(plt, min(xs_all), max(xs_all))
         self.refresh()

@@ -60,6 +60,25 @@ def state_text(state: str, step: int = 0, total: int = 0) -> Text:
     return Text(label, style=STATE_STYLES.get(state, ""))
 
 
+def metric_tag(name: str) -> str:
+    """A short name for a metric: 'acc', 'f1', 'loss', 'ppl' (else its first 4 letters)."""
+    name = name.removeprefix("eval_")
+    return {"accuracy": "acc", "perplexity": "ppl"}.get(name, name[:4])
+
+
+def best_text(name: str, value: float | None) -> str:
+    """The best metric with its name, e.g. 'acc .858' or 'loss 6.83' (at most 9 characters)."""
+    if value is None:
+        return "-"
+    if 0 <= value < 1:
+        number = f"{value:.3f}".removeprefix("0")
+    elif abs(value) < 100:
+        number = f"{value:.2f}"
+    else:
+        number = f"{value:.0f}"
+    return f"{metric_tag(name)} {number}"
+
+
 def metric(value: float | None) -> str:
     """A metric with three decimals, `-` when missing."""
     return "-" if value is None else f"{value:.3f}"

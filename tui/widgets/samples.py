@@ -10,9 +10,14 @@ from engine.events import Sample
 MAX_CHARS = 400
 
 
-def _clip(text: str) -> str:
+PROMPT_CHARS = 160  # the end of a long prompt (the question) matters most
+
+
+def _clip(text: str, limit: int = MAX_CHARS, end: bool = False) -> str:
     text = text.strip()
-    return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 1] + "…"
+    if len(text) <= limit:
+        return text
+    return "…" + text[-(limit - 1) :] if end else text[: limit - 1] + "…"
 
 
 def render_samples(samples: list[Sample]) -> Text:
@@ -22,7 +27,7 @@ def render_samples(samples: list[Sample]) -> Text:
     out = Text(f"samples at step {samples[0].step}\n", style="bold")
     for s in samples:
         same = s.generated.strip() == s.reference.strip()
-        out.append("prompt    ", "dim").append(_clip(s.prompt) + "\n", "not bold")
+        out.append("prompt    ", "dim").append(_clip(s.prompt, PROMPT_CHARS, end=True) + "\n")
         out.append("reference ", "dim").append(_clip(s.reference) + "\n", "cyan")
         out.append("generated ", "dim")
         out.append((_clip(s.generated) or "(empty)") + "\n\n", "green" if same else "yellow")

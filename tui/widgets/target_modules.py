@@ -28,6 +28,7 @@ class TargetModules(Vertical):
         self.chosen: list[str] = []
         self._pending = value
         self._quiet = False
+        self._ready = False  # composed (a deferred tab mounts it after the first frame)
 
     def compose(self) -> ComposeResult:
         """Mode select, help, checklist and message."""
@@ -46,11 +47,17 @@ class TargetModules(Vertical):
 
     def on_mount(self) -> None:
         """Apply the initial value."""
+        if not any(s.is_mounted for s in self.query("#in-target_modules")):
+            self.call_after_refresh(self.on_mount)  # its parts are still mounting: soon
+            return
+        self._ready = True
         self.set_value(self._pending)
 
     @property
     def value(self) -> str:
         """The config text: 'auto', 'all-linear' or a comma-separated list."""
+        if not self._ready:  # a deferred tab: the value it will show
+            return self._pending
         mode = self.query_one(Select).value
         if mode == CHOOSE:
             return ",".join(self.query_one(SelectionList).selected)
@@ -58,6 +65,9 @@ class TargetModules(Vertical):
 
     def set_value(self, value: str) -> None:
         """Show a config value ('auto', 'all-linear' or a list of names)."""
+        if not self._ready:
+            self._pending = value
+            return
         names = [s.strip() for s in value.split(",") if s.strip()]
         self._quiet = True
         if names in (["auto"], ["all-linear"]):
@@ -71,7 +81,8 @@ class TargetModules(Vertical):
     def set_modules(self, modules: list[str], auto: list[str]) -> None:
         """The linear modules of the inspected model, and what 'auto' picks among them."""
         self.modules, self.auto = modules, auto
-        self._refresh_list()
+        if self._ready:
+            self._refresh_list()
 
     def _refresh_list(self) -> None:
         listing = self.query_one(SelectionList)
@@ -91,6 +102,8 @@ class TargetModules(Vertical):
 
     def show_error(self, message: str | None) -> None:
         """Show a message under the setting."""
+        if not self._ready:
+            return
         self.query_one(".field-error", Static).update(message or "")
         self.set_class(bool(message), "-invalid")
 

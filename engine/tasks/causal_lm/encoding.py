@@ -12,6 +12,7 @@ import numpy as np
 
 from engine.tasks.causal_lm.formats import Chat
 from engine.tasks.causal_lm.template import encode_chat, end_of_turn_ids
+from engine.words import plural
 
 CACHE_DIR = "tokenized"
 
@@ -61,15 +62,17 @@ class EncodeReport:
         out = []
         if self.truncated:
             out.append(
-                f"{split}: {self.truncated} of {self.kept} examples were cut to max_length="
+                f"{split}: {self.truncated} of {plural(self.kept, 'example')} "
+                f"{'was' if self.truncated == 1 else 'were'} cut to max_length="
                 f"{max_length} tokens (the end of their answers is not trained)"
             )
         if self.dropped:
             first = ", ".join(str(i + 1) for i in self.dropped[:5])
             more = "..." if len(self.dropped) > 5 else ""
             out.append(
-                f"{split}: dropped {len(self.dropped)} examples whose prompt alone fills "
-                f"max_length={max_length} ({split} examples {first}{more}); "
+                f"{split}: dropped {plural(len(self.dropped), 'example')} whose prompt alone "
+                f"fills max_length={max_length} ({split} "
+                f"{'example' if len(self.dropped) == 1 else 'examples'} {first}{more}); "
                 "raise max_length to train on them"
             )
         if self.unstable:

@@ -62,6 +62,13 @@ def _with_system(chat: Chat, system: str) -> Chat:
     return Chat([{"role": "system", "content": system}, *chat.turns])
 
 
+def quiet_deprecations() -> None:
+    """No transformers FutureWarning on every predict (peft asks a deprecated property)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+
+
 def predict_cli(args: Any, weights: Path) -> int:
     """Print completions for prompts, or answer every record of a file into JSONL."""
     from engine.tasks.causal_lm.modeling import load_generator
@@ -73,6 +80,7 @@ def predict_cli(args: Any, weights: Path) -> int:
             "nothing to generate from",
             hint='give a prompt, e.g. predict RUN "Name three colours", or --file prompts.jsonl',
         )
+    quiet_deprecations()
     model, tokenizer = load_generator(weights, getattr(args, "threads", 0) or 0)
     system = getattr(args, "system", "") or ""
     for text in texts:

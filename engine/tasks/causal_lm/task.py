@@ -162,7 +162,9 @@ class CausalLMTask(Task):
     def load_for_inference(self, folder: Path, threads: int = 0) -> tuple[Any, Any]:
         """(model, tokenizer) ready to generate."""
         from engine.tasks.causal_lm.modeling import load_generator
+        from engine.tasks.causal_lm.predict import quiet_deprecations
 
+        quiet_deprecations()
         return load_generator(folder, threads)
 
     def preflight_notes(self, cfg: Any, precision: str, report: Any) -> list[str]:
