@@ -56,8 +56,8 @@ class ModelConfig:
     model_name: str = _f("", "Hub id or local folder; empty = the built-in offline default")
     max_length: int = _f(
         0,
-        "Longest tokenized text; longer texts are truncated. 0 = auto: 128 for classification, "
-        "from the data for causal-lm (99th percentile, at most 2,048)",
+        "0 = auto (128 for classification; for causal-lm the data's 99th percentile, at most "
+        "2,048): the longest tokenized text, longer ones are cut",
     )
     trust_remote_code: bool = _f(
         False, "Run code shipped with the model (only for models you trust)"
@@ -154,8 +154,8 @@ class TrainingConfig:
     )
     gradient_checkpointing: str = _f(
         "auto",
-        "Recompute activations in backward (a fraction of the memory, slower): auto = on when "
-        "the memory estimate does not fit in half the free RAM; true / false force it",
+        "auto = on when a step's memory estimate is over half the free RAM; recomputes "
+        "activations in backward (a fraction of the memory, ~10% slower); true / false force it",
         choices=CHECKPOINTING,
     )
     threads: int = _f(0, "Torch threads (0 = the cores available to this process)")
