@@ -38,7 +38,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         names = (f.name, *HF_ALIASES.get(f.name, ()))
         flags = [f"--{n}" for n in names] + [f"--{n.replace('_', '-')}" for n in names if "_" in n]
         kind = f.type if isinstance(f.type, str) else f.type.__name__
-        extra = {"nargs": "?", "const": "true"} if kind == "bool" else {}
+        # A switch with an auto setting (gradient_checkpointing) also takes the bare flag as true.
+        switch = kind == "bool" or "true" in f.metadata.get("choices", ())
+        extra = {"nargs": "?", "const": "true"} if switch else {}
         parser.add_argument(
             *flags,
             dest=f"{section}.{f.name}",

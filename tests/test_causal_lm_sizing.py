@@ -131,3 +131,15 @@ def test_preflight_with_rows_dropped_as_too_long(llama: Path, tmp_path: Path) ->
     report = preflight(cfg.validate(), steps=3)
     assert report.seconds_per_step > 0
     assert any(line.startswith("memory estimate") for line in report.lines())
+
+
+def test_the_checkpointing_flag_alone_still_means_true() -> None:
+    from engine.cli import build_parser, config_from_args
+
+    for argv, expected in (
+        (["train", "--gradient_checkpointing"], "true"),
+        (["train", "--gradient_checkpointing", "false"], "false"),
+        (["train"], "auto"),
+    ):
+        cfg = config_from_args(build_parser().parse_args(argv))
+        assert cfg.training.gradient_checkpointing == expected
