@@ -85,7 +85,6 @@ def test_ctrl_c_says_how_to_resume_and_predict_is_quiet(tmp_path: Path) -> None:
     prints no transformers warning."""
     import signal
     import subprocess
-    import time
 
     from tests.cli_helpers import CLI, cli_env
     from tests.test_causal_lm_run import _write, chat_rows
@@ -107,10 +106,9 @@ def test_ctrl_c_says_how_to_resume_and_predict_is_quiet(tmp_path: Path) -> None:
     )
     assert proc.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + 240
-    for line in proc.stdout:
+    for line in proc.stdout:  # to the first step (pytest-timeout ends a run that never gets there)
         lines.append(line)
-        if line.startswith("step ") or time.monotonic() > deadline:
+        if line.startswith("step "):
             break
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=240)

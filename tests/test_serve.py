@@ -135,13 +135,11 @@ def _apps(server: Served) -> list[psutil.Process]:
     return psutil.Process(server.proc.pid).children(recursive=True)
 
 
-def _wait_for(check: Callable[[], bool], timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
+def _until(check: Callable[[], bool]) -> bool:
+    """Poll until `check` holds (no clock here: pytest-timeout ends a test that hangs)."""
+    while not check():
         time.sleep(0.1)
-    return check()
+    return True
 
 
 def _client(server: Served) -> aiohttp.ClientSession:
@@ -190,12 +188,12 @@ def test_two_tabs_are_two_apps_on_the_same_runs(served_runs: Served) -> None:
             assert len(apps) == 2
             await one.close()
             # Closing a tab ends its app and only its app; the other tab still answers.
-            assert await asyncio.to_thread(_wait_for, lambda: len(_apps(served_runs)) == 1, 30)
+            assert await asyncio.to_thread(_until, lambda: len(_apps(served_runs)) == 1)
             await two.send_json(["resize", {"width": 90, "height": 28}])
             await _read_until(two, ("webtab",))
 
     asyncio.run(two_tabs())
-    assert _wait_for(lambda: not _apps(served_runs), 30)
+    assert _until(lambda: not _apps(served_runs))
 
 
 def test_a_killed_server_leaves_no_app_behind(served_runs: Served) -> None:
