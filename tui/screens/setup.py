@@ -27,14 +27,15 @@ from textual.widgets import (
 from engine.config import RunConfig, coerce
 from engine.errors import ConfigError, UserError
 from engine.tasks import TASK_NAMES
-from tui.messages import PreflightDone, RunLaunched
+from tui.messages import RunLaunched
+from tui.screens.setup_estimate import EstimateMixin
+from tui.screens.setup_files import SettingsFilesMixin
 from tui.validators import sweep_parts
 from tui.widgets.data_preview import DataPreview
 from tui.widgets.deferred import Deferred
 from tui.widgets.form_field import FIELDS, SECTION_OF, FormField, field_label, form_words
 from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
 from tui.widgets.inspection import InspectionMixin
-from tui.widgets.paths import display_path
 from tui.widgets.target_modules import TargetModules
 
 DEFERRED_TABS = ("lora", "training")
@@ -49,7 +50,7 @@ def task_help(task: str) -> str:
     return TASK_HELP.get(task, task)
 
 
-class SetupScreen(InspectionMixin, Screen[None]):
+class SetupScreen(InspectionMixin, EstimateMixin, SettingsFilesMixin, Screen[None]):
     """Set up a run: every field is checked as you type and Start stays greyed until all pass."""
 
     CSS_PATH = "setup.tcss"
@@ -440,54 +441,6 @@ class SetupScreen(InspectionMixin, Screen[None]):
         else:
             self.post_message(RunLaunched(queued=text))
 
-    def action_estimate(self) -> None:
-        """Time a few real training steps: speed, run time and peak memory, before starting."""
-        self.revalidate()
-        if not self.valid or self.estimating:
-            return
-        self.estimating = True
-        self.query_one("#setup-status", Static).update("Estimating: timing a few steps…")
-        self.run_preflight(self.form_config())
-
-    @work(thread=True, exit_on_error=False, group="preflight")
-    def run_preflight(self, config: RunConfig) -> None:
-        """Run `finetune-tui preflight` in its own process (torch stays out of the UI)."""
-        import subprocess
-        import sys
-        import tempfile
-
-        from engine.runs import list_runs
-
-        if any(r.active for r in list_runs(self.app.runs_root)):
-            # Two trainings on the same cores slow each other badly and skew the estimate.
-            self.post_message(PreflightDone(error="a run is training now: estimate once it ends"))
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "preflight.toml"
-            config.save(path)
-            proc = subprocess.run(
-                [sys.executable, "-m", "engine.cli", "preflight", "--config", str(path)],
-                capture_output=True,
-                text=True,
-                stdin=subprocess.DEVNULL,
-            )
-        if proc.returncode:
-            error = (proc.stderr.strip().splitlines() or ["the estimate failed"])[-1]
-            self.post_message(PreflightDone(error=error.removeprefix("error: ")))
-        else:
-            self.post_message(PreflightDone(lines=proc.stdout.strip().splitlines()))
-
-    def on_preflight_done(self, message: PreflightDone) -> None:
-        """Show the estimate in the status line (and as a notification)."""
-        self.estimating = False
-        status = self.query_one("#setup-status", Static)
-        if message.error:
-            status.update(f"Estimate: {message.error}")
-            self.notify(message.error, title="Estimate", severity="warning")
-            return
-        status.update("Estimate: " + " · ".join(message.lines[:2]))
-        self.notify("\n".join(message.lines), title="Estimate", timeout=15)
-
     def action_browse(self, name: str = "data_file_path") -> None:
         """Pick the data (or eval) file: a folder tree, a typed path, home, the last folder."""
         from tui.widgets.file_picker import FilePicker
@@ -538,57 +491,6 @@ class SetupScreen(InspectionMixin, Screen[None]):
                 text = f"task: {task_help(task)}"
         line.update(text)
         line.display = bool(text)
-
-    def action_save(self) -> None:
-        """Save the form as a TOML config."""
-        from tui.widgets.dialogs import PathPrompt
-        from tui.widgets.paths import confirm_overwrite, free_path
-
-        def save(path: str | None) -> None:
-            if not path:
-                return
-            target = Path(path).expanduser()
-
-            def write(yes: bool | None = True) -> None:
-                if yes:
-                    self.form_config().save(target)
-                    self.notify(f"config saved to {target}")
-
-            confirm_overwrite(self.app, target, write)
-
-        def check(path: str) -> str | None:
-            parent = Path(path).expanduser().parent
-            return None if parent.is_dir() else f"no such folder: {parent}"
-
-        name = self.form_config().output.run_name or "finetune"
-        suggestion = free_path(Path.home() / f"{name}.toml")
-        self.app.push_screen(
-            PathPrompt("Save the settings as TOML", display_path(suggestion), check), save
-        )
-
-    def action_load(self) -> None:
-        """Fill the form from a TOML config."""
-        from tui.widgets.dialogs import PathPrompt
-
-        loaded: list[RunConfig] = []
-
-        def check(path: str) -> str | None:
-            try:
-                loaded.append(RunConfig.load(Path(path).expanduser()))
-            except ConfigError as exc:
-                return "; ".join(f"{k}: {v}" for k, v in exc.problems.items())
-            except UserError as exc:
-                return exc.one_line()
-            return None
-
-        def apply(path: str | None) -> None:
-            if path and loaded:
-                self.load_config(loaded[-1])
-                self.notify(f"settings loaded from {path}")
-
-        self.app.push_screen(
-            PathPrompt("Load settings from a TOML file", "finetune.toml", check), apply
-        )
 
     def action_runs(self) -> None:
         """Show the run list."""
