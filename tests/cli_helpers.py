@@ -64,3 +64,19 @@ def run_dirs(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def train_in_process(root: Path, model: Path, data: Path, *flags: str) -> Path:
+    """`finetune-tui train --task causal-lm` in this process (offline); the new run's directory."""
+    import pytest
+
+    from engine.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        code = main(
+            ["--runs-root", str(root), "train", "--task", "causal-lm", "--model_name", str(model),
+             "--data_file_path", str(data), *flags]
+        )  # fmt: skip
+    assert code == 0
+    return next(p for p in root.iterdir() if (p / "config.toml").is_file())  # not .cache

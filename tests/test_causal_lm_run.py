@@ -10,6 +10,7 @@ import pytest
 
 from engine.cli import main
 from engine.events import read_events
+from tests.cli_helpers import train_in_process
 from tests.tiny_lm import make_tiny_decoder
 
 REVIEWS = ["a great film", "dull and slow", "fine acting", "awful plot", "nice story", "poor"]
@@ -57,15 +58,7 @@ def run(decoder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("sft")
     data = _write(tmp / "chats.jsonl", chat_rows())
     root = tmp / "runs"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    code = main(
-        ["--runs-root", str(root), "train", "--task", "causal-lm", "--model_name", str(decoder),
-         "--data_file_path", str(data), *FLAGS]
-    )  # fmt: skip
-    mp.undo()
-    assert code == 0
-    run_dir = next(p for p in root.iterdir() if (p / "config.toml").is_file())  # not .cache
+    run_dir = train_in_process(root, decoder, data, *FLAGS)
     return {"dir": run_dir, "root": root, "events": read_events(run_dir), "tmp": tmp}
 
 

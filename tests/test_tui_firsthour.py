@@ -27,15 +27,21 @@ def _tiny_config(tiny_model: Path) -> RunConfig:
     return config
 
 
-async def test_output_folder_error_clears_when_the_field_changes(
-    runs_root: Path, tiny_model: Path, tmp_path: Path
-) -> None:
-    """Start refused on a folder of the user's: a new folder makes Start live again."""
+def _config_with_a_taken_output(tiny_model: Path, tmp_path: Path) -> RunConfig:
+    """The tiny config writing into a folder that holds a file of the user's."""
     taken = tmp_path / "mine"
     taken.mkdir()
     (taken / "notes.txt").write_text("mine")
     config = _tiny_config(tiny_model)
     config.output.output_dir = str(taken)
+    return config
+
+
+async def test_output_folder_error_clears_when_the_field_changes(
+    runs_root: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Start refused on a folder of the user's: a new folder makes Start live again."""
+    config = _config_with_a_taken_output(tiny_model, tmp_path)
     app = FinetuneApp(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
         app.open_setup(config)
@@ -178,11 +184,7 @@ async def test_form_messages_name_fields_and_overwrite_is_a_switch(
     """The refusal names the form's overwrite switch (no CLI flag); turning it on clears it."""
     from textual.widgets import Switch
 
-    taken = tmp_path / "mine"
-    taken.mkdir()
-    (taken / "notes.txt").write_text("mine")
-    config = _tiny_config(tiny_model)
-    config.output.output_dir = str(taken)
+    config = _config_with_a_taken_output(tiny_model, tmp_path)
     app = FinetuneApp(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
         app.open_setup(config)

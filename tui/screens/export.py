@@ -40,6 +40,13 @@ class ExportScreen(ModalScreen[None]):
         self.results: list[str] = []
         self.gguf_missing = ""
 
+    @staticmethod
+    def _destination(run_id: str, kind: str, validators: list[Length]) -> Input:
+        """The folder field of one kind of export, with a free suggested folder."""
+        return Input(
+            suggestion(run_id, kind), id=f"{kind}-out", validators=validators, compact=True
+        )
+
     def compose(self) -> ComposeResult:
         """Where the adapter is, two destinations with their buttons, and the outcome."""
         run_id = self.run_dir.name
@@ -49,31 +56,16 @@ class ExportScreen(ModalScreen[None]):
             yield Static("looking for the adapter…", id="where")
             yield Label("Copy the adapter to (load with peft):")
             with Horizontal(classes="row"):
-                yield Input(
-                    suggestion(run_id, "adapter"),
-                    id="adapter-out",
-                    validators=not_empty,
-                    compact=True,
-                )
+                yield self._destination(run_id, "adapter", not_empty)
                 yield Button("Copy", id="copy", compact=True, disabled=True)
             yield Label("Write a merged model to (load with transformers alone):")
             with Horizontal(classes="row"):
-                yield Input(
-                    suggestion(run_id, "merged"),
-                    id="merged-out",
-                    validators=not_empty,
-                    compact=True,
-                )
+                yield self._destination(run_id, "merged", not_empty)
                 yield Button("Merge", id="merge", compact=True, disabled=True)
             with Vertical(id="gguf-box"):
                 yield Label("Write a GGUF for llama.cpp / Ollama to (model.gguf + Modelfile):")
                 with Horizontal(classes="row"):
-                    yield Input(
-                        suggestion(run_id, "gguf"),
-                        id="gguf-out",
-                        validators=not_empty,
-                        compact=True,
-                    )
+                    yield self._destination(run_id, "gguf", not_empty)
                     yield Select(
                         GGUF_TYPES, value="bf16", allow_blank=False, id="gguf-type", compact=True
                     )
