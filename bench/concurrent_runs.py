@@ -1,4 +1,4 @@
-"""Two runs at once: each engine taking every core vs each taking its share (engine.cores).
+"""Two runs at once: each engine taking every core vs each taking its share (engine.training.cores).
 
     python bench/concurrent_runs.py                 # MiniLM-L6, 2,000 SST-2 rows, 20 steps per run
     python bench/concurrent_runs.py --steps 40
@@ -40,8 +40,8 @@ def start(root: Path, data: Path, steps: int, threads: int) -> subprocess.Popen[
 
 def seconds_per_step(root: Path) -> list[float]:
     """Each run's seconds per step between its first and last logged step."""
-    from engine.events import Step, read_events
-    from engine.runs import run_dirs
+    from engine.rundir.events import Step, read_events
+    from engine.rundir.runs import run_dirs
 
     out = []
     for run_dir in run_dirs(root):
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rows", type=int, default=2000)
     args = parser.parse_args()
-    from engine.hardware import available_cores
+    from engine.core.hardware import available_cores
 
     cores = available_cores()
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -62,7 +62,7 @@ def _one_run(runs: Path) -> None:
     """A finished run in `runs`, so the app opens on the run list."""
     sys.path.insert(0, str(ROOT))
     from engine.config import RunConfig
-    from engine.events import EventWriter, Finished, Started
+    from engine.rundir.events import EventWriter, Finished, Started
 
     run = runs / "20240101-120000-bench"
     run.mkdir(parents=True)

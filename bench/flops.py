@@ -118,8 +118,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from engine.hardware import bf16_kind, resolve_threads
-    from engine.trainer_setup import quiet_libraries
+    from engine.core.hardware import bf16_kind, resolve_threads
+    from engine.training.trainer_setup import quiet_libraries
 
     native = bf16_kind()
     precisions = [x for x in a.precision.replace("both", "fp32,bf16").split(",") if x] or (

@@ -65,7 +65,7 @@ def model_path(tiny: bool, tmp: Path) -> str:
         from tiny import make_tiny_bert
 
         return str(make_tiny_bert(tmp / "tiny"))
-    from engine.model import offline_default_path
+    from engine.models.loading import offline_default_path
 
     path = offline_default_path()
     if path is None:
@@ -125,7 +125,7 @@ def run_layout(model: str, nproc: int, threads: int, args: argparse.Namespace, r
 
 def time_allreduce(numel: int, repeats: int) -> float:
     """Median seconds of one gloo all-reduce of `numel` fp32 values between 2 local processes."""
-    from engine.torchrun import free_port
+    from engine.scaleout.torchrun import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "allreduce.py"

@@ -351,7 +351,7 @@ def main() -> None:
     if args.role == "trl":
         trl_role(Path(args.dir), args)
         return
-    from engine.hardware import native_bf16
+    from engine.core.hardware import native_bf16
 
     args.precision = args.precision or ("bf16" if native_bf16() else "fp32")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -55,7 +55,7 @@ def run_trl(model: Path, train: Path, out: Path, args: argparse.Namespace) -> di
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from engine.hardware import native_bf16
+    from engine.core.hardware import native_bf16
 
     def conversational(row: dict) -> dict:
         return {

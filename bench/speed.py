@@ -69,7 +69,7 @@ def model_path(tiny: bool, tmp: Path) -> str:
         from tiny import make_tiny_bert
 
         return str(make_tiny_bert(tmp / "tiny"))
-    from engine.model import offline_default_path
+    from engine.models.loading import offline_default_path
 
     path = offline_default_path()
     if path is None:
@@ -254,8 +254,10 @@ def run_ours(model: str, rows: int, out: Path, precision: str, seed: int, extra:
     """`finetune-tui train` with its defaults (in this process, via the engine)."""
     from transformers import Trainer
 
-    from engine.cli import main as cli_main  # first: the engine sets up threads before torch loads
-    from engine.events import Finished, read_events
+    from engine.cli.commands import (
+        main as cli_main,  # first: the engine sets up threads before torch loads
+    )
+    from engine.rundir.events import Finished, read_events
 
     timing: list[float] = []
     train = Trainer.train
@@ -270,9 +272,9 @@ def run_ours(model: str, rows: int, out: Path, precision: str, seed: int, extra:
 
     Trainer.train = timed
     if "@unfused" in extra:  # a lever switched off, to measure what it gives
-        import engine.fused_lora
+        import engine.models.fused_lora
 
-        engine.fused_lora.fuse_lora_layers = lambda model: 0
+        engine.models.fused_lora.fuse_lora_layers = lambda model: 0
     for flag in [x for x in extra if x.startswith("@pad")]:  # @pad8 / @pad1: multiples of 8 / none
         import engine.tasks.classification
 
@@ -280,15 +282,15 @@ def run_ours(model: str, rows: int, out: Path, precision: str, seed: int, extra:
     if "@hf-sampler" in extra:  # transformers' LengthGroupedSampler instead of our buckets
         from transformers.trainer_pt_utils import LengthGroupedSampler
 
-        import engine.length_batches
+        import engine.training.length_batches
 
-        engine.length_batches.BucketedSampler = lambda size, lengths: LengthGroupedSampler(
+        engine.training.length_batches.BucketedSampler = lambda size, lengths: LengthGroupedSampler(
             size, lengths=lengths
         )
     if "@default-malloc" in extra:  # glibc's own malloc settings instead of tune_allocator's
-        import engine.hardware
+        import engine.core.hardware
 
-        engine.hardware.tune_allocator = lambda: None
+        engine.core.hardware.tune_allocator = lambda: None
     extra = [x for x in extra if not x.startswith("@")]
     code = cli_main(
         [
@@ -425,7 +427,7 @@ def main() -> None:
         child(a.role, a.model, a.rows, a.precision, int(a.seeds), a.extra)
         return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from engine.hardware import native_bf16
+    from engine.core.hardware import native_bf16
 
     precisions = [x for x in a.precision.replace("both", "fp32,bf16").split(",") if x] or (
         ["fp32", "bf16"] if native_bf16() else ["fp32"]

@@ -34,7 +34,7 @@ import psutil  # noqa: E402
 from tmux_app import kill, pane, start_app  # noqa: E402
 
 from engine.config import RunConfig  # noqa: E402
-from engine.events import Finished, Step, read_events  # noqa: E402
+from engine.rundir.events import Finished, Step, read_events  # noqa: E402
 
 
 def build_config(args: argparse.Namespace, model: str) -> RunConfig:

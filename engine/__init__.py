@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from engine.hardware import sleep_waiting_threads
+from engine.core.hardware import sleep_waiting_threads
 
 sleep_waiting_threads()  # before anything loads torch (and its OpenMP runtime)

@@ -70,7 +70,7 @@ def train_in_process(root: Path, model: Path, data: Path, *flags: str) -> Path:
     """`finetune-tui train --task causal-lm` in this process (offline); the new run's directory."""
     import pytest
 
-    from engine.cli import main
+    from engine.cli.commands import main
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")

@@ -9,17 +9,8 @@ import sys
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.events import (
-    Eval,
-    Event,
-    EventWriter,
-    Failed,
-    Finished,
-    Started,
-    Step,
-    Stopped,
-)
-from engine.runs import STATUS_FILE, write_status
+from engine.rundir.events import Eval, Event, EventWriter, Failed, Finished, Started, Step, Stopped
+from engine.rundir.runs import STATUS_FILE, write_status
 
 _DEAD_PID: int | None = None
 

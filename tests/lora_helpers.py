@@ -23,7 +23,7 @@ def load_seeded(tiny_model: Path, precision: str, fuse: bool = True, **settings:
     import torch
     from transformers import set_seed
 
-    from engine import fused_lora
+    from engine.models import fused_lora
 
     cfg = RunConfig()
     cfg.model.model_name = str(tiny_model)

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.events import read_events
+from engine.rundir.events import read_events
 
 
 def tiny_cfg(model: Path, **training: object) -> RunConfig:

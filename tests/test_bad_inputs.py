@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.outputs import write_marker
+from engine.cli.commands import main
+from engine.rundir.outputs import write_marker
 from tests.fakeruns import make_fake_run
 
 BAD_TOML = "[training]\nlearning_rate = = 3\n"

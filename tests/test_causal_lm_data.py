@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from engine.tasks.causal_lm.formats import Chat, detect_format, normalise, normalise_all
 from engine.tasks.causal_lm.template import (
     IGNORE,

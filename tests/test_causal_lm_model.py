@@ -212,7 +212,7 @@ def test_memory_estimate_parts() -> None:
 
 
 def test_preflight_reports_the_memory_estimate(llama: Path, tmp_path: Path) -> None:
-    from engine.preflight import preflight
+    from engine.training.preflight import preflight
 
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows(16)))

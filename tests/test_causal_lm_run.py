@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.events import read_events
+from engine.cli.commands import main
+from engine.rundir.events import read_events
 from tests.cli_helpers import train_in_process
 from tests.tiny_lm import make_tiny_decoder
 
@@ -102,7 +102,7 @@ def test_adapter_carries_template_and_generation_config(run: dict) -> None:
 
 
 def test_predict_prints_the_greedy_completion(run: dict, capsys: pytest.CaptureFixture) -> None:
-    from engine.predict import find_weights
+    from engine.rundir.weights import find_weights
     from engine.tasks.causal_lm.generation import Sampling, generate
     from engine.tasks.causal_lm.modeling import load_generator
     from engine.tasks.causal_lm.predict import user_chat

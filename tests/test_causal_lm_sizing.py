@@ -100,11 +100,11 @@ def test_auto_checkpointing_on_a_loaded_model(llama: Path, monkeypatch: pytest.M
 
     cfg = RunConfig(task="causal-lm")
     cfg.model.model_name, cfg.model.max_length = str(llama), 64
-    monkeypatch.setattr("engine.hardware.free_memory_bytes", lambda: 10 * 1024**2)
+    monkeypatch.setattr("engine.core.hardware.free_memory_bytes", lambda: 10 * 1024**2)
     loaded = load_causal_model(cfg, "fp32")
     assert loaded.model.get_base_model().is_gradient_checkpointing
     assert any("gradient checkpointing on (auto)" in n for n in loaded.notes)
-    monkeypatch.setattr("engine.hardware.free_memory_bytes", lambda: 64 * 1024**3)
+    monkeypatch.setattr("engine.core.hardware.free_memory_bytes", lambda: 64 * 1024**3)
     loaded = load_causal_model(cfg, "fp32")
     assert not loaded.model.get_base_model().is_gradient_checkpointing
     assert loaded.notes == []
@@ -119,7 +119,7 @@ def test_old_configs_keep_their_checkpointing_switch() -> None:
 
 def test_preflight_with_rows_dropped_as_too_long(llama: Path, tmp_path: Path) -> None:
     """It ended in IndexError when the encoder dropped rows whose prompt fills max_length."""
-    from engine.preflight import preflight
+    from engine.training.preflight import preflight
 
     long, short = "tell me about this review " * 30, "tell me about this review"
     rows = [{"prompt": long if i % 3 == 0 else short, "completion": "ok"} for i in range(24)]
@@ -134,7 +134,8 @@ def test_preflight_with_rows_dropped_as_too_long(llama: Path, tmp_path: Path) ->
 
 
 def test_the_checkpointing_flag_alone_still_means_true() -> None:
-    from engine.cli import build_parser, config_from_args
+    from engine.cli.config_flags import config_from_args
+    from engine.cli.parser import build_parser
 
     for argv, expected in (
         (["train", "--gradient_checkpointing"], "true"),

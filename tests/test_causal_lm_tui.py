@@ -9,7 +9,7 @@ import pytest
 from textual.widgets import Input, Select, Static
 
 from engine.config import RunConfig
-from engine.events import Sample
+from engine.rundir.events import Sample
 from tests.conftest import fixed_events, write_run
 from tests.pilot_wait import wait_for
 from tests.tiny_lm import make_tiny_decoder
@@ -151,7 +151,7 @@ async def test_setup_offers_causal_lm_and_shows_the_trained_part(
 
 
 async def test_eval_table_shows_perplexity_for_language_models(runs_root: Path) -> None:
-    from engine.events import Eval
+    from engine.rundir.events import Eval
     from tui.widgets.metric_tables import EvalTable
 
     events = fixed_events(total_steps=60)

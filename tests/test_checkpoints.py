@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.events import Checkpoint, Eval, Finished, Log, read_events
-from engine.runs import new_run_dir, run_info
-from engine.train import last_checkpoint, run_training
+from engine.rundir.events import Checkpoint, Eval, Finished, Log, read_events
+from engine.rundir.runs import new_run_dir, run_info
+from engine.training.train import last_checkpoint, run_training
 
 
 def _config(model: Path) -> RunConfig:

@@ -17,8 +17,8 @@ from types import SimpleNamespace
 import pytest
 
 from engine.config import RunConfig
-from engine.events import read_events
-from engine.readers import EXAMPLE_DATA
+from engine.data.readers import EXAMPLE_DATA
+from engine.rundir.events import read_events
 from tests.cli_helpers import (
     CLI,
     ROOT,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.checks import check_model_task, not_a_decoder
 from engine.config import RunConfig
-from engine.errors import UserError
+from engine.core.errors import UserError
+from engine.models.checks import check_model_task, not_a_decoder
 from tests.cli_helpers import assert_user_error, run_cli, run_dirs
 
 
@@ -26,7 +26,7 @@ def test_causal_lm_on_an_encoder_is_refused_from_its_config() -> None:
 
 def test_causal_lm_on_an_encoder_cli_and_queue(tmp_path: Path) -> None:
     """`train --task causal-lm` on the default model: one line, exit 2, no run, no queue entry."""
-    from engine import queue
+    from engine.runs import queue
 
     root = tmp_path / "runs"
     proc = run_cli("train", "--task", "causal-lm", "--max_steps", "2", runs_root=root)
@@ -48,8 +48,8 @@ def test_a_negative_learning_rate_gets_the_range_message(tmp_path: Path) -> None
 
 def test_progress_lines_fit_80_columns() -> None:
     """A step line with big figures and a sample line with long texts stay under 80 columns."""
-    from engine.event_lines import format_event
-    from engine.events import Sample, Started, Step
+    from engine.cli.event_lines import format_event
+    from engine.rundir.events import Sample, Started, Step
 
     step = Step(
         step=12345,
@@ -124,7 +124,7 @@ def test_ctrl_c_says_how_to_resume_and_predict_is_quiet(tmp_path: Path) -> None:
 def test_one_elapsed_time_everywhere(tmp_path: Path) -> None:
     """Monitor, run list, sweep row and `finetune-tui runs` show the same training time:
     neither the wait before the engine trains nor the pause between stop and resume count."""
-    from engine.events import (
+    from engine.rundir.events import (
         Checkpoint,
         EventWriter,
         Finished,
@@ -134,7 +134,7 @@ def test_one_elapsed_time_everywhere(tmp_path: Path) -> None:
         Stopped,
         training_elapsed,
     )
-    from engine.runs import run_info
+    from engine.rundir.runs import run_info
     from tui.watcher import RunProgress
     from tui.widgets.compare import load_series
 

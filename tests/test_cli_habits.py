@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from engine.cli import build_parser, config_from_args
+from engine.cli.config_flags import config_from_args
+from engine.cli.parser import build_parser
 from tests.cli_helpers import CLI, assert_user_error, cli_env, run_cli
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.cli import build_parser, config_from_args
+from engine.cli.config_flags import config_from_args
+from engine.cli.parser import build_parser
 from engine.config import RunConfig
 from tests.cli_helpers import assert_user_error, run_cli, run_dirs
 

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from engine.config import SECTIONS, RunConfig, all_fields, field_path
-from engine.errors import ConfigError, UserError
+from engine.core.errors import ConfigError, UserError
 
 
 def test_defaults_match_the_spec():

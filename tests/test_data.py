@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from engine.config import DataConfig
-from engine.errors import UserError
-from engine.readers import EXAMPLE_DATA, read_table
+from engine.core.errors import UserError
+from engine.data.readers import EXAMPLE_DATA, read_table
 from engine.tasks.classification.data import load_splits, stratified_split
 
 ROWS = [

@@ -8,19 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.events import (
-    Checkpoint,
-    EventWriter,
-    Failed,
-    Phase,
-)
-from engine.runs import (
-    STATUS_FILE,
-    new_run_dir,
-    read_status,
-    run_info,
-)
-from engine.train import run_training
+from engine.rundir.events import Checkpoint, EventWriter, Failed, Phase
+from engine.rundir.runs import STATUS_FILE, new_run_dir, read_status, run_info
+from engine.training.train import run_training
 from tests.reliability_helpers import enospc, leftovers, mount_tmpfs, tiny_cfg, typed
 
 
@@ -43,7 +33,7 @@ def test_disk_full_at_a_checkpoint_is_one_clear_failure(
     """ENOSPC injected into the second checkpoint (works anywhere; the tmpfs test is real)."""
     from transformers import Trainer
 
-    from engine.cli import _printer
+    from engine.cli.commands import _printer
 
     real = Trainer._save_checkpoint
     calls = {"n": 0}
@@ -75,7 +65,7 @@ def test_disk_full_even_for_the_failed_event(
     tiny_model: Path, runs_root: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     """When not even the event fits, the status still says failed and why, and the CLI prints it."""
-    from engine.cli import _printer
+    from engine.cli.commands import _printer
 
     run_dir = new_run_dir(tiny_cfg(tiny_model), runs_root)
     real_emit = EventWriter.emit
@@ -87,7 +77,7 @@ def test_disk_full_even_for_the_failed_event(
 
     monkeypatch.setattr(EventWriter, "emit", emit)
     monkeypatch.setattr(
-        "engine.atomic.atomic_write_bytes",
+        "engine.core.atomic.atomic_write_bytes",
         lambda *a: (_ for _ in ()).throw(enospc(str(run_dir / STATUS_FILE))),
     )
     assert run_training(run_dir, listeners=[_printer]) == 2
@@ -119,7 +109,7 @@ def fill_disk(folder: Path, leave: int) -> None:
 def test_real_full_disk_while_checkpointing(
     tiny_model: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from engine.cli import _printer
+    from engine.cli.commands import _printer
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     root = small_disk / "runs"
@@ -140,13 +130,13 @@ def test_real_full_disk_while_checkpointing(
     assert filled == [2]
     kept = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert kept == ["checkpoint-2"]
-    from engine.runs import last_checkpoint
+    from engine.rundir.runs import last_checkpoint
 
     assert last_checkpoint(run_dir).name == "checkpoint-2"
 
 
 def test_real_full_disk_at_start(tiny_model: Path, small_disk: Path, capsys) -> None:
-    from engine.cli import main
+    from engine.cli.commands import main
 
     root = small_disk / "runs"
     root.mkdir()
@@ -171,7 +161,7 @@ def test_torch_short_writes_count_as_a_full_disk_only_when_it_is_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, message: str
 ) -> None:
     """torch.save's zip writer never says ENOSPC (seen on a 6 MB tmpfs: 'unexpected pos')."""
-    import engine.diskfull as diskfull
+    import engine.rundir.diskfull as diskfull
 
     error = RuntimeError(message)
     monkeypatch.setattr(diskfull, "free_bytes", lambda folder: 200 * 1024)

@@ -18,12 +18,19 @@ from pathlib import Path
 import pytest
 
 from engine.config import RunConfig
-from engine.distributed import resolve_nproc, split_batch
-from engine.errors import ConfigError, UserError
-from engine.events import Checkpoint, Failed, Finished, Started, Step, Stopped, read_events
-from engine.launch import resume, spawn_engine
-from engine.runs import CONFIG_FILE, STOP_FILE, engine_alive, new_run_dir, read_status, run_info
-from engine.torchrun import root_cause, torchrun_command, torchrun_env
+from engine.core.errors import ConfigError, UserError
+from engine.rundir.events import Checkpoint, Failed, Finished, Started, Step, Stopped, read_events
+from engine.rundir.runs import (
+    CONFIG_FILE,
+    STOP_FILE,
+    engine_alive,
+    new_run_dir,
+    read_status,
+    run_info,
+)
+from engine.runs.launch import resume, spawn_engine
+from engine.scaleout.distributed import resolve_nproc, split_batch
+from engine.scaleout.torchrun import root_cause, torchrun_command, torchrun_env
 
 WAIT_S = 240  # the shared machine is slow; a hang still fails the test
 
@@ -75,7 +82,7 @@ def _kill_group(pid: int) -> None:
 def _is_worker(proc: object) -> bool:
     """A training process (not torchrun's agent nor its helper, whose command lines name it too)."""
     line = " ".join(proc.cmdline())
-    return "engine.worker" in line and "--nproc_per_node" not in line
+    return "engine.runs.worker" in line and "--nproc_per_node" not in line
 
 
 def _last(events: list, cls: type) -> object:
@@ -137,10 +144,10 @@ def test_torchrun_command_and_environment() -> None:
         "--max_restarts=3",
     ):
         assert flag in cmd
-    assert cmd[-3:] == ["-m", "engine.worker", "RUN"]
+    assert cmd[-3:] == ["-m", "engine.runs.worker", "RUN"]
     cfg.distributed.nnodes = 1  # one machine: the rendezvous port on 127.0.0.1 only
     local = torchrun_command(cfg, ["RUN"], port=4000)
-    assert local[1:3] == ["-m", "engine.torchrun_local"]
+    assert local[1:3] == ["-m", "engine.scaleout.torchrun_local"]
     assert "--rdzv_backend=loopback" in local and "--rdzv_endpoint=127.0.0.1:4000" in local
     env = torchrun_env(cfg)
     assert env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"
@@ -164,7 +171,7 @@ import os
 import sys
 from pathlib import Path
 from engine.config import RunConfig
-from engine.trainer_setup import training_arguments
+from engine.training.trainer_setup import training_arguments
 if sys.argv[2] == "ours":
     args = training_arguments(RunConfig(), Path(sys.argv[1]), "fp32", False, ddp_backend="gloo")
 else:  # what a plain script writes
@@ -182,7 +189,7 @@ def test_use_cpu_makes_torchrun_one_job(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from engine.torchrun import free_port
+    from engine.scaleout.torchrun import free_port
 
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
@@ -228,7 +235,7 @@ def test_two_processes_train_like_one(tiny_model: Path, runs_root: Path) -> None
         cfg.training.group_by_length = True
         cfg.data.data_file_path = str(data)
     one, two = new_run_dir(one_cfg, runs_root), new_run_dir(two_cfg, runs_root)
-    from engine.train import run_training
+    from engine.training.train import run_training
 
     assert run_training(one) == 0
     events = _run(two)
@@ -289,7 +296,7 @@ def test_resume_on_two_processes_keeps_the_global_batch(tiny_model: Path, runs_r
     """A 1-process run stopped at step 5 resumes on 2 processes with batch 6 each."""
     cfg = _config(tiny_model, nproc=1, steps=8)
     run_dir = new_run_dir(cfg, runs_root)
-    from engine.train import run_training
+    from engine.training.train import run_training
 
     def stop_after_step_4(event: object) -> None:
         if isinstance(event, Step) and event.step == 4:
@@ -407,7 +414,7 @@ def test_two_nodes_on_localhost_train_and_resume_without_a_shared_folder(
     import subprocess
     import sys
 
-    from engine.torchrun import free_port
+    from engine.scaleout.torchrun import free_port
 
     cfg = _config(tiny_model, nproc=1, steps=3000)
     cfg.distributed.nnodes = 2
@@ -474,7 +481,7 @@ def test_two_nodes_on_localhost_train_and_resume_without_a_shared_folder(
 def test_causal_lm_on_two_processes_trains_like_one(runs_root: Path, tmp_path: Path) -> None:
     """The shared Trainer setup serves every task: a causal-LM (its loss does take
     num_items_in_batch, summed over the ranks) gives one process's loss on two."""
-    from engine.train import run_training
+    from engine.training.train import run_training
     from tests.test_causal_lm_run import _write, chat_rows
     from tests.tiny_lm import make_tiny_decoder
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import UserError
-from engine.readers import EXAMPLE_DATA
+from engine.core.errors import UserError
+from engine.data.readers import EXAMPLE_DATA
 from engine.tasks.classification.metrics import classification_metrics
 from tests.fakeruns import cli, engine_env, train_tiny, varied_tiny_bert
 
@@ -35,7 +35,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def merged(trained: tuple[Path, Path]) -> Path:
     """The run's adapter merged into its base model."""
-    from engine.export import export_merged
+    from engine.tasks.export import export_merged
 
     _, run_dir = trained
     return export_merged(run_dir / "adapter", run_dir.parent.parent / "merged")
@@ -64,7 +64,7 @@ def test_metrics_match_a_hand_computation() -> None:
 
 
 def test_adapter_and_merged_predictions_agree(trained: tuple[Path, Path], merged: Path) -> None:
-    from engine.predict import find_weights
+    from engine.rundir.weights import find_weights
     from engine.tasks.classification.predict import Predictor
 
     _, run_dir = trained
@@ -101,8 +101,8 @@ print(json.dumps(out))
 def test_exports_load_with_plain_peft_and_transformers(
     trained: tuple[Path, Path], merged: Path, tmp_path: Path
 ) -> None:
-    from engine.export import copy_adapter
     from engine.tasks.classification.predict import Predictor
+    from engine.tasks.export import copy_adapter
 
     root, run_dir = trained
     adapter = copy_adapter(run_dir / "adapter", tmp_path / "adapter-copy")
@@ -121,7 +121,7 @@ def test_exports_load_with_plain_peft_and_transformers(
 def test_copy_of_a_checkpoint_drops_the_optimizer_and_keeps_labels(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from engine.export import copy_adapter
+    from engine.tasks.export import copy_adapter
 
     _, run_dir = trained
     (checkpoint,) = (run_dir / "checkpoints").glob("checkpoint-*")
@@ -197,7 +197,7 @@ def test_cli_export_errors_exit_2_with_one_line(
 
 def test_export_refuses_a_run_without_weights(tmp_path: Path) -> None:
     from engine.config import RunConfig
-    from engine.predict import find_weights
+    from engine.rundir.weights import find_weights
 
     run_dir = tmp_path / "20270101-000000-empty"
     run_dir.mkdir()

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from engine.events import (
+from engine.rundir.events import (
     EVENT_TYPES,
     EVENTS_FILE,
     FINAL_TYPES,
@@ -267,7 +267,7 @@ def test_read_events_of_a_missing_run(tmp_path):
 
 
 def test_the_finished_line_scores_a_language_model_by_loss() -> None:
-    from engine.event_lines import format_event
+    from engine.cli.event_lines import format_event
 
     lm = Finished(
         step=880, output_dir="/o", metrics={"accuracy": 0.12, "loss": 6.2, "perplexity": 492.3}

@@ -196,7 +196,7 @@ def test_pre_tokenizer_families_split_text_as_transformers(pre: str, tmp_path: P
 def test_unconverted_architecture_is_refused_before_loading(tmp_path: Path) -> None:
     import transformers as tf
 
-    from engine.errors import UserError
+    from engine.core.errors import UserError
     from engine.tasks.causal_lm.gguf_export import precheck
     from tests.tiny_lm import make_tokenizer
 
@@ -211,7 +211,7 @@ def test_sentencepiece_style_tokenizer_is_refused(tmp_path: Path) -> None:
     from tokenizers import Tokenizer, decoders, models
     from transformers import PreTrainedTokenizerFast
 
-    from engine.errors import UserError
+    from engine.core.errors import UserError
     from engine.tasks.causal_lm.gguf_vocab import build_vocab
 
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "▁a": 3, "a": 4, "▁": 5}

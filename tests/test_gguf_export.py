@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.cli import main
+from engine.cli.commands import main
 from tests.cli_helpers import train_in_process
 from tests.gguf_helpers import (
     HAVE_GGUF,
@@ -50,7 +50,7 @@ def reference(run: dict) -> dict:
     """The merged model's greedy tokens in transformers (fp32), with the prompts' token ids."""
     import torch
 
-    from engine.predict import find_weights
+    from engine.rundir.weights import find_weights
     from engine.tasks.causal_lm.modeling import load_generator
     from engine.tasks.causal_lm.template import end_of_turn_ids
 
@@ -213,7 +213,7 @@ def test_missing_extra_says_the_pip_command(run_stub, monkeypatch, capsys) -> No
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a)
     )
-    from engine.errors import UserError
+    from engine.core.errors import UserError
     from engine.tasks.causal_lm.gguf_export import export_gguf
 
     with pytest.raises(UserError) as caught:
@@ -233,7 +233,7 @@ def run_stub(tmp_path: Path) -> Path:
 
 
 def test_adapter_with_trained_embedding_rows_is_refused() -> None:
-    from engine.errors import UserError
+    from engine.core.errors import UserError
     from engine.tasks.causal_lm.gguf_lora import check_adapter_config
 
     with pytest.raises(UserError, match="embedding rows"):
@@ -327,7 +327,7 @@ def test_gguf_metadata_read_back(run, tmp_path) -> None:
     from gguf import GGUFReader
     from transformers import AutoTokenizer
 
-    from engine.predict import find_weights
+    from engine.rundir.weights import find_weights
 
     out = tmp_path / "meta"
     assert _export(run, "--gguf", str(out), "--gguf_type", "q8_0") == 0
@@ -379,7 +379,7 @@ def test_merged_gguf_carries_trained_chat_token_rows(tmp_path: Path) -> None:
     has them (f32: llama.cpp's logits are transformers' to float rounding)."""
     import torch
 
-    from engine.predict import find_weights
+    from engine.rundir.weights import find_weights
     from engine.tasks.causal_lm.modeling import load_generator
 
     decoder = make_tiny_decoder(tmp_path / "tiny-llama", "llama")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import RunConfig
-from engine.errors import UserError
+from engine.core.errors import UserError
 from engine.tasks.classification.card import base_model_id, model_card
 from engine.tasks.classification.data import load_splits
 from tests.fakeruns import cli

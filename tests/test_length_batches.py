@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from engine.length_batches import BucketedSampler, bucketed_indices
+from engine.training.length_batches import BucketedSampler, bucketed_indices
 
 
 def _lengths(n: int, seed: int = 0) -> list[int]:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from engine.config import RunConfig
-from engine.events import Step, read_events
-from engine.runs import new_run_dir
-from engine.train import run_training
+from engine.rundir.events import Step, read_events
+from engine.rundir.runs import new_run_dir
+from engine.training.train import run_training
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def test_gradient_is_the_mean_over_accumulated_batches(tiny_model: Path, tmp_pat
 
     from engine.tasks.base import MetricHooks, TaskData
     from engine.tasks.classification import ClassificationTask
-    from engine.trainer_setup import build_trainer, training_arguments
+    from engine.training.trainer_setup import build_trainer, training_arguments
 
     cfg = RunConfig()
     cfg.model.model_name = str(tiny_model)

@@ -9,12 +9,9 @@ from typing import Any
 import pytest
 
 from engine.config import RunConfig
-from engine.errors import UserError
-from engine.model import (
-    check_model_source,
-    choose_modules_to_save,
-    choose_targets,
-)
+from engine.core.errors import UserError
+from engine.models.loading import check_model_source
+from engine.models.lora import choose_modules_to_save, choose_targets
 from tests.lora_helpers import classifier_for_training, load_seeded
 
 
@@ -206,7 +203,7 @@ def test_fused_lora_backward_is_exact_in_float64() -> None:
     """gradcheck: the hand-written backward is the derivative of the forward."""
     import torch
 
-    from engine.fused_lora import _function
+    from engine.models.fused_lora import _function
 
     fn = _function()
     gen = torch.Generator().manual_seed(0)
@@ -226,7 +223,7 @@ def test_fused_lora_steps_aside_for_dropout(
     tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With LoRA dropout the layers take peft's path: random masks are peft's business."""
-    from engine import fused_lora
+    from engine.models import fused_lora
 
     real = fused_lora._function()
     calls = []

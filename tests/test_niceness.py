@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.runs import read_status
+from engine.rundir.runs import read_status
 from tests.pilot_wait import wait_for
 from tui.app import FinetuneApp
 from tui.screens.setup import SetupScreen

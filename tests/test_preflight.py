@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from engine.config import RunConfig
-from engine.preflight import preflight
-from engine.trainer_setup import total_steps as _total_steps
+from engine.training.preflight import preflight
+from engine.training.trainer_setup import total_steps as _total_steps
 
 
 def _config(model: Path) -> RunConfig:
@@ -41,7 +41,7 @@ def test_too_little_memory_is_a_warning(
     tiny_model: Path, runs_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When the estimated peak exceeds free memory, the report says what to lower."""
-    monkeypatch.setattr("engine.hardware.free_memory_bytes", lambda: 1024)
+    monkeypatch.setattr("engine.core.hardware.free_memory_bytes", lambda: 1024)
     report = preflight(_config(tiny_model), steps=2)
     assert not report.fits_in_memory
     assert any("batch_size" in w for w in report.warnings)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import queue
 from engine.config import RunConfig
-from engine.errors import UserError
-from engine.runs import list_runs, run_info
+from engine.core.errors import UserError
+from engine.rundir.runs import list_runs, run_info
+from engine.runs import queue
 from tests.fakeruns import cli, make_fake_run
 
 
@@ -73,7 +73,7 @@ def test_start_next_waits_while_an_engine_is_alive(tmp_path: Path, monkeypatch) 
     busy = make_fake_run(root, "busy", "running")  # its "engine" is this test process
     queue.add(root, cfg_with(name="next"))
     launched: list[RunConfig] = []
-    monkeypatch.setattr("engine.launch.launch", lambda cfg, r: launched.append(cfg) or r / "x")
+    monkeypatch.setattr("engine.runs.launch.launch", lambda cfg, r: launched.append(cfg) or r / "x")
     assert queue.start_next(root) is None and not launched
     # The finishing engine itself does not count.
     assert queue.start_next(root, exclude=busy) == root / "x"
@@ -169,7 +169,7 @@ def test_a_queue_problem_after_a_run_is_logged_not_raised(tmp_path: Path, monkey
     def broken(*args, **kwargs):
         raise ImportError("half-updated install")
 
-    monkeypatch.setattr("engine.queue.start_next", broken)
+    monkeypatch.setattr("engine.runs.queue.start_next", broken)
     assert queue.after_run(run) is None
     assert "half-updated install" in (root / "queue" / "failures.log").read_text()
     assert [e.name for e in queue.entries(root)] == ["next"], "the entry waits for the next try"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import queue
 from engine.config import RunConfig
-from engine.runs import CONFIG_FILE, new_run_dir
+from engine.rundir.runs import CONFIG_FILE, new_run_dir
+from engine.runs import queue
 
 
 @pytest.fixture

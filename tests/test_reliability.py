@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from engine.config import RunConfig
-from engine.errors import UserError
-from engine.events import (
+from engine.core.errors import UserError
+from engine.rundir.events import (
     Checkpoint,
     Eval,
     EventWriter,
@@ -29,9 +29,9 @@ from engine.events import (
     parse_line,
     read_events,
 )
-from engine.outputs import MARKER, check_output_dir, write_marker
-from engine.runlock import acquire_run_lock
-from engine.runs import (
+from engine.rundir.lock import acquire_run_lock
+from engine.rundir.outputs import MARKER, check_output_dir, write_marker
+from engine.rundir.runs import (
     STATUS_FILE,
     engine_alive,
     list_runs,
@@ -40,7 +40,7 @@ from engine.runs import (
     run_info,
     write_status,
 )
-from engine.train import run_training
+from engine.training.train import run_training
 from tests.fakeruns import BAD_EVENTS, REPO, engine_env, make_fake_run, malformed_runs
 from tests.reliability_helpers import enospc, leftovers, mount_tmpfs, tiny_cfg, typed
 
@@ -91,7 +91,7 @@ def test_a_read_only_output_folder_is_refused_before_training(tmp_path: Path) ->
 
 def test_launch_refuses_a_user_folder_before_making_a_run(tmp_path: Path) -> None:
     """The TUI and any queue start runs through launch(): the same check, before anything."""
-    from engine.launch import launch
+    from engine.runs.launch import launch
 
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -159,7 +159,7 @@ def test_config_save_on_a_full_disk_keeps_the_old_file(
     def full(*_a: object) -> int:
         raise enospc()
 
-    monkeypatch.setattr("engine.atomic.os.write", full)
+    monkeypatch.setattr("engine.core.atomic.os.write", full)
     changed = RunConfig()
     changed.lora.lora_r = 64
     with pytest.raises(OSError):
@@ -176,7 +176,7 @@ def test_status_falls_back_to_rewriting_in_place(
     def full(*_a: object, **_k: object) -> None:
         raise enospc()
 
-    monkeypatch.setattr("engine.atomic.atomic_write_bytes", full)
+    monkeypatch.setattr("engine.core.atomic.atomic_write_bytes", full)
     with pytest.raises(OSError):
         write_status(tmp_path, state="failed")
     write_status(tmp_path, in_place_fallback=True, state="failed")
@@ -228,7 +228,7 @@ def test_two_resumes_at_once_exactly_one_trains(tiny_model: Path, tmp_path: Path
 
 # -- 4. threads: take a share, say so ------------------------------------------------------------
 def test_plan_threads_rules() -> None:
-    from engine.cores import plan_threads
+    from engine.training.cores import plan_threads
 
     assert plan_threads(0, 8, [], 0.0).threads == 8
     assert plan_threads(0, 8, [], 0.0).note == ""
@@ -244,8 +244,8 @@ def test_plan_threads_rules() -> None:
 def test_a_new_engine_takes_its_share(
     tiny_model: Path, runs_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("engine.hardware.available_cores", lambda: 2)
-    monkeypatch.setattr("engine.cores.load_average", lambda: 0.0)
+    monkeypatch.setattr("engine.core.hardware.available_cores", lambda: 2)
+    monkeypatch.setattr("engine.training.cores.load_average", lambda: 0.0)
     other = make_fake_run(runs_root, "other", "running")  # this test process plays the engine
     write_status(other, threads=2)
     run_dir = new_run_dir(tiny_cfg(tiny_model, threads=0, max_steps=2), runs_root)
@@ -262,9 +262,9 @@ def test_a_running_engine_gives_cores_back_and_takes_them_again(
 ) -> None:
     import torch
 
-    from engine.cores import Rebalancer
+    from engine.training.cores import Rebalancer
 
-    monkeypatch.setattr("engine.hardware.available_cores", lambda: 2)
+    monkeypatch.setattr("engine.core.hardware.available_cores", lambda: 2)
     root = tmp_path / "runs"
     mine = make_fake_run(root, "mine", "finished")
     before = torch.get_num_threads()
@@ -286,7 +286,7 @@ def test_a_running_engine_gives_cores_back_and_takes_them_again(
 def test_a_malformed_event_never_raises(line: str) -> None:
     event = parse_line(line)
     if event is not None:
-        from engine.cli import format_event
+        from engine.cli.event_lines import format_event
 
         format_event(event)
         if isinstance(event, Eval):
@@ -294,7 +294,7 @@ def test_a_malformed_event_never_raises(line: str) -> None:
 
 
 def test_the_run_list_survives_malformed_runs(tmp_path: Path, capsys) -> None:
-    from engine.cli import main
+    from engine.cli.commands import main
 
     root = tmp_path / "runs"
     good, bad_event, list_status, pid_status, no_dir, empty_cfg = malformed_runs(root)
@@ -317,7 +317,7 @@ def test_the_run_list_survives_malformed_runs(tmp_path: Path, capsys) -> None:
 def test_max_length_beyond_positions_is_refused_up_front(tiny_model: Path) -> None:
     from types import SimpleNamespace
 
-    from engine.checks import check_max_length, model_positions
+    from engine.models.checks import check_max_length, model_positions
 
     cfg = RunConfig()
     cfg.model.model_name = str(tiny_model)
@@ -338,7 +338,7 @@ def test_a_pickle_base_of_a_run_trained_with_allow_pickle_says_so(
 ) -> None:
     import shutil
 
-    from engine.checks import check_inference_weights
+    from engine.models.checks import check_inference_weights
 
     base = tmp_path / "base"
     base.mkdir()
@@ -416,7 +416,7 @@ def test_stop_mid_epoch_saves_without_evaluating(tiny_model: Path, runs_root: Pa
 def test_a_second_interrupt_forces_the_exit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine.callback import EventsCallback, Throughput
+    from engine.training.callback import EventsCallback, Throughput
 
     class Exited(Exception):
         pass
@@ -445,7 +445,7 @@ def test_a_second_interrupt_forces_the_exit(
 
 # -- 12. resume a finished run: refused, nothing written ----------------------------------------
 def test_resume_of_a_finished_run_is_refused(tiny_model: Path, runs_root: Path) -> None:
-    from engine.launch import resume
+    from engine.runs.launch import resume
 
     run_dir = new_run_dir(tiny_cfg(tiny_model, max_steps=2), runs_root)
     assert run_training(run_dir) == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import RunConfig
-from engine.events import (
+from engine.rundir.events import (
     Checkpoint,
     Event,
     EventReader,
@@ -26,7 +26,7 @@ from engine.events import (
     Stopped,
     read_events,
 )
-from engine.runs import engine_alive, list_runs, read_status, run_info
+from engine.rundir.runs import engine_alive, list_runs, read_status, run_info
 from tests.fakeruns import REPO, engine_env, make_fake_run
 
 
@@ -88,7 +88,7 @@ LAUNCHER = """
 import sys, time
 from pathlib import Path
 from engine.config import RunConfig
-from engine.launch import launch
+from engine.runs.launch import launch
 run_dir = launch(RunConfig.load(sys.argv[1]), Path(sys.argv[2]))
 print(run_dir, flush=True)
 time.sleep(600)
@@ -146,8 +146,8 @@ def test_run_survives_sighup_of_the_launching_terminal(
 def test_kill_9_then_resume_continues_after_the_checkpoint(
     tiny: Path, engine_environment: Path
 ) -> None:
-    from engine.launch import launch, resume
-    from engine.train import last_checkpoint
+    from engine.runs.launch import launch, resume
+    from engine.training.train import last_checkpoint
 
     total = 30
     cfg = tiny_config(tiny, max_steps=total, save_strategy="steps", save_steps=4, batch_size=8)
@@ -173,7 +173,7 @@ def test_kill_9_then_resume_continues_after_the_checkpoint(
     assert typed(run_dir, Finished)[-1].step == total
     # Readers drop the steps the killed engine made after its checkpoint: no jump backwards,
     # and elapsed time carries on from the checkpoint, not from the lost steps.
-    from engine.events import drop_superseded, elapsed_at_step
+    from engine.rundir.events import drop_superseded, elapsed_at_step
 
     kept = [e for e in drop_superseded(events) if isinstance(e, Step)]
     assert [e.step for e in kept] == sorted({e.step for e in kept})
@@ -184,8 +184,8 @@ def test_kill_9_then_resume_continues_after_the_checkpoint(
 
 @pytest.mark.slow
 def test_graceful_stop_leaves_a_loadable_adapter(tiny: Path, engine_environment: Path) -> None:
-    from engine.launch import launch, request_stop
-    from engine.predict import find_weights
+    from engine.rundir.weights import find_weights
+    from engine.runs.launch import launch, request_stop
     from engine.tasks.classification.predict import Predictor
 
     run_dir = launch(tiny_config(tiny, max_steps=5000), engine_environment)
@@ -233,7 +233,7 @@ def test_resumed_engine_shows_starting_then_running(tmp_path: Path) -> None:
     """A stopped run whose new engine is up but has not said `started` yet is not `stopped`."""
     import psutil
 
-    from engine.runs import write_status
+    from engine.rundir.runs import write_status
 
     run_dir = make_fake_run(tmp_path, "r", "stopped", t0=time.time() - 100)
     me = psutil.Process()

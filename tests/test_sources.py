@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.config import RunConfig
-from engine.errors import UserError
-from engine.sources import open_source, parse_split
+from engine.core.errors import UserError
+from engine.data.sources import open_source, parse_split
 from engine.tasks.classification.data import load_splits
 
 ROWS = [

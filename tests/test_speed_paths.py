@@ -41,7 +41,7 @@ def test_fused_lora_in_fp32_matches_peft(tiny_model: Path) -> None:
     """fp32 fused LoRA layers: peft's losses over 4 training steps to 1e-5, gradients to 1e-4."""
     import torch
 
-    from engine.fused_lora import fuse_lora_layers
+    from engine.models.fused_lora import fuse_lora_layers
 
     plain = _load(tiny_model, fuse=False)
     fused = _load(tiny_model)
@@ -94,7 +94,7 @@ def test_auto_lora_layers_follow_the_data_size(tiny_model: Path) -> None:
     """lora_layers=0 (the default): the top third below 50,000 rows, every layer from there."""
     from types import SimpleNamespace
 
-    from engine.model import AUTO_EVERY_LAYER_FROM_ROWS, effective_lora_layers
+    from engine.models.lora import AUTO_EVERY_LAYER_FROM_ROWS, effective_lora_layers
     from engine.tasks.base import TaskData
     from engine.tasks.classification import ClassificationTask
 

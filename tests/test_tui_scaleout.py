@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textual.widgets import Static
 
-from engine.events import Started, Step
+from engine.rundir.events import Started, Step
 from tests.conftest import fixed_events, write_run
 from tests.pilot_wait import wait_for
 from tui.app import FinetuneApp

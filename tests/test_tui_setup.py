@@ -302,7 +302,7 @@ async def test_estimate_times_a_few_steps_before_starting(
 
 async def test_an_eval_file_greys_out_the_held_out_share(runs_root: Path) -> None:
     """validation_fraction means nothing once an eval file is given: it is disabled, not lost."""
-    from engine.readers import EXAMPLE_DATA
+    from engine.data.readers import EXAMPLE_DATA
 
     app = FinetuneApp(runs_root)
     async with app.run_test(size=(100, 34)) as pilot:

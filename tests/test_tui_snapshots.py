@@ -38,8 +38,8 @@ class SetupApp(FinetuneApp):
 def setup_app(runs_root: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> SetupApp:
     """A setup form on the tiny model (a relative path, so the drawn text is always the same)."""
     monkeypatch.chdir(tiny_model.parent)
-    monkeypatch.setattr("engine.hardware.describe_auto_precision", lambda: "bf16 (native AMX)")
-    monkeypatch.setattr("engine.hardware.available_cores", lambda: 4)
+    monkeypatch.setattr("engine.core.hardware.describe_auto_precision", lambda: "bf16 (native AMX)")
+    monkeypatch.setattr("engine.core.hardware.available_cores", lambda: 4)
     config = RunConfig()
     config.model.model_name = tiny_model.name
     return SetupApp(runs_root, config)
@@ -154,7 +154,7 @@ WIDE = (160, 50)
 def sweep_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A runs root: a finished 3-value learning-rate sweep (fixed events), an older run, and two
     queued runs of a second sweep."""
-    from engine import queue
+    from engine.runs import queue
     from tests.fakeruns import make_fake_run
 
     root = tmp_path / "runs"

@@ -63,7 +63,7 @@ def status_text(screen: TryItScreen) -> str:
 
 
 async def test_typed_sentence_gets_the_predictors_label(trained: Path) -> None:
-    from engine.predict import find_weights
+    from engine.rundir.weights import find_weights
     from engine.tasks.classification.predict import Predictor
 
     expected = Predictor(find_weights(trained)).predict([SENTENCE, "cold fries"])

@@ -9,9 +9,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
-from engine import queue
 from engine.config import RunConfig
-from engine.events import Checkpoint, Eval, EventWriter, Phase, Started, Step, Stopped
+from engine.rundir.events import Checkpoint, Eval, EventWriter, Phase, Started, Step, Stopped
+from engine.runs import queue
 from tests.fakeruns import make_fake_run
 from tests.pilot_wait import wait_for
 from tests.test_tui_setup import field, type_into
@@ -29,7 +29,7 @@ from tui.widgets.file_picker import DataFileTree, FilePicker
 def no_engine(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Queued runs are not started (no engine in UI tests); returns what would have started."""
     started: list[Path] = []
-    monkeypatch.setattr("engine.queue.start_next", lambda root, exclude=None: None)
+    monkeypatch.setattr("engine.runs.queue.start_next", lambda root, exclude=None: None)
     return started
 
 
@@ -247,7 +247,7 @@ def test_elapsed_never_goes_back_across_stop_and_resume() -> None:
 def test_a_stop_mid_epoch_neither_evaluates_nor_saves_twice(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from engine.callback import EventsCallback, Throughput
+    from engine.training.callback import EventsCallback, Throughput
 
     cb = EventsCallback(EventWriter(tmp_path), tmp_path, Throughput(), {})
     cb.stop_reason = "stop requested"
@@ -322,7 +322,7 @@ def test_the_bell_rings_only_when_asked_and_once(tmp_path: Path, monkeypatch) ->
     assert watcher.poll() == []
     alive = {quiet, loud}
     monkeypatch.setattr("tui.endings.engine_alive", lambda p: p in alive)
-    monkeypatch.setattr("engine.runs.engine_alive", lambda p: p in alive)
+    monkeypatch.setattr("engine.rundir.runs.engine_alive", lambda p: p in alive)
     alive.clear()
     (rings,) = [watcher.poll()]
     assert len(rings) == 1 and rings[0][0] == "osc9" and loud.name in rings[0][1]

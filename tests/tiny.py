@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from engine.readers import EXAMPLE_DATA
+from engine.data.readers import EXAMPLE_DATA
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

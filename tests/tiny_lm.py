@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.readers import EXAMPLE_DATA
+from engine.data.readers import EXAMPLE_DATA
 
 EOS = "<|endoftext|>"
 # A Zephyr-style template: differs from our ChatML fallback and ends turns with EOS.

@@ -59,8 +59,8 @@ class FinetuneApp(App[None]):
 
     def _has_runs(self) -> bool:
         """True when the runs root holds a run (an unreadable root opens the setup form)."""
-        from engine.errors import UserError
-        from engine.runs import run_dirs
+        from engine.core.errors import UserError
+        from engine.rundir.runs import run_dirs
 
         try:
             return bool(run_dirs(self.runs_root))
@@ -147,7 +147,7 @@ class FinetuneApp(App[None]):
 def tryit_kind(run_dir: Path) -> str:
     """'chat' or 'labels': the try-it screen of the run's task (labels when unreadable)."""
     from engine.config import RunConfig
-    from engine.errors import UserError
+    from engine.core.errors import UserError
     from engine.tasks import get_task
 
     try:

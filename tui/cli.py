@@ -9,7 +9,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     """Dispatch: `finetune-tui [attach [RUN]]` opens the app, `serve` in a browser; train/... headless."""
     args = list(sys.argv[1:] if argv is None else argv)
-    from engine.cli import COMMANDS
+    from engine.cli.parser import COMMANDS
 
     positional = [
         a
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
         if not a.startswith("-") and (i == 0 or args[i - 1] not in ("--runs-root", "--runs_root"))
     ]
     if positional and positional[0] in COMMANDS:
-        from engine.cli import main as engine_main
+        from engine.cli.commands import main as engine_main
 
         return engine_main(args)
     parser = argparse.ArgumentParser(
@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ns = parser.parse_args(args)
 
-    from engine.errors import UserError
-    from engine.runs import find_run, runs_root
+    from engine.core.errors import UserError
+    from engine.rundir.runs import find_run, runs_root
 
     root = runs_root(ns.runs_root)
     if ns.command == "serve":

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.errors import UserError
-from engine.runs import CONFIG_FILE, engine_alive, run_info
+from engine.core.errors import UserError
+from engine.rundir.runs import CONFIG_FILE, engine_alive, run_info
 
 
 class EndingWatcher:
@@ -23,7 +23,7 @@ class EndingWatcher:
 
     def poll(self) -> list[tuple[str, str]]:
         """(kind, text) for every notifying run that ended since the last poll."""
-        from engine.queue import busy_run, entries
+        from engine.runs.queue import busy_run, entries
 
         if not self.root.is_dir():
             return []

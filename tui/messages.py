@@ -7,9 +7,9 @@ from pathlib import Path
 
 from textual.message import Message
 
-from engine.errors import UserError
-from engine.events import Event
-from engine.inspect import DataInfo, ModelInfo
+from engine.core.errors import UserError
+from engine.rundir.events import Event
+from engine.tasks.inspect import DataInfo, ModelInfo
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import fields
 from textual.validation import ValidationResult, Validator
 
 from engine.config import SECTIONS, RunConfig, field_path
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 
 
 def sweepable(name: str) -> bool:

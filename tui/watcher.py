@@ -10,7 +10,7 @@ from typing import Any
 
 from textual.message import Message
 
-from engine.events import (
+from engine.rundir.events import (
     FINAL_TYPES,
     Checkpoint,
     Eval,
@@ -72,8 +72,14 @@ class RunWatcher:
         return RunEvents(self.run_dir, events, state, history=history)
 
     def current_state(self) -> str:
-        """starting / running / finished / stopped / failed / crashed, as `engine.runs` says."""
-        from engine.runs import STATUS_FILE, derive_state, engine_alive, read_status, status_number
+        """starting / running / finished / stopped / failed / crashed, as `engine.rundir.runs` says."""
+        from engine.rundir.runs import (
+            STATUS_FILE,
+            derive_state,
+            engine_alive,
+            read_status,
+            status_number,
+        )
 
         alive = engine_alive(self.run_dir)
         launched_at = status_number(read_status(self.run_dir), "launched_at")
@@ -133,7 +139,7 @@ class RunProgress:
 
     def apply(self, events: list[Event]) -> list[LogLine]:
         """Fold a batch of events in; return the log lines they add."""
-        from engine.cli import format_event
+        from engine.cli.event_lines import format_event
 
         lines: list[LogLine] = []
         self.history.extend(events)
@@ -204,8 +210,8 @@ class RunProgress:
         return self.state in ACTIVE_STATES
 
     def elapsed(self, now: float | None = None) -> float:
-        """Training time so far (`engine.events.training_elapsed`, as the run list shows it)."""
-        from engine.events import training_elapsed
+        """Training time so far (`engine.rundir.events.training_elapsed`, as the run list shows it)."""
+        from engine.rundir.events import training_elapsed
 
         return training_elapsed(self.history, now if self.active else None)
 

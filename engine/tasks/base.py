@@ -56,6 +56,15 @@ class Task:
     default_metric: ClassVar[str] = "loss"
     peft_task_type: ClassVar[str] = ""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Metrics and the best metric come from the task's entry in engine.config.tasks."""
+        super().__init_subclass__(**kwargs)
+        from engine.config.tasks import TASKS
+
+        spec = TASKS.get(cls.name)
+        if spec is not None:
+            cls.metrics, cls.default_metric = spec.metrics, spec.default_metric
+
     def prepare_data(self, cfg: Any, run_dir: Path | None) -> TaskData:
         """Read, check and split the configured data (UserError on a mistake)."""
         raise NotImplementedError
@@ -65,7 +74,7 @@ class Task:
         raise NotImplementedError
 
     def load_model(self, cfg: Any, data: TaskData, precision: str) -> Any:
-        """Tokenizer, base model and LoRA adapter (an engine.model.LoadedModel)."""
+        """Tokenizer, base model and LoRA adapter (an engine.models.loading.LoadedModel)."""
         raise NotImplementedError
 
     def encode(self, cfg: Any, data: TaskData, tokenizer: Any, run_dir: Path | None) -> Encoded:
@@ -89,7 +98,7 @@ class Task:
         return {}
 
     def data_summary(self, data: TaskData) -> dict[str, Any]:
-        """Fields of engine.inspect.DataInfo the task fills in (columns found, label counts)."""
+        """Fields of engine.tasks.inspect.DataInfo the task fills in (columns found, label counts)."""
         return {}
 
     def describe_data(self, data: TaskData) -> str:

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.validation import Number
 from textual.widgets import Footer, Input, Label, Static
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from tui.screens.tryit import describe, set_threads, training_engine_alive
 
 EXAMPLES_FILE = "chat_examples.jsonl"
@@ -159,7 +159,7 @@ class ChatScreen(Screen[None]):
 
     # -- the model lives in worker threads ----------------------------------------------------------
     def _load(self) -> tuple[Any, Any, Path, int]:
-        from engine.predict import find_weights
+        from engine.rundir.weights import find_weights
         from engine.tasks.causal_lm.modeling import load_generator
 
         weights = find_weights(self.run_dir)

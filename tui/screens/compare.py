@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
-from engine.queue import QueueEntry
+from engine.runs.queue import QueueEntry
 from tui.widgets.axes import integer_steps
 from tui.widgets.compare import (
     COLOURS,

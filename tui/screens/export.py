@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.validation import Length
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from tui.widgets.paths import confirm_overwrite, display_path, free_path, in_use
 
 EXPORTS = "finetune-exports"
@@ -88,7 +88,7 @@ class ExportScreen(ModalScreen[None]):
     @work(thread=True, group="export-find", exit_on_error=False)
     def find(self) -> None:
         """Locate the run's final adapter (or newest checkpoint) off the UI thread."""
-        from engine.predict import find_weights, task_of
+        from engine.rundir.weights import find_weights, task_of
 
         try:
             weights = find_weights(self.run_dir)
@@ -180,7 +180,7 @@ class ExportScreen(ModalScreen[None]):
     @work(thread=True, group="export", exit_on_error=False)
     def export(self, kind: str, weights: Path, out: Path, gguf_type: str = "") -> None:
         """Run the copy, the merge or the GGUF; post the outcome (or the one-line error)."""
-        from engine.export import copy_adapter, export_merged
+        from engine.tasks.export import copy_adapter, export_merged
         from tui.screens.tryit import set_threads, training_engine_alive
 
         try:

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline
 from textual.worker import get_current_worker
 
-from engine.events import Finished, Stopped
+from engine.rundir.events import Finished, Stopped
 from tui.messages import RunEvents
 from tui.watcher import RunProgress, RunWatcher
 from tui.widgets.confusion import ConfusionView
@@ -208,7 +208,7 @@ class MonitorScreen(ExplainsKeys, Screen[None]):
 
     def action_stop(self) -> None:
         """Ask the engine to stop gracefully (it finishes the step and saves first)."""
-        from engine.launch import request_stop
+        from engine.runs.launch import request_stop
 
         if request_stop(self.run_dir):
             self.stop_sent = True
@@ -218,8 +218,8 @@ class MonitorScreen(ExplainsKeys, Screen[None]):
 
     def action_resume(self) -> None:
         """Continue the run from its last checkpoint in a new engine process."""
-        from engine.errors import UserError
-        from engine.launch import resume
+        from engine.core.errors import UserError
+        from engine.runs.launch import resume
 
         try:
             resume(self.run_dir)
@@ -233,7 +233,7 @@ class MonitorScreen(ExplainsKeys, Screen[None]):
     def action_setup(self) -> None:
         """Back to the setup form, prefilled with this run's settings (the run keeps going)."""
         from engine.config import RunConfig
-        from engine.errors import UserError
+        from engine.core.errors import UserError
 
         try:
             config = RunConfig.load(self.run_dir / "config.toml")

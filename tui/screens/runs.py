@@ -15,9 +15,9 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
 from engine.config import RunConfig
-from engine.errors import UserError
-from engine.model import model_label
-from engine.queue import short_value
+from engine.core.errors import UserError
+from engine.models.loading import model_label
+from engine.runs.queue import short_value
 from tui.widgets.runfmt import (
     STATE_STYLES,
     best_text,
@@ -415,7 +415,7 @@ class RunsScreen(ExplainsKeys, Screen[None]):
         row = self.selected
         if row is None or row.entry is None:
             return
-        from engine import queue
+        from engine.runs import queue
 
         try:
             queue.move(self.root, row.entry.entry_id, delta)
@@ -484,7 +484,7 @@ class RunsScreen(ExplainsKeys, Screen[None]):
         if row is None:
             return
         if row.entry is not None:
-            from engine import queue
+            from engine.runs import queue
 
             try:
                 queue.remove(self.root, row.entry.entry_id)
@@ -515,7 +515,7 @@ class RunsScreen(ExplainsKeys, Screen[None]):
     # -- engine talk in workers ---------------------------------------------------------------------
     @work(thread=True, group="control", exit_on_error=False)
     def _stop(self, run_dir: Path) -> None:
-        from engine.launch import request_stop
+        from engine.runs.launch import request_stop
 
         ok = request_stop(run_dir)
         message = (
@@ -528,7 +528,7 @@ class RunsScreen(ExplainsKeys, Screen[None]):
 
     @work(thread=True, group="control", exit_on_error=False)
     def _resume(self, run_dir: Path) -> None:
-        from engine.launch import resume
+        from engine.runs.launch import resume
 
         try:
             pid = resume(run_dir)
@@ -543,7 +543,7 @@ class RunsScreen(ExplainsKeys, Screen[None]):
 
     @work(thread=True, group="control", exit_on_error=False)
     def _start_queue(self) -> None:
-        from engine.queue import busy_run, start_next
+        from engine.runs.queue import busy_run, start_next
 
         try:
             started_dir = start_next(self.root)
@@ -560,7 +560,7 @@ class RunsScreen(ExplainsKeys, Screen[None]):
 
     @work(thread=True, group="control", exit_on_error=False)
     def _delete(self, run_dir: Path) -> None:
-        from engine.runs import delete_run
+        from engine.rundir.runs import delete_run
 
         try:
             delete_run(run_dir)

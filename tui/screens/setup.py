@@ -24,9 +24,8 @@ from textual.widgets import (
     TabPane,
 )
 
-from engine.config import RunConfig, coerce
-from engine.errors import ConfigError, UserError
-from engine.tasks import TASK_NAMES
+from engine.config import TASK_NAMES, RunConfig, coerce
+from engine.core.errors import ConfigError, UserError
 from tui.messages import RunLaunched
 from tui.screens.setup_estimate import EstimateMixin
 from tui.screens.setup_files import SettingsFilesMixin
@@ -368,7 +367,7 @@ class SetupScreen(InspectionMixin, EstimateMixin, SettingsFilesMixin, Screen[Non
     @work(thread=True, exit_on_error=False, group="launch")
     def launch_run(self, config: RunConfig) -> None:
         """Create the run directory and start the engine process."""
-        from engine.launch import launch
+        from engine.runs.launch import launch
 
         try:
             run_dir = launch(config, self.app.runs_root)
@@ -421,7 +420,7 @@ class SetupScreen(InspectionMixin, EstimateMixin, SettingsFilesMixin, Screen[Non
     @work(thread=True, exit_on_error=False, group="launch")
     def queue_runs(self, config: RunConfig, sweep: dict[str, list[Any]], entry: str) -> None:
         """Write the queue entries (and start the first when no engine is busy)."""
-        from engine import queue
+        from engine.runs import queue
 
         root = self.app.runs_root
         try:

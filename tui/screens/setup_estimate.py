@@ -40,7 +40,7 @@ class EstimateMixin:
         import sys
         import tempfile
 
-        from engine.runs import list_runs
+        from engine.rundir.runs import list_runs
 
         if any(r.active for r in list_runs(self.app.runs_root)):
             # Two trainings on the same cores slow each other badly and skew the estimate.

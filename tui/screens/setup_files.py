@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import RunConfig
-from engine.errors import ConfigError, UserError
+from engine.core.errors import ConfigError, UserError
 from tui.widgets.paths import display_path
 
 

@@ -14,7 +14,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static, TextArea
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from engine.tasks.classification.predict import Prediction
 from tui.widgets.probabilities import PredictionView
 
@@ -24,7 +24,7 @@ _default_threads: int | None = None
 
 def training_engine_alive(root: Path) -> bool:
     """True when any run under `root` has a live engine (reads the disk: call in a worker)."""
-    from engine.runs import STATUS_FILE, engine_alive
+    from engine.rundir.runs import STATUS_FILE, engine_alive
 
     if not root.is_dir():
         return False
@@ -131,7 +131,7 @@ class TryItScreen(Screen[None]):
     # -- loading and predicting happen in a thread ------------------------------------------------
     def _load(self) -> tuple[Any, Path, int]:
         """The predictor for the newest weights (reloaded when they change), and the thread cap."""
-        from engine.predict import find_weights
+        from engine.rundir.weights import find_weights
         from engine.tasks.classification.predict import Predictor
 
         weights = find_weights(self.run_dir)

@@ -8,7 +8,7 @@ import os
 import secrets
 from pathlib import Path
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 
 TOKEN_FILE = ".serve-token"
 LOOPBACK_NAMES = ("localhost",)

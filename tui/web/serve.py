@@ -8,7 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from tui.web.access import check_bind, is_loopback, new_token
 
 TITLE = "finetune-tui"

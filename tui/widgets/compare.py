@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import RunConfig, all_fields
-from engine.events import Eval, Finished, Step
-from engine.queue import QueueEntry, short_value
+from engine.rundir.events import Eval, Finished, Step
+from engine.runs.queue import QueueEntry, short_value
 from tui.widgets.runfmt import STAMP, run_name
 
 # Settings that name or place a run rather than change how it trains.
@@ -97,7 +97,7 @@ def distinct_names(series: list[RunSeries]) -> None:
 
 def load_series(run_dir: Path) -> RunSeries:
     """Read one run (call from a worker: it reads the disk)."""
-    from engine.runs import run_info
+    from engine.rundir.runs import run_info
 
     info = run_info(run_dir)
     try:
@@ -153,7 +153,7 @@ def queued_series(entry: QueueEntry, place: int) -> RunSeries:
 
 def sweep_members(root: Path, sweep_id: str) -> tuple[list[Path], list[QueueEntry]]:
     """The run directories and the queued entries of one sweep (reads the disk)."""
-    from engine.queue import entries
+    from engine.runs.queue import entries
 
     runs = []
     for run_dir in sorted(Path(root).iterdir()) if Path(root).is_dir() else []:

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from engine.inspect import DataInfo
+from engine.tasks.inspect import DataInfo
 from tui.widgets.label_bars import LabelBars
 
 CELL_WIDTH = 48

@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Button, DirectoryTree, Input, Label
 
-from engine.readers import FORMATS
+from engine.data.readers import FORMATS
 
 
 class DataFileTree(DirectoryTree):

@@ -97,7 +97,7 @@ PLACEHOLDERS = {
 
 def field_options() -> dict[str, dict[str, Any]]:
     """Per-field editor options that depend on this machine (precision, threads) or the data."""
-    from engine.hardware import available_cores, describe_auto_precision
+    from engine.core.hardware import available_cores, describe_auto_precision
 
     special: dict[str, dict[str, Any]] = {
         "precision": {

@@ -12,7 +12,7 @@ from textual.timer import Timer
 from textual.widgets import Input, Select, Static
 
 from engine.config import RunConfig
-from engine.errors import UserError
+from engine.core.errors import UserError
 from tui.messages import DataChecked, ModelChecked
 from tui.widgets.data_preview import DataPreview
 from tui.widgets.form_field import FormField, field_label
@@ -100,7 +100,7 @@ class InspectionMixin:
     @work(thread=True, exit_on_error=False, group="models")
     def find_models(self) -> None:
         """Suggest models that work offline (the default folder and the local HF cache)."""
-        from engine.model import DEFAULT_HUB_ID, known_models
+        from engine.models.loading import DEFAULT_HUB_ID, known_models
 
         names = known_models() + [DEFAULT_HUB_ID]
         self.app.call_from_thread(self._set_suggestions, names)
@@ -113,8 +113,8 @@ class InspectionMixin:
     @work(thread=True, exit_on_error=False, exclusive=True, group="model")
     def check_model(self, name: str, trust: bool, allow_pickle: bool, task: str) -> None:
         """Inspect the model (config + meta-device build) off the UI thread."""
-        from engine.checks import check_model_task
-        from engine.inspect import inspect_model
+        from engine.models.checks import check_model_task
+        from engine.tasks.inspect import inspect_model
 
         key = (name, trust, allow_pickle, task)
         try:
@@ -162,7 +162,7 @@ class InspectionMixin:
     @work(thread=True, exit_on_error=False, exclusive=True, group="data")
     def check_data(self, key: tuple[Any, ...], cfg: RunConfig) -> None:
         """Read the data file for the preview off the UI thread."""
-        from engine.inspect import inspect_data
+        from engine.tasks.inspect import inspect_data
 
         try:
             info = run_lowered(lambda: inspect_data(cfg))

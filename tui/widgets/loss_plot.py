@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
-from engine.events import Eval, Step
+from engine.rundir.events import Eval, Step
 from tui.widgets.axes import integer_steps
 
 MAX_POINTS = 400

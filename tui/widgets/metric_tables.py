@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import DataTable
 
-from engine.events import Eval, Step
+from engine.rundir.events import Eval, Step
 
 STEP_ROWS = 30
 # Fixed widths: the table does not jump about as numbers grow, and snapshots stay stable.

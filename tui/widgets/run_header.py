@@ -9,8 +9,8 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import ProgressBar, Static
 
-from engine.events import Failed, Finished, Stopped
-from engine.model import model_label
+from engine.models.loading import model_label
+from engine.rundir.events import Failed, Finished, Stopped
 from tui.watcher import RunProgress
 
 STATE_TEXT = {

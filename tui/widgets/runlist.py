@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import RunConfig
-from engine.errors import UserError
-from engine.queue import QueueEntry, entries
-from engine.runs import CHECKPOINTS_DIR, CONFIG_FILE, STATUS_FILE, RunInfo, run_info
+from engine.core.errors import UserError
+from engine.rundir.runs import CHECKPOINTS_DIR, CONFIG_FILE, STATUS_FILE, RunInfo, run_info
+from engine.runs.queue import QueueEntry, entries
 
 QUEUED_PREFIX = "queued-"
 
@@ -74,7 +74,7 @@ def queued_rows(root: Path) -> list[RunRow]:
 
 def has_weights(run_dir: Path) -> bool:
     """True when the run has a final adapter or a checkpoint (reads the disk: call in a worker)."""
-    from engine.predict import find_weights
+    from engine.rundir.weights import find_weights
 
     try:
         find_weights(run_dir)

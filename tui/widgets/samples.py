@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.events import Sample
+from engine.rundir.events import Sample
 
 MAX_CHARS = 400
 

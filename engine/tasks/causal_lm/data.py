@@ -1,6 +1,6 @@
 """Read SFT data into chats: train and evaluation splits (a file split, an eval file or held out).
 
-Any source of engine.sources works: a file, a `save_to_disk` folder or a Hub dataset id, with
+Any source of engine.data.sources works: a file, a `save_to_disk` folder or a Hub dataset id, with
 `data_config`, `data_split` and `eval_split`.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from engine.tasks.causal_lm.formats import Chat, normalise_all
 
 
@@ -46,7 +46,7 @@ def chats_of(source: Any, split: str, column_map: str, limit: int = 0) -> tuple[
 
 def load_chats(data_cfg: Any, seed: int = 42, cache_dir: Path | None = None) -> ChatSplits:
     """The configured data as chats; every problem is a UserError naming the file and row."""
-    from engine.sources import open_source
+    from engine.data.sources import open_source
 
     if not data_cfg.data_file_path:
         raise UserError(
@@ -73,7 +73,7 @@ def load_chats(data_cfg: Any, seed: int = 42, cache_dir: Path | None = None) -> 
         evals = chats_of(esource, esource.eval_split or esource.train_split, column_map)[0]
         kind = "eval file"
     elif eval_split or source.eval_split:
-        from engine.sources import apply_slice, parse_split
+        from engine.data.sources import apply_slice, parse_split
 
         name, start, stop = (
             parse_split(eval_split) if eval_split else (source.eval_split, None, None)

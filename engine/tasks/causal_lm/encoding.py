@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.words import plural
 from engine.tasks.causal_lm.formats import Chat
 from engine.tasks.causal_lm.template import encode_chat, end_of_turn_ids
-from engine.words import plural
 
 CACHE_DIR = "tokenized"
 

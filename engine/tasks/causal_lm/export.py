@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from engine.tasks.causal_lm.template import end_of_turn_ids, ensure_chat_template, render
 
 LLAMA_CPP_ENV = "FINETUNE_TUI_LLAMA_CPP"  # a llama.cpp checkout, or its convert_hf_to_gguf.py

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 
 # Canonical column names a column map may point at (data.column_map "prompt=question,...").
 CANONICAL = (

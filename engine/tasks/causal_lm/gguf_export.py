@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 
 GGUF_TYPES = ("bf16", "f16", "q8_0", "q4_k_m", "f32")
 EXTRA_PIP = 'pip install "gguf>=0.19", or in a checkout pip install -e ".[gguf]"'
@@ -153,7 +153,7 @@ def export_gguf(
     report: Report | None = None,
 ) -> Path:
     """The merged model as OUT/model.gguf (chat template and stop tokens inside) + a Modelfile."""
-    from engine.export import output_folder
+    from engine.rundir.adapters import output_folder
 
     report = report or (lambda _f, _n: None)
     _check(gguf_type, "export --gguf")
@@ -184,7 +184,7 @@ def export_gguf(
 
 
 def _commit(out: Path, write: Callable[[Path], None]) -> Path:
-    from engine.outputs import write_folder
+    from engine.rundir.outputs import write_folder
 
     try:
         return write_folder(out, None, write)
@@ -227,7 +227,7 @@ def export_gguf_lora(
 ) -> Path:
     """OUT/adapter.gguf (the LoRA alone) + OUT/base.gguf (unless `base_gguf` names one already
     made) + a Modelfile with FROM and ADAPTER, for one base GGUF shared by many adapters."""
-    from engine.export import load_adapter_config, output_folder
+    from engine.rundir.adapters import load_adapter_config, output_folder
     from engine.tasks.causal_lm.gguf_lora import check_adapter_config, write_lora_gguf
     from engine.tasks.causal_lm.gguf_model import NameMap
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 
 
 def check_adapter_config(adapter_cfg: dict[str, Any], where: str) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 
 Progress = Callable[[int, int], None]
 OUTTYPES = ("bf16", "f16", "f32", "q8_0")

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 
 # The split regexes of the byte-level BPE families llama.cpp knows, as tokenizer.json writes them,
 # and the tokenizer.ggml.pre name llama.cpp reads for each.

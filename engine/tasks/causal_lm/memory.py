@@ -94,7 +94,7 @@ def count_parameters(config: Any, target_setting: str, lora_r: int, trust: bool)
     import torch
     from transformers import AutoModelForCausalLM
 
-    from engine.tasks.causal_lm.modeling import choose_decoder_targets
+    from engine.tasks.causal_lm.targets import choose_decoder_targets
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust)
@@ -111,7 +111,7 @@ def count_parameters(config: Any, target_setting: str, lora_r: int, trust: bool)
 def estimate_for(cfg: Any, precision: str, length: int = 0) -> MemoryEstimate:
     """The estimate for a configured model at `length` tokens (default: max_length or 512), with
     checkpointing as the setting or the auto rule decides."""
-    from engine.model import load_model_config, resolve_model_name
+    from engine.models.loading import load_model_config, resolve_model_name
 
     config = load_model_config(
         resolve_model_name(cfg.model.model_name), cfg.model.trust_remote_code
@@ -138,7 +138,7 @@ def decide_checkpointing(
     if text in ("false", "0", "no", "off"):
         return False, ""
     if free_bytes is None:
-        from engine.hardware import free_memory_bytes
+        from engine.core.hardware import free_memory_bytes
 
         free_bytes = free_memory_bytes()
     without = estimate_of(False).total

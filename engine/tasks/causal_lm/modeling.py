@@ -7,7 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
+from engine.core.errors import UserError
+from engine.tasks.causal_lm.targets import choose_decoder_targets
 
 # Dropout settings of decoder configs (Llama/Qwen: attention_dropout; GPT-2: *_pdrop; ...).
 DROPOUT_KEYS = (
@@ -20,47 +21,10 @@ DROPOUT_KEYS = (
     "activation_dropout",
     "summary_first_dropout",
 )
-NEVER_TARGETS = ("lm_head", "embed_out", "output_layer", "score", "wte", "embed_tokens")
-
-
-def block_linear_names(model: Any) -> list[str]:
-    """Leaf names of the linear layers inside the numbered transformer blocks (attention and MLP
-    projections); lm_head, embeddings and anything outside the blocks are never included."""
-    from engine.model import linear_kinds
-
-    kinds = linear_kinds()
-    names: dict[str, None] = {}
-    for full, module in model.named_modules():
-        parts = full.split(".")
-        if (
-            isinstance(module, kinds)
-            and any(p.isdigit() for p in parts)
-            and parts[-1] not in NEVER_TARGETS
-        ):
-            names[parts[-1]] = None
-    return list(names)
-
-
-def choose_decoder_targets(model: Any, setting: str) -> list[str]:
-    """'auto' / 'all-linear' = every attention and MLP projection present; else the named ones."""
-    present = block_linear_names(model)
-    wanted = [s.strip() for s in setting.split(",") if s.strip()]
-    if wanted in (["auto"], ["all-linear"]):
-        if not present:
-            raise UserError(
-                "found no linear layers inside this model's blocks for LoRA",
-                where="lora.target_modules",
-                hint="name the modules to adapt, comma-separated",
-                field="lora.target_modules",
-            )
-        return present
-    from engine.model import require_present
-
-    return require_present(wanted, present, "projections")
 
 
 def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) -> Any:
-    """Tokenizer (with a chat template) + decoder + LoRA, as an engine.model.LoadedModel.
+    """Tokenizer (with a chat template) + decoder + LoRA, as an engine.models.loading.LoadedModel.
 
     `chats` (the training set) size max_length when it is 0 (auto); the chosen length, the
     attention kernel and gradient checkpointing (auto: by the memory estimate) go with it.
@@ -69,17 +33,15 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from engine.model import (
+    from engine.models.loading import (
         LoadedModel,
         _offline_error,
         check_model_source,
-        describe_layers,
         load_model_config,
         load_tokenizer,
         resolve_model_name,
-        store_frozen_linears_in_bf16,
-        top_layer_indices,
     )
+    from engine.models.lora import describe_layers, store_frozen_linears_in_bf16, top_layer_indices
     from engine.tasks.causal_lm.chat_tokens import (
         describe_rows,
         rows_to_train,
@@ -167,7 +129,7 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
     if precision == "bf16":
         upcast_trainable(model)
         if not lo.use_dora:
-            from engine.fused_lora import fuse_lora_layers
+            from engine.models.fused_lora import fuse_lora_layers
 
             store_frozen_linears_in_bf16(model)
             fuse_lora_layers(model)

@@ -8,7 +8,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from engine.tasks.causal_lm.formats import Chat, normalise_all
 from engine.tasks.causal_lm.generation import Sampling, generate, stream
 
@@ -37,7 +37,7 @@ def user_chat(text: str, system: str = "") -> Chat:
 
 def read_prompts(path: str, column_map: str = "") -> tuple[list[dict[str, Any]], list[Chat]]:
     """Records of a file in any training format, and their prompt parts as chats."""
-    from engine.sources import open_source
+    from engine.data.sources import open_source
     from engine.tasks.causal_lm.data import records
 
     source = open_source(path, field_name="--file")

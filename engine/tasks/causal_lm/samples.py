@@ -6,7 +6,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from engine.events import EventWriter, Sample
+from engine.rundir.events import EventWriter, Sample
 from engine.tasks.causal_lm.formats import Chat
 from engine.tasks.causal_lm.generation import Sampling, generate
 

@@ -17,7 +17,7 @@ EAGER_UP_TO = 1024
 
 def model_positions_of(config: Any) -> int | None:
     """The model's position limit, when its config says."""
-    from engine.checks import model_positions
+    from engine.models.checks import model_positions
 
     return model_positions(config)
 

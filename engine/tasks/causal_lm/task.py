@@ -6,9 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from engine.tasks.base import Encoded, MetricHooks, Task, TaskData
-from engine.tasks.causal_lm.metrics import METRICS
 
 SAMPLES = 3  # held-out prompts answered at each evaluation
 SAMPLE_TOKENS = 64
@@ -16,7 +15,7 @@ SAMPLE_TOKENS = 64
 
 def example_pieces(info: dict[str, Any], chat: Any) -> list[tuple[str, bool]]:
     """One chat as the model sees it, in (text, trained) pieces (empty when no tokenizer loads)."""
-    from engine.model import load_tokenizer, resolve_model_name
+    from engine.models.loading import load_tokenizer, resolve_model_name
     from engine.tasks.causal_lm.template import ensure_chat_template, segments
 
     name, trust = info["model"]
@@ -36,14 +35,12 @@ class CausalLMTask(Task):
 
     name: ClassVar[str] = "causal-lm"
     title: ClassVar[str] = "Instruction tuning (causal LM)"
-    metrics: ClassVar[tuple[str, ...]] = METRICS
-    default_metric: ClassVar[str] = "loss"
     peft_task_type: ClassVar[str] = "CAUSAL_LM"
     tryit: ClassVar[str] = "chat"  # the TUI's try-it screen: a streaming chat
 
     def prepare_data(self, cfg: Any, run_dir: Path | None) -> TaskData:
         """Chats of the train and evaluation splits."""
-        from engine.runs import data_cache_dir
+        from engine.rundir.runs import data_cache_dir
         from engine.tasks.causal_lm.data import load_chats
 
         splits = load_chats(cfg.data, seed=cfg.training.seed, cache_dir=data_cache_dir(run_dir))
@@ -76,7 +73,7 @@ class CausalLMTask(Task):
 
     def encode(self, cfg: Any, data: TaskData, tokenizer: Any, run_dir: Path | None) -> Encoded:
         """Token ids and answer-only labels of both splits, cached in the run directory."""
-        from engine.model import resolve_model_name
+        from engine.models.loading import resolve_model_name
         from engine.tasks.causal_lm.encoding import encode_cached
 
         name = resolve_model_name(cfg.model.model_name)
@@ -105,7 +102,7 @@ class CausalLMTask(Task):
 
     def collator(self, cfg: Any, tokenizer: Any) -> Callable[[list[dict[str, Any]]], Any]:
         """Right padding to the longest row (fp32) or a multiple of 8 (bf16); labels -100."""
-        from engine.hardware import pad_multiple, resolve_precision
+        from engine.core.hardware import pad_multiple, resolve_precision
         from engine.tasks.causal_lm.collate import CausalCollator
 
         multiple = pad_multiple(resolve_precision(cfg.training.precision)) or 1

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from engine.tasks.base import Encoded, MetricHooks, Task, TaskData
 
 AUTO_SAVE = ("classifier", "score", "pre_classifier", "pooler")
-# None = by precision (engine.hardware.pad_multiple); bench/speed.py's "@pad8" sets one to compare.
+# None = by precision (engine.core.hardware.pad_multiple); bench/speed.py's "@pad8" sets one to compare.
 PAD_MULTIPLE: int | None = None
 
 
@@ -18,13 +18,11 @@ class ClassificationTask(Task):
 
     name: ClassVar[str] = "classification"
     title: ClassVar[str] = "Text classification"
-    metrics: ClassVar[tuple[str, ...]] = ("accuracy", "f1", "loss")
-    default_metric: ClassVar[str] = "accuracy"
     peft_task_type: ClassVar[str] = "SEQ_CLS"
 
     def prepare_data(self, cfg: Any, run_dir: Path | None) -> TaskData:
         """Texts and label ids per split, the label names, and where evaluation comes from."""
-        from engine.runs import data_cache_dir
+        from engine.rundir.runs import data_cache_dir
         from engine.tasks.classification.data import load_splits
 
         cache = data_cache_dir(run_dir)
@@ -53,7 +51,7 @@ class ClassificationTask(Task):
 
     def load_model(self, cfg: Any, data: TaskData, precision: str) -> Any:
         """The base model as a classifier with our labels, wrapped with LoRA (head trained in full)."""
-        from engine.model import load_for_training
+        from engine.models.lora import load_for_training
         from engine.tasks.classification.model import build_classifier
 
         id2label = data.info["id2label"]
@@ -69,7 +67,7 @@ class ClassificationTask(Task):
     def encode(self, cfg: Any, data: TaskData, tokenizer: Any, run_dir: Path | None) -> Encoded:
         """Token ids of both splits, cached in the run directory."""
         from engine.config import CLASSIFICATION_MAX_LENGTH
-        from engine.model import resolve_model_name
+        from engine.models.loading import resolve_model_name
         from engine.tasks.classification.encoding import encode, encode_cached
 
         splits = data.info["splits"]
@@ -91,7 +89,7 @@ class ClassificationTask(Task):
         """Dynamic padding: to the longest text of each batch (fp32) or a multiple of 8 (bf16)."""
         from transformers import DataCollatorWithPadding
 
-        from engine.hardware import pad_multiple, resolve_precision
+        from engine.core.hardware import pad_multiple, resolve_precision
 
         multiple = PAD_MULTIPLE or pad_multiple(resolve_precision(cfg.training.precision))
         return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
@@ -151,8 +149,8 @@ class ClassificationTask(Task):
         import json
 
         from engine.config import RunConfig
-        from engine.export import METRICS_FILE, load_adapter_config
-        from engine.predict import RUN_CONFIG_FILE
+        from engine.rundir.adapters import METRICS_FILE, load_adapter_config
+        from engine.rundir.weights import RUN_CONFIG_FILE
         from engine.tasks.classification.card import LABELS_FILE, model_card, write_labels
         from engine.tasks.classification.predict import labels_for
 

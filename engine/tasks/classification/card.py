@@ -19,7 +19,7 @@ def write_labels(out: Path, id2label: dict[int, str]) -> None:
 
 def base_model_id(cfg: RunConfig, base_name: str) -> str:
     """The base model as others can find it: a hub id when there is one, not a local path."""
-    from engine.model import DEFAULT_HUB_ID, OFFLINE_PACKAGE, model_label
+    from engine.models.loading import DEFAULT_HUB_ID, OFFLINE_PACKAGE, model_label
 
     given = cfg.model.model_name.strip()
     parts = base_name.replace("\\", "/").split("/")

@@ -6,8 +6,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from engine.errors import UserError
-from engine.sources import Source
+from engine.core.errors import UserError
+from engine.data.sources import Source
 
 # Up to this many rows the texts are plain Python strings (tokenized once, cached); above it they
 # stay in the memory-mapped Arrow file and are read and tokenized batch by batch.

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
-from engine.readers import EVAL_SPLITS, LABEL_NAMES, TEXT_NAMES, Table
-from engine.sources import Source, apply_slice, open_source, parse_split
+from engine.core.errors import UserError
+from engine.data.readers import EVAL_SPLITS, LABEL_NAMES, TEXT_NAMES, Table
+from engine.data.sources import Source, apply_slice, open_source, parse_split
 
 
 @dataclass

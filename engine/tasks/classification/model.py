@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.model import base_config, choose_attention, load_pretrained
+from engine.models.loading import base_config, choose_attention, load_pretrained
 
 
 def build_classifier(

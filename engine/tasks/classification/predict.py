@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
-from engine.events import Started, read_events
-from engine.runs import CHECKPOINTS_DIR
+from engine.core.errors import UserError
+from engine.rundir.events import Started, read_events
+from engine.rundir.runs import CHECKPOINTS_DIR
 
 
 @dataclass
@@ -45,7 +45,7 @@ def load_classifier(folder: Path, threads: int = 0) -> tuple[Any, Any]:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError("model folder not found", where=str(folder), hint="check the path")
-    from engine.checks import check_inference_weights
+    from engine.models.checks import check_inference_weights
 
     check_inference_weights(folder)  # pickle-only weights: a clear refusal, never an unpickle
     adapter_cfg = folder / "adapter_config.json"

@@ -1,0 +1,159 @@
+"""What this CPU can do: native bf16, the cores this process may use, free memory."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from engine.core.errors import UserError
+
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags from /proc/cpuinfo (empty where unavailable)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16() -> bool:
+    """True when the CPU has native bf16 matmul (AMX or AVX512-BF16)."""
+    return any(flag in cpu_flags() for flag in BF16_FLAGS)
+
+
+def bf16_kind() -> str:
+    """Which native bf16 the CPU has ('AMX', 'AVX512-BF16' or '')."""
+    flags = cpu_flags()
+    if "amx_bf16" in flags:
+        return "AMX"
+    if "avx512_bf16" in flags:
+        return "AVX512-BF16"
+    return ""
+
+
+def resolve_precision(requested: str) -> str:
+    """Map auto/bf16/fp32 to what will really run; fp16 is refused with the reason."""
+    if requested == "fp16":
+        raise UserError(
+            "fp16 does not train on a CPU: accelerate silently runs fp32, and fp16 weights "
+            "train without loss scaling and do not learn",
+            where="training.precision",
+            hint="use auto (bf16 where the CPU has it, else fp32)",
+            field="training.precision",
+        )
+    if requested == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return requested
+
+
+def pad_multiple(precision: str) -> int | None:
+    """What dynamic padding rounds a batch's length up to, by precision (None: not rounded).
+
+    fp32 steps cost what their padded tokens cost, so rounding short texts up to multiples of 8
+    cost 14-25% of the speed (SST-2, bench/speed.py). bf16 ran as fast either way, and rounding
+    keeps the shapes few: oneDNN's per-shape bf16 kernels took peak RSS from 0.9 to 1.4 GB on
+    exact lengths.
+    """
+    return 8 if precision == "bf16" else None
+
+
+def describe_auto_precision() -> str:
+    """What 'auto' resolves to on this CPU, for the form and the CLI."""
+    kind = bf16_kind()
+    return f"bf16 (native {kind})" if kind else "fp32 (no native bf16 on this CPU)"
+
+
+def available_cores() -> int:
+    """Cores this process may use: CPU affinity, capped by a cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_limit()
+    if quota:
+        cores = max(1, min(cores, int(quota + 0.5)))
+    return max(1, cores)
+
+
+def _cgroup_cpu_limit() -> float | None:
+    try:
+        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if text and text[0] != "max":
+            return int(text[0]) / int(text[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        if quota > 0:
+            return quota / period
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+_ENGINE_THREADS: int | None = None
+
+
+def set_engine_threads(threads: int | None) -> None:
+    """Record the share of cores this engine claimed (engine.training.cores); None forgets it."""
+    global _ENGINE_THREADS
+    _ENGINE_THREADS = threads
+
+
+def resolve_threads(requested: int) -> int:
+    """The torch thread count to use: the engine's claimed share, else asked, else all cores."""
+    if _ENGINE_THREADS is not None:
+        return _ENGINE_THREADS
+    return requested if requested > 0 else available_cores()
+
+
+def free_memory_bytes() -> int:
+    """Memory available to start new work, in bytes."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def tune_allocator() -> None:
+    """Keep glibc's heap from both fragmenting and page-faulting on every training step.
+
+    Dynamic padding gives tensors of many sizes. glibc's default (a sliding mmap threshold)
+    let MiniLM training grow from 0.6 to 1.5 GB in 100 steps; a small trim threshold fixed that
+    but sent every activation through mmap/munmap, so each step page-faulted its memory afresh
+    (a third of a step in the kernel). A fixed, high mmap threshold and a trim threshold of
+    64 MB keep freed blocks for reuse while capping what is held: about 1 GB over a full epoch.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD (its maximum on 64-bit)
+        libc.mallopt(-1, 64 * 1024 * 1024)  # M_TRIM_THRESHOLD
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def sleep_waiting_threads() -> None:
+    """Make OpenMP threads sleep, not spin, while they wait (unless the user set a policy).
+
+    Must run before torch loads its OpenMP runtime. On a machine where other processes want the
+    cores too (a shared server, the TUI's own work, several runs), a spinning thread holds a core
+    its partner needs to reach the barrier both wait at: MiniLM training with 2 threads ran 4-13x
+    slower than with sleeping waits on a 2-core machine at load 11-19 (bench/speed.py, `plain`
+    vs `plain-passive`). The user's own OMP_WAIT_POLICY (or GOMP_SPINCOUNT) wins.
+    """
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
