@@ -6,7 +6,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -25,15 +25,14 @@ from textual.widgets import (
 )
 
 from engine.config import RunConfig
-from engine.errors import ConfigError, UserError
 from engine.tasks import TASK_NAMES
-from tui.messages import RunLaunched
 from tui.screens.setup_estimate import EstimateMixin
 from tui.screens.setup_files import SettingsFilesMixin
 from tui.screens.setup_form import FormMixin
+from tui.screens.setup_launch import LaunchMixin
 from tui.widgets.data_preview import DataPreview
 from tui.widgets.deferred import Deferred
-from tui.widgets.form_field import FormField, field_label, form_words
+from tui.widgets.form_field import FormField, field_label
 from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
 from tui.widgets.inspection import InspectionMixin
 from tui.widgets.target_modules import TargetModules
@@ -50,7 +49,9 @@ def task_help(task: str) -> str:
     return TASK_HELP.get(task, task)
 
 
-class SetupScreen(FormMixin, InspectionMixin, EstimateMixin, SettingsFilesMixin, Screen[None]):
+class SetupScreen(
+    LaunchMixin, InspectionMixin, EstimateMixin, SettingsFilesMixin, FormMixin, Screen[None]
+):
     """Set up a run: every field is checked as you type and Start stays greyed until all pass."""
 
     CSS_PATH = "setup.tcss"
@@ -235,94 +236,6 @@ class SetupScreen(FormMixin, InspectionMixin, EstimateMixin, SettingsFilesMixin,
     def _keep_focus(self) -> None:
         if self.focused is None and self.is_attached and self.app.screen is self:
             self.focus_next()
-
-    def action_start(self) -> None:
-        """Launch the engine with the form's config, then open the monitor (a sweep is queued)."""
-        self.revalidate()
-        if not self.valid or self.starting:
-            return
-        if self.sweep_values() or self.queue_entry:
-            self.action_queue()
-            return
-        self.starting = True
-        self.query_one("#setup-status", Static).update("Starting the engine…")
-        self.launch_run(self.form_config())
-
-    @work(thread=True, exit_on_error=False, group="launch")
-    def launch_run(self, config: RunConfig) -> None:
-        """Create the run directory and start the engine process."""
-        from engine.launch import launch
-
-        try:
-            run_dir = launch(config, self.app.runs_root)
-        except UserError as exc:
-            self.post_message(RunLaunched(error=exc))
-        except OSError as exc:
-            self.post_message(RunLaunched(error=UserError(f"cannot start the engine: {exc}")))
-        else:
-            self.post_message(RunLaunched(run_dir=run_dir))
-
-    def on_run_launched(self, message: RunLaunched) -> None:
-        """Open the monitor, or show why the run could not start."""
-        self.starting = False
-        if message.queued:
-            self.queue_entry = ""
-            self.revalidate()
-            self.app.clear_notifications()
-            self.app.open_runs()
-            self.app.notify(message.queued, title="Queue")
-            return
-        if message.run_dir is not None:
-            self.revalidate()
-            self.app.clear_notifications()  # an estimate's toast would sit on the new run's log
-            self.app.open_monitor(message.run_dir)
-            return
-        exc = message.error
-        assert exc is not None
-        if isinstance(exc, ConfigError):
-            problems = exc.problems
-        else:
-            problems = {exc.field: exc.message + (f" ({exc.hint})" if exc.hint else "")}
-        for path, text in problems.items():
-            field = self.fields.get(path.split(".")[-1])
-            if field is not None:
-                field.set_external(text, until_changed=True)
-        self._refused_with = self._form_text()
-        self.revalidate()
-        self.notify(form_words(exc.one_line()), title="Could not start", severity="error")
-
-    def action_queue(self) -> None:
-        """Add the form's run (or every run of its sweep) to the queue; it starts when its turn
-        comes, at once when nothing is training. Editing a queued run saves it back instead."""
-        self.revalidate()
-        if not self.valid or self.starting:
-            return
-        self.starting = True
-        self.query_one("#setup-status", Static).update("Queueing…")
-        self.queue_runs(self.form_config(), self.sweep_values(), self.queue_entry)
-
-    @work(thread=True, exit_on_error=False, group="launch")
-    def queue_runs(self, config: RunConfig, sweep: dict[str, list[Any]], entry: str) -> None:
-        """Write the queue entries (and start the first when no engine is busy)."""
-        from engine import queue
-
-        root = self.app.runs_root
-        try:
-            if entry:
-                queue.update(root, entry, config)
-                text = f"saved the queued run {config.output.run_name or entry}"
-            else:
-                added = queue.add_sweep(root, config, sweep) if sweep else [queue.add(root, config)]
-                text = f"queued {len(added)} run{'s' if len(added) > 1 else ''}"
-            started = queue.start_next(root)
-            if started is not None:
-                text += f"; started {started.name}"
-        except UserError as exc:
-            self.post_message(RunLaunched(error=exc))
-        except OSError as exc:
-            self.post_message(RunLaunched(error=UserError(f"cannot queue: {exc}")))
-        else:
-            self.post_message(RunLaunched(queued=text))
 
     def action_browse(self, name: str = "data_file_path") -> None:
         """Pick the data (or eval) file: a folder tree, a typed path, home, the last folder."""

@@ -14,20 +14,28 @@ from tui.widgets.form_spec import TAB_OF, TABS
 from tui.widgets.target_modules import TargetModules
 
 
-class FormMixin:
-    """Reads the setup form into a RunConfig, fills it from one, and checks every field."""
+class SetupParts:
+    """What the setup form's mixins use of the screen they are mixed into (for type checkers)."""
 
     fields: dict[str, FormField]
     targets: TargetModules
-    initial: RunConfig
     queue_entry: str
-    model_modules: list[str]
-    loaded_text: dict[str, Any]
     valid: bool
-    _revalidate_pending: bool
+    app: Any
     is_mounted: bool
     query: Any
     query_one: Any
+    notify: Any
+    post_message: Any
+
+
+class FormMixin(SetupParts):
+    """Reads the setup form into a RunConfig, fills it from one, and checks every field."""
+
+    initial: RunConfig
+    model_modules: list[str]
+    loaded_text: dict[str, Any]
+    _revalidate_pending: bool
     schedule_checks: Any
     _set_column_options: Any
 
