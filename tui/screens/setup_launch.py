@@ -1,4 +1,4 @@
-"""The setup form's Start and Queue: launch the engine on the form's run, or queue it (or a sweep)."""
+"""The setup form's Start and Queue: its run in a new engine, or in the queue (a sweep too)."""
 
 from __future__ import annotations
 
