@@ -14,71 +14,14 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
-from engine.config import RunConfig
 from engine.errors import UserError
 from engine.model import model_label
-from engine.queue import short_value
-from tui.widgets.runfmt import (
-    STATE_STYLES,
-    best_text,
-    clock,
-    metric,
-    run_name,
-    short,
-    started,
-    state_text,
-)
+from tui.screens.runs_table import column_widths, row_cells
+from tui.widgets.runfmt import STATE_STYLES, metric, state_text
 from tui.widgets.runlist import RunRow, RunScanner
 from tui.widgets.why_not import ExplainsKeys
 
 SCAN_SECONDS = 2.0
-# Settings first: at 80 columns they tell runs of one model and data apart; model and data
-# get their columns when the terminal is wide enough (the detail line always names them).
-COLUMNS = ("name", "status", "best", "lr", "ep", "bs", "r", "time", "started", "model", "data")
-NARROW = {
-    "name": 12,
-    "status": 11,
-    "best": 9,
-    "lr": 7,
-    "ep": 3,
-    "bs": 3,
-    "r": 3,
-    "time": 7,
-    "started": 6,
-}
-WIDE_EXTRA = {"model": 11, "data": 8}
-GROWTH = {"name": (0.4, 40), "model": (0.35, 32), "data": (0.25, 24)}
-MARK = "●"
-
-
-def column_widths(width: int) -> dict[str, int]:
-    """Column widths that fit `width` cells (80 and up), giving extra room to the text columns."""
-    widths = dict(NARROW)
-    used = sum(widths.values()) + 2 * len(widths) + 1
-    if width - used >= sum(WIDE_EXTRA.values()) + 2 * len(WIDE_EXTRA) + 6:
-        widths.update(WIDE_EXTRA)
-    extra = max(0, width - (sum(widths.values()) + 2 * len(widths) + 1))
-    if extra >= 6:
-        widths["started"] += 6  # room for the date and the time
-        extra -= 6
-    for name, (share, cap) in GROWTH.items():
-        if name in widths:
-            widths[name] = min(cap, widths[name] + int(extra * share))
-    return {name: widths[name] for name in COLUMNS if name in widths}
-
-
-def settings_cells(config: RunConfig | None) -> dict[str, str]:
-    """The settings columns of a run: learning rate, epochs, batch size, LoRA rank."""
-    if config is None:
-        return {"lr": "-", "ep": "-", "bs": "-", "r": "-"}
-    t = config.training
-    return {
-        "lr": short_value(t.learning_rate),
-        # The epochs asked for; a max_steps cap is on the detail line (600 does not fit here).
-        "ep": short_value(t.epochs),
-        "bs": str(t.batch_size * t.grad_accum),
-        "r": str(config.lora.lora_r),
-    }
 
 
 class RunsScreen(ExplainsKeys, Screen[None]):
@@ -203,29 +146,6 @@ class RunsScreen(ExplainsKeys, Screen[None]):
         self._show_detail()
         self.refresh_bindings()
 
-    def _row_cells(self, row: RunRow) -> list[Any]:
-        w, info = self._widths, row.info
-        mark = MARK if row.run_id in self.marked else " "
-        name = row.entry.name if row.entry is not None else run_name(info.run_id)
-        status = (
-            Text(f"queued #{row.place}", style=STATE_STYLES["queued"])
-            if row.queued
-            else state_text(info.state, info.step, info.total_steps)
-        )
-        cells: dict[str, Any] = {
-            "name": Text(
-                f"{mark} {short(name, w['name'] - 2)}", style="bold" if mark != " " else ""
-            ),
-            "status": status,
-            "best": best_text(info.metric_name, info.best_metric),
-            **settings_cells(row.config),
-            "time": clock(info.duration_s),
-            "started": started(info.started_at, wide=w["started"] > 8),
-            "model": short(model_label(info.model), w.get("model", 0)),
-            "data": short(info.data or "-", w.get("data", 0)),
-        }
-        return [cells[name] for name in w]
-
     def _fill(self, force: bool = False) -> None:
         table = self.query_one(DataTable)
         ids = [r.run_id for r in self.rows.values()]
@@ -235,7 +155,7 @@ class RunsScreen(ExplainsKeys, Screen[None]):
             table.clear()
             self._cells.clear()
             for run_id in ids:
-                cells = self._row_cells(self.rows[run_id])
+                cells = row_cells(self.rows[run_id], self._widths, self.marked)
                 table.add_row(*cells, key=run_id)
                 self._cells[run_id] = cells
             self.order = ids
@@ -246,7 +166,7 @@ class RunsScreen(ExplainsKeys, Screen[None]):
                 table.move_cursor(row=max(index, 0))
             return
         for run_id in ids:
-            cells = self._row_cells(self.rows[run_id])
+            cells = row_cells(self.rows[run_id], self._widths, self.marked)
             for name, old, new in zip(
                 self._widths, self._cells.get(run_id, []), cells, strict=False
             ):
