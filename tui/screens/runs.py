@@ -15,16 +15,14 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
 from engine.errors import UserError
-from engine.model import model_label
+from tui.screens.runs_keys import RunKeysMixin
 from tui.screens.runs_table import column_widths, row_cells
-from tui.widgets.runfmt import STATE_STYLES, metric, state_text
 from tui.widgets.runlist import RunRow, RunScanner
-from tui.widgets.why_not import ExplainsKeys
 
 SCAN_SECONDS = 2.0
 
 
-class RunsScreen(ExplainsKeys, Screen[None]):
+class RunsScreen(RunKeysMixin, Screen[None]):
     """Every run under the runs root; open, stop, resume, try, export, delete or compare them."""
 
     CSS_PATH = "runs.tcss"
@@ -174,19 +172,7 @@ class RunsScreen(ExplainsKeys, Screen[None]):
                     table.update_cell(run_id, name, new)
             self._cells[run_id] = cells
 
-    # -- the selected row ------------------------------------------------------------------------
-    @property
-    def selected(self) -> RunRow | None:
-        """The run under the cursor, if any."""
-        table = self.query_one(DataTable)
-        if not table.row_count or not self.order:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        except Exception:  # noqa: BLE001 - the table is being rebuilt
-            return None
-        return self.rows.get(str(key.value))
-
+    # -- the selected row (the handlers stay here: @on only registers on a Screen's own class) ----
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:
         self._show_detail()
@@ -195,121 +181,6 @@ class RunsScreen(ExplainsKeys, Screen[None]):
     @on(DataTable.RowSelected)
     def _selected(self) -> None:
         self.action_open()
-
-    def _show_detail(self) -> None:
-        row = self.selected
-        detail = self.query_one("#detail", Static)
-        if row is None:
-            detail.update("")
-            return
-        info = row.info
-        where = f"  {model_label(info.model)} / {info.data}"
-        if row.queued:
-            text = Text.assemble(
-                (row.entry.name if row.entry else info.run_id, "bold"),
-                "  ",
-                (f"queued #{row.place}", STATE_STYLES["queued"]),
-                where,
-                f"  {row.sweep_id}" if row.sweep_id else "",
-            )
-            hint = "starts when the run before it ends · enter edits · ⇧↑↓ moves · d cancels"
-            second = Text(hint, style="dim")
-            text.truncate(max(self.size.width - 2, 20), overflow="ellipsis")
-            second.truncate(max(self.size.width - 2, 20), overflow="ellipsis")
-            detail.update(Text("\n").join([text, second]))
-            return
-        text = Text.assemble(
-            (info.run_id, "bold"),
-            "  ",
-            state_text(info.state),
-            f"  step {info.step}/{info.total_steps or '?'}",
-            f" (max_steps {row.config.training.max_steps})"
-            if row.config is not None and row.config.training.max_steps
-            else "",
-            f"  best {info.metric_name} {metric(info.best_metric)}" if info.best_metric else "",
-            where,
-            ("  marked" if row.run_id in self.marked else "", "bold"),
-        )
-        hint = {
-            "running": "enter watches it live · s stops it (it saves first)",
-            "starting": "starting up · enter watches it",
-            "stopped": "enter opens · u resumes it from the last checkpoint",
-            "crashed": "the engine died without saying why: u resumes it; engine.log may tell",
-            "failed": "enter opens it",
-        }.get(info.state, "enter opens · space marks it to compare")
-        if row.sweep_id:
-            hint += " · w shows its sweep"
-        second = Text(info.message, style="red") if info.message else Text(hint, style="dim")
-        text.truncate(max(self.size.width - 2, 20), overflow="ellipsis")  # one line each
-        second.truncate(max(self.size.width - 2, 20), overflow="ellipsis")
-        detail.update(Text("\n").join([text, second]))
-
-    def notice(self, message: str, error: bool = False) -> None:
-        """Show a one-line message under the table (red for errors)."""
-        widget = self.query_one("#notice", Static)
-        widget.update(Text(message))
-        widget.set_class(error, "error")
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Grey out the keys that do nothing for the selected run."""
-        row = self.selected
-        state = row.info.state if row else ""
-        run = row is not None and not row.queued
-        queued = row is not None and row.queued
-        enabled = {
-            "open": row is not None,
-            "mark": run,
-            "compare": len(self.marked) >= 2,
-            "sweep": row is not None and bool(row.sweep_id),
-            "tryit": run and row.has_weights,  # type: ignore[union-attr]
-            "export": run and row.has_weights,  # type: ignore[union-attr]
-            "stop": state in ("starting", "running"),
-            "resume": state in ("stopped", "failed", "crashed"),
-            "start_queue": any(r.queued for r in self.rows.values())
-            and not any(r.info.active for r in self.rows.values()),
-            "move": queued,
-            # A live run keeps `d` so that pressing it explains why it is not deleted.
-            "delete": row is not None,
-        }.get(action, True)
-        return bool(enabled)
-
-    def explain(self, reason: str, title: str) -> None:
-        """Say why a key did nothing on the notice line under the table."""
-        self.notice(reason)
-
-    def why_not(self, action: str) -> str:
-        """Why a key does nothing for the selected row (one line under the table at 80 columns)."""
-        row = self.selected
-        if row is None:
-            return "No run selected: n sets up a new run." if action != "start_queue" else ""
-        state = row.info.state or "queued"
-        if action == "compare":
-            if len(self.marked) == 1:
-                return "Mark one more run (space) to compare: 1 is marked."
-            return "Mark two runs or more with space first, then c compares them."
-        if action == "sweep":
-            return "This run is not part of a sweep (several values in one field queue one)."
-        if action == "start_queue":
-            if not any(r.queued for r in self.rows.values()):
-                return "The queue is empty: the form's Add to queue (ctrl+g) queues a run."
-            return "A run is training: the queue goes on by itself when it ends."
-        if action in ("tryit", "export"):
-            if row.queued:
-                return "This run is queued: it has no model until it has trained."
-            return "This run has no adapter yet: it is saved when the run ends or stops."
-        if action == "stop":
-            return f"Nothing to stop: this run is {state}."
-        if action == "resume":
-            if row.info.active:
-                return "This run is training already."
-            if state == "finished":
-                return "This run has finished: nothing to resume (enter, then n, tweaks it)."
-            return f"Nothing to resume: this run is {state}."
-        if action == "mark":
-            return "A queued run has no curves to compare yet."
-        if action == "move":
-            return "Only queued runs move (shift+up / shift+down)."
-        return ""
 
     # -- actions ----------------------------------------------------------------------------------
     def action_open(self) -> None:
