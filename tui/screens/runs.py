@@ -14,7 +14,8 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
-from engine.errors import UserError
+from tui.screens.runs_actions import RunActionsMixin
+from tui.screens.runs_control import RunControlMixin
 from tui.screens.runs_keys import RunKeysMixin
 from tui.screens.runs_table import column_widths, row_cells
 from tui.widgets.runlist import RunRow, RunScanner
@@ -22,7 +23,7 @@ from tui.widgets.runlist import RunRow, RunScanner
 SCAN_SECONDS = 2.0
 
 
-class RunsScreen(RunKeysMixin, Screen[None]):
+class RunsScreen(RunKeysMixin, RunActionsMixin, RunControlMixin, Screen[None]):
     """Every run under the runs root; open, stop, resume, try, export, delete or compare them."""
 
     CSS_PATH = "runs.tcss"
@@ -181,183 +182,3 @@ class RunsScreen(RunKeysMixin, Screen[None]):
     @on(DataTable.RowSelected)
     def _selected(self) -> None:
         self.action_open()
-
-    # -- actions ----------------------------------------------------------------------------------
-    def action_open(self) -> None:
-        """Open the monitor of the selected run (live if it still runs); edit a queued one."""
-        if (row := self.selected) is None:
-            return
-        if row.entry is not None:
-            self.app.open_setup(row.entry.config, queue_entry=row.entry.entry_id)  # type: ignore[attr-defined]
-        else:
-            self.app.open_monitor(row.info.path)  # type: ignore[attr-defined]
-
-    def action_sweep(self) -> None:
-        """Show the selected run's sweep: a sortable table of its runs and their curves."""
-        row = self.selected
-        if row is None or not row.sweep_id:
-            return
-        from tui.screens.compare import CompareScreen
-
-        self.app.push_screen(CompareScreen([], sweep_id=row.sweep_id, root=self.root))
-
-    def action_move(self, delta: int) -> None:
-        """Move the selected queued run earlier or later in the queue."""
-        row = self.selected
-        if row is None or row.entry is None:
-            return
-        from engine import queue
-
-        try:
-            queue.move(self.root, row.entry.entry_id, delta)
-        except UserError as exc:
-            self.notice(exc.one_line(), error=True)
-        self.scan()
-
-    def action_start_queue(self) -> None:
-        """Start the first queued run now (nothing is training)."""
-        self._start_queue()
-
-    def action_new(self) -> None:
-        """Set up a new run."""
-        self.app.open_setup()  # type: ignore[attr-defined]
-
-    def action_tryit(self) -> None:
-        """Try the selected run's model on your own text."""
-        if (row := self.selected) is not None:
-            self.app.open_tryit(row.info.path)  # type: ignore[attr-defined]
-
-    def action_export(self) -> None:
-        """Export the selected run's adapter or a merged model."""
-        if (row := self.selected) is not None:
-            self.app.open_export(row.info.path)  # type: ignore[attr-defined]
-
-    def action_mark(self) -> None:
-        """Mark or unmark the selected run for comparison."""
-        row = self.selected
-        if row is None:
-            return
-        if row.run_id in self.marked:
-            self.marked.remove(row.run_id)
-        else:
-            self.marked.append(row.run_id)
-        self._fill()
-        self._show_detail()
-        self.refresh_bindings()
-        if len(self.marked) == 1:
-            self.notice("marked 1 run: mark another (space) to compare (c)")
-        elif self.marked:
-            self.notice(f"marked {len(self.marked)} runs: c compares their loss curves")
-
-    def action_compare(self) -> None:
-        """Compare the marked runs: curves, differing settings and final metrics."""
-        from tui.screens.compare import CompareScreen
-
-        paths = [self.rows[m].info.path for m in self.marked if m in self.rows]
-        if len(paths) >= 2:
-            self.app.push_screen(CompareScreen(paths))
-
-    def action_stop(self) -> None:
-        """Ask the selected run's engine to stop gracefully."""
-        if (row := self.selected) is not None:
-            self._stop(row.info.path)
-
-    def action_resume(self) -> None:
-        """Continue the selected run from its last checkpoint in a new engine."""
-        if (row := self.selected) is not None:
-            self._resume(row.info.path)
-
-    def action_delete(self) -> None:
-        """Delete the selected run after a confirmation (a live run is refused)."""
-        from tui.widgets.dialogs import Confirm
-
-        row = self.selected
-        if row is None:
-            return
-        if row.entry is not None:
-            from engine import queue
-
-            try:
-                queue.remove(self.root, row.entry.entry_id)
-            except UserError as exc:
-                self.notice(f"not cancelled: {exc.one_line()}", error=True)
-            else:
-                self.notice(f"cancelled the queued run {row.entry.name}")
-            self.scan()
-            return
-        if row.info.active:
-            self.notice(f"{row.run_id} is still running: stop it (s) before deleting", error=True)
-            return
-        path = row.info.path
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._delete(path)
-
-        self.app.push_screen(
-            Confirm(
-                f"Delete run {row.run_id}?\nIts folder {path}, checkpoints and adapter "
-                "included, is removed for good.",
-                yes="Delete",
-            ),
-            answered,
-        )
-
-    # -- engine talk in workers ---------------------------------------------------------------------
-    @work(thread=True, group="control", exit_on_error=False)
-    def _stop(self, run_dir: Path) -> None:
-        from engine.launch import request_stop
-
-        ok = request_stop(run_dir)
-        message = (
-            f"asked {run_dir.name} to stop: it finishes the step and saves first"
-            if ok
-            else f"{run_dir.name} is not running"
-        )
-        self.app.call_from_thread(self.notice, message, not ok)
-        self.app.call_from_thread(self.scan)
-
-    @work(thread=True, group="control", exit_on_error=False)
-    def _resume(self, run_dir: Path) -> None:
-        from engine.launch import resume
-
-        try:
-            pid = resume(run_dir)
-        except (UserError, OSError) as exc:
-            message = exc.one_line() if isinstance(exc, UserError) else str(exc)
-            self.app.call_from_thread(self.notice, f"cannot resume: {message}", True)
-        else:
-            self.app.call_from_thread(
-                self.notice, f"resumed {run_dir.name} (engine pid {pid}); enter opens it"
-            )
-        self.app.call_from_thread(self.scan)
-
-    @work(thread=True, group="control", exit_on_error=False)
-    def _start_queue(self) -> None:
-        from engine.queue import busy_run, start_next
-
-        try:
-            started_dir = start_next(self.root)
-        except OSError as exc:
-            self.app.call_from_thread(self.notice, f"cannot start: {exc}", True)
-            return
-        if started_dir is not None:
-            self.app.call_from_thread(self.notice, f"started {started_dir.name}; enter opens it")
-        else:
-            busy = busy_run(self.root)
-            why = f"{busy.name} is training" if busy else "the queue is empty"
-            self.app.call_from_thread(self.notice, f"nothing started: {why}", True)
-        self.app.call_from_thread(self.scan)
-
-    @work(thread=True, group="control", exit_on_error=False)
-    def _delete(self, run_dir: Path) -> None:
-        from engine.runs import delete_run
-
-        try:
-            delete_run(run_dir)
-        except (UserError, OSError) as exc:
-            message = exc.one_line() if isinstance(exc, UserError) else str(exc)
-            self.app.call_from_thread(self.notice, f"not deleted: {message}", True)
-        else:
-            self.app.call_from_thread(self.notice, f"deleted {run_dir.name}")
-        self.app.call_from_thread(self.scan)
