@@ -6,7 +6,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -24,15 +24,14 @@ from textual.widgets import (
     TabPane,
 )
 
-from engine.config import TASK_NAMES, RunConfig, coerce
-from engine.core.errors import ConfigError, UserError
-from tui.messages import RunLaunched
+from engine.config import TASK_NAMES, RunConfig
 from tui.screens.setup_estimate import EstimateMixin
 from tui.screens.setup_files import SettingsFilesMixin
-from tui.validators import sweep_parts
+from tui.screens.setup_form import FormMixin
+from tui.screens.setup_launch import LaunchMixin
 from tui.widgets.data_preview import DataPreview
 from tui.widgets.deferred import Deferred
-from tui.widgets.form_field import FIELDS, SECTION_OF, FormField, field_label, form_words
+from tui.widgets.form_field import FormField, field_label
 from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
 from tui.widgets.inspection import InspectionMixin
 from tui.widgets.target_modules import TargetModules
@@ -49,7 +48,9 @@ def task_help(task: str) -> str:
     return TASK_HELP.get(task, task)
 
 
-class SetupScreen(InspectionMixin, EstimateMixin, SettingsFilesMixin, Screen[None]):
+class SetupScreen(
+    LaunchMixin, InspectionMixin, EstimateMixin, SettingsFilesMixin, FormMixin, Screen[None]
+):
     """Set up a run: every field is checked as you type and Start stays greyed until all pass."""
 
     CSS_PATH = "setup.tcss"
@@ -174,124 +175,7 @@ class SetupScreen(InspectionMixin, EstimateMixin, SettingsFilesMixin, Screen[Non
         """The deferred tabs are there: check their fields too."""
         self.revalidate()
 
-    # -- the config in the form ------------------------------------------------------------------
-    def form_config(self, skip: str | None = None) -> RunConfig:
-        """The config the form shows (fields that do not convert keep their defaults)."""
-        return self._read_form(skip)[0]
-
-    def _read_form(self, skip: str | None = None) -> tuple[RunConfig, dict[str, str]]:
-        """The form's config, and the fields whose text does not convert (name -> message)."""
-        cfg = RunConfig()
-        bad: dict[str, str] = {}
-        if self.is_mounted:
-            cfg.task = str(self.query_one("#in-task", Select).value)
-        for name, field in self.fields.items():
-            if name != skip:
-                value = field.value
-                parts = sweep_parts(name, value) if isinstance(value, str) else []
-                try:
-                    for part in parts:  # a sweep: every value must convert; the first is shown
-                        coerce(FIELDS[name], part)
-                    value = parts[0] if parts else value
-                    setattr(getattr(cfg, SECTION_OF[name]), name, coerce(FIELDS[name], value))
-                except ValueError as exc:
-                    bad[name] = str(exc)
-        if skip != "target_modules":
-            cfg.lora.target_modules = self.targets.value
-        return cfg, bad
-
-    def sweep_values(self) -> dict[str, list[Any]]:
-        """The settings given several values (field name -> values): the grid of a sweep."""
-        sweep: dict[str, list[Any]] = {}
-        for name, field in self.fields.items():
-            parts = sweep_parts(name, field.value) if isinstance(field.value, str) else []
-            values: list[Any] = []
-            for part in parts:
-                try:
-                    value = coerce(FIELDS[name], part)
-                except ValueError:
-                    continue
-                if value not in values:
-                    values.append(value)
-            if len(values) > 1:
-                sweep[name] = values
-        return sweep
-
-    def load_config(self, config: RunConfig) -> None:
-        """Show a config in every field (e.g. a loaded file or a previous run's settings)."""
-        self.initial = config.copy()
-        for name, field in self.fields.items():
-            if name in ("text_column", "label_column"):
-                self._set_column_options(field, [], config.get(name))
-            field.set_value(config.get(name))
-        self.targets.set_value(config.lora.target_modules)
-        if self.is_mounted and config.task in TASK_NAMES:
-            self.query_one("#in-task", Select).value = config.task
-        self.loaded_text = self._form_text()
-        self.revalidate()
-        self.schedule_checks(delay=0.0)
-
-    # -- validation --------------------------------------------------------------------------------
-    def revalidate(self) -> None:
-        """Check every field against the rest of the form; update messages, tabs and Start."""
-        self._revalidate_pending = False
-        cfg, problems = self._read_form()
-        rules = cfg.problems()
-        if "validation_fraction" in self.fields:  # an eval file replaces the held-out share
-            self.fields["validation_fraction"].disabled = bool(cfg.data.eval_file_path.strip())
-        for name, field in self.fields.items():
-            message = field.show_problem(problems.get(name) or rules.get(field.path))
-            if message:
-                problems[name] = message
-        target_problem = rules.get("lora.target_modules")
-        missing = [
-            m
-            for m in self.targets.value.split(",")
-            if self.model_modules
-            and m not in ("auto", "all-linear", "")
-            and m not in self.model_modules
-        ]
-        if not target_problem and missing:
-            target_problem = (
-                f"not in this model: {', '.join(missing)} (it has {', '.join(self.model_modules)})"
-            )
-        self.targets.show_error(target_problem)
-        if target_problem:
-            problems["target_modules"] = target_problem
-        tabs = self.query_one(TabbedContent)
-        for tab, (title, _, _) in TABS.items():
-            label = title + (" !" if any(TAB_OF[name] == tab for name in problems) else "")
-            if tabs.get_tab(f"tab-{tab}").label_text != label:
-                tabs.get_tab(f"tab-{tab}").label = label
-        for more in self.query(Collapsible):
-            if more.collapsed and more.query(".form-field.-invalid"):
-                more.collapsed = False
-        self.valid = not problems
-        status = self.query_one("#setup-status", Static)
-        status.set_class(bool(problems), "-invalid")
-        self.query_one("#setup-bar").set_class(bool(problems), "-invalid")
-        sweep = self.sweep_values()
-        count = 1
-        for values in sweep.values():
-            count *= len(values)
-        self.query_one("#start-button", Button).label = "Queue sweep ^r" if sweep else "Start ^r"
-        self.query_one("#queue-button", Button).label = (
-            "Save to queue ^g" if self.queue_entry else "Add to queue ^g"
-        )
-        for button in self.query("#setup-bar Button").results(Button):
-            button.disabled = bool(problems)
-        if problems:
-            name, message = next(iter(problems.items()))
-            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-            status.update(f"{TABS[TAB_OF[name]][0]} › {field_label(name)}: {message}{more}")
-        elif self.queue_entry:
-            status.update("Editing a queued run: ctrl+g saves it back to the queue")
-        elif sweep:
-            axes = " × ".join(f"{field_label(n)} ×{len(v)}" for n, v in sweep.items())
-            status.update(f"Sweep: {count} runs ({axes})")
-        else:
-            status.update("Ready")
-
+    # -- edits (the handlers stay here: @on only registers on a Screen's own class) --------------
     @on(Select.Changed, "#in-task")
     def _task_changed(self, event: Select.Changed) -> None:
         self.query_one("#task-help", Static).update(task_help(str(event.value)))
@@ -352,94 +236,6 @@ class SetupScreen(InspectionMixin, EstimateMixin, SettingsFilesMixin, Screen[Non
         if self.focused is None and self.is_attached and self.app.screen is self:
             self.focus_next()
 
-    def action_start(self) -> None:
-        """Launch the engine with the form's config, then open the monitor (a sweep is queued)."""
-        self.revalidate()
-        if not self.valid or self.starting:
-            return
-        if self.sweep_values() or self.queue_entry:
-            self.action_queue()
-            return
-        self.starting = True
-        self.query_one("#setup-status", Static).update("Starting the engine…")
-        self.launch_run(self.form_config())
-
-    @work(thread=True, exit_on_error=False, group="launch")
-    def launch_run(self, config: RunConfig) -> None:
-        """Create the run directory and start the engine process."""
-        from engine.runs.launch import launch
-
-        try:
-            run_dir = launch(config, self.app.runs_root)
-        except UserError as exc:
-            self.post_message(RunLaunched(error=exc))
-        except OSError as exc:
-            self.post_message(RunLaunched(error=UserError(f"cannot start the engine: {exc}")))
-        else:
-            self.post_message(RunLaunched(run_dir=run_dir))
-
-    def on_run_launched(self, message: RunLaunched) -> None:
-        """Open the monitor, or show why the run could not start."""
-        self.starting = False
-        if message.queued:
-            self.queue_entry = ""
-            self.revalidate()
-            self.app.clear_notifications()
-            self.app.open_runs()
-            self.app.notify(message.queued, title="Queue")
-            return
-        if message.run_dir is not None:
-            self.revalidate()
-            self.app.clear_notifications()  # an estimate's toast would sit on the new run's log
-            self.app.open_monitor(message.run_dir)
-            return
-        exc = message.error
-        assert exc is not None
-        if isinstance(exc, ConfigError):
-            problems = exc.problems
-        else:
-            problems = {exc.field: exc.message + (f" ({exc.hint})" if exc.hint else "")}
-        for path, text in problems.items():
-            field = self.fields.get(path.split(".")[-1])
-            if field is not None:
-                field.set_external(text, until_changed=True)
-        self._refused_with = self._form_text()
-        self.revalidate()
-        self.notify(form_words(exc.one_line()), title="Could not start", severity="error")
-
-    def action_queue(self) -> None:
-        """Add the form's run (or every run of its sweep) to the queue; it starts when its turn
-        comes, at once when nothing is training. Editing a queued run saves it back instead."""
-        self.revalidate()
-        if not self.valid or self.starting:
-            return
-        self.starting = True
-        self.query_one("#setup-status", Static).update("Queueing…")
-        self.queue_runs(self.form_config(), self.sweep_values(), self.queue_entry)
-
-    @work(thread=True, exit_on_error=False, group="launch")
-    def queue_runs(self, config: RunConfig, sweep: dict[str, list[Any]], entry: str) -> None:
-        """Write the queue entries (and start the first when no engine is busy)."""
-        from engine.runs import queue
-
-        root = self.app.runs_root
-        try:
-            if entry:
-                queue.update(root, entry, config)
-                text = f"saved the queued run {config.output.run_name or entry}"
-            else:
-                added = queue.add_sweep(root, config, sweep) if sweep else [queue.add(root, config)]
-                text = f"queued {len(added)} run{'s' if len(added) > 1 else ''}"
-            started = queue.start_next(root)
-            if started is not None:
-                text += f"; started {started.name}"
-        except UserError as exc:
-            self.post_message(RunLaunched(error=exc))
-        except OSError as exc:
-            self.post_message(RunLaunched(error=UserError(f"cannot queue: {exc}")))
-        else:
-            self.post_message(RunLaunched(queued=text))
-
     def action_browse(self, name: str = "data_file_path") -> None:
         """Pick the data (or eval) file: a folder tree, a typed path, home, the last folder."""
         from tui.widgets.file_picker import FilePicker
@@ -494,18 +290,6 @@ class SetupScreen(InspectionMixin, EstimateMixin, SettingsFilesMixin, Screen[Non
     def action_runs(self) -> None:
         """Show the run list."""
         self.app.open_runs()
-
-    def edited(self) -> bool:
-        """True when the form differs from the settings it was opened (or last loaded) with."""
-        return self._form_text() != self.loaded_text
-
-    def _form_text(self) -> dict[str, Any]:
-        """What every editor holds now (text as typed, so a sweep or a typo counts as a change)."""
-        text: dict[str, Any] = {name: f.value for name, f in self.fields.items()}
-        text["target_modules"] = self.targets.value
-        for select in self.query("#in-task").results(Select):
-            text["task"] = select.value
-        return text
 
     def action_back(self) -> None:
         """Back to the previous screen (runs keep going); an edited form asks first."""

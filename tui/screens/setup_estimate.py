@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from textual import work
 from textual.widgets import Static
 
 from engine.config import RunConfig
 from tui.messages import PreflightDone
+from tui.screens.setup_form import FormMixin
 
 
-class EstimateMixin:
+class EstimateMixin(FormMixin):
     """Ctrl+E on the setup form: time a few real steps of the form's run before starting it."""
 
-    valid: bool
     estimating: bool
-    app: Any
-    query_one: Any
-    notify: Any
-    post_message: Any
-    revalidate: Any
-    form_config: Any
 
     def action_estimate(self) -> None:
         """Time a few real training steps: speed, run time and peak memory, before starting."""

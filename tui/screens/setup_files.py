@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from engine.config import RunConfig
 from engine.core.errors import ConfigError, UserError
+from tui.screens.setup_form import FormMixin
 from tui.widgets.paths import display_path
 
 
-class SettingsFilesMixin:
+class SettingsFilesMixin(FormMixin):
     """Ctrl+S / Ctrl+O on the setup form: the settings as a TOML config that `train --config` runs."""
-
-    app: Any
-    notify: Any
-    form_config: Any
-    load_config: Any
 
     def action_save(self) -> None:
         """Save the form as a TOML config."""
