@@ -319,13 +319,16 @@ async def test_nothing_is_cut_silently_at_80_columns(runs_root: Path) -> None:
         assert len(data.placeholder) <= data.content_region.width, data.content_region
         help_line = screen.query_one("#help-line", Static)
         data.focus()
-        await pilot.pause(0.2)
-        assert "data file:" in str(help_line.render()) and help_line.display
+        await wait_for(pilot, lambda: "data file:" in str(help_line.render()), "data file help")
+        assert help_line.display
         screen.query_one("TabbedContent").active = "tab-model"
         await pilot.pause()
         screen.query_one("#in-task", Select).focus()
-        await pilot.pause(0.2)
-        assert "Text classification: texts with labels" in str(help_line.render())
+        await wait_for(
+            pilot,
+            lambda: "Text classification: texts with labels" in str(help_line.render()),
+            "task help",
+        )
 
 
 def test_long_setting_values_are_cut_with_a_mark() -> None:
