@@ -253,3 +253,17 @@ async def test_confusion_matrix_of_the_latest_evaluation(tmp_path: Path) -> None
         assert view.step == 60
         assert "negative" in text and "positive" in text
         assert "13" in text and "11" in text
+
+
+def test_long_runs_keep_their_step_and_epoch_whole_in_the_table() -> None:
+    """22129/100000 does not fit the step column: it is shortened (22.1k/100k), never cut."""
+    from tui.widgets.metric_tables import STEP_COLUMNS, epoch_text, step_text
+
+    width = STEP_COLUMNS[0][1]
+    assert step_text(5, 60) == "5/60"
+    assert step_text(22129, 100000) == "22.1k/100k"
+    assert step_text(999_999, 1_000_000) == "1.0M/1.0M"
+    assert step_text(123, 0) == "123"
+    for step, total in ((1, 9), (99999, 99999), (123456, 7654321), (10**9, 10**9)):
+        assert len(step_text(step, total)) <= width
+    assert [epoch_text(e) for e in (0.5, 12.345, 650.8)] == ["0.50", "12.3", "651"]

@@ -24,6 +24,28 @@ def _num(value: float | None, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
+def _count(n: int) -> str:
+    """A step count in at most 5 characters: 22129 -> 22.1k, 100000 -> 100k, 2500000 -> 2.5M."""
+    for scale, unit in ((1_000_000, "M"), (1_000, "k")):
+        if n >= scale * 0.9995:  # 999,999 is 1.0M, not 1000k
+            text = f"{n / scale:.1f}"
+            return (text if len(text) <= 4 else f"{n / scale:.0f}") + unit
+    return str(n)
+
+
+def step_text(step: int, total: int, width: int = STEP_COLUMNS[0][1]) -> str:
+    """'step/total', shortened with k and M when it would not fit the column (never cut)."""
+    full = f"{step}/{total}" if total else str(step)
+    if len(full) <= width:
+        return full
+    return f"{_count(step)}/{_count(total)}" if total else _count(step)
+
+
+def epoch_text(epoch: float) -> str:
+    """The epoch in the 5 characters of its column: 2 decimals, fewer as it grows."""
+    return f"{epoch:.2f}" if epoch < 10 else f"{epoch:.1f}" if epoch < 100 else f"{epoch:.0f}"
+
+
 class StepTable(DataTable):
     """The latest logged steps, newest first: step, epoch, loss, lr, grad norm, throughput."""
 
@@ -39,8 +61,8 @@ class StepTable(DataTable):
         self.clear()
         for s in reversed(steps[-STEP_ROWS:]):
             self.add_row(
-                f"{s.step}/{s.total_steps}" if s.total_steps else str(s.step),
-                f"{s.epoch:.2f}",
+                step_text(s.step, s.total_steps),
+                epoch_text(s.epoch),
                 _num(s.loss, ".4f"),
                 _num(s.learning_rate, ".2e"),
                 _num(s.grad_norm, ".3f"),
@@ -71,8 +93,8 @@ class EvalTable(DataTable):
         for e in reversed(evals):
             m = e.metrics
             self.add_row(
-                f"{e.epoch:.2f}",
-                str(e.step),
+                epoch_text(e.epoch),
+                str(e.step) if len(str(e.step)) <= EVAL_COLUMNS[1][1] else _count(e.step),
                 _num(m.get("accuracy"), ".4f"),
                 _num(m.get("perplexity"), ".1f") if ppl else _num(m.get("f1"), ".4f"),
                 _num(m.get("loss"), ".4f"),
