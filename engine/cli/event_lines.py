@@ -91,6 +91,7 @@ def format_event(e: Event) -> str | None:
 
 
 def printer(e: Event) -> None:
+    """Print an event's line, if it has one (the CLI's follower)."""
     line = format_event(e)
     if line:
         print(line, file=sys.stderr if e.type == "failed" else sys.stdout, flush=True)

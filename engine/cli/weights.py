@@ -11,6 +11,7 @@ from engine.core.errors import UserError
 
 
 def weights_for(ref: str, root: Path) -> Path:
+    """A run reference (id, prefix or folder) -> the adapter or checkpoint to use."""
     from engine.rundir.runs import find_run
     from engine.rundir.weights import find_weights
 
