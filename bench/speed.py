@@ -10,6 +10,7 @@
     python bench/speed.py --variant "unfused=@unfused"           # ours without the fused LoRA layer
     python bench/speed.py --variant "pad8=@pad8"                 # ours padding to multiples of 8 (@pad1: none)
     python bench/speed.py --variant "hf=@hf-sampler"             # transformers' length grouping
+    python bench/speed.py --variant "full=@full-last-layer"      # the last layer on every token
     python bench/speed.py --variant "bind=ENV:OMP_PROC_BIND=close"   # ours with an environment variable
 
 Each recipe runs in its own process (so peak RSS is its own) on the same rows of
@@ -290,6 +291,10 @@ def run_ours(model: str, rows: int, out: Path, precision: str, seed: int, extra:
         import engine.tasks.classification
 
         engine.tasks.classification.PAD_MULTIPLE = int(flag[4:])
+    if "@full-last-layer" in extra:  # the last layer on every token, not the first only
+        import engine.tasks.classification
+
+        engine.tasks.classification.FIRST_TOKEN_ONLY = False
     if "@hf-sampler" in extra:  # transformers' LengthGroupedSampler instead of our buckets
         from transformers.trainer_pt_utils import LengthGroupedSampler
 
