@@ -91,16 +91,30 @@ def test_lora_layers_1_adapts_every_layer(tiny_model: Path) -> None:
 
 
 def test_auto_lora_layers_follow_the_data_size(tiny_model: Path) -> None:
-    """lora_layers=0 (the default): the top third below 50,000 rows, every layer from there."""
+    """lora_layers=0 (the default): the top third below 10,000 rows, the top half below 50,000,
+    every layer from there."""
     from types import SimpleNamespace
 
-    from engine.models.lora import AUTO_EVERY_LAYER_FROM_ROWS, effective_lora_layers
+    from engine.models.lora import (
+        AUTO_EVERY_LAYER_FROM_ROWS,
+        AUTO_HALF_FROM_ROWS,
+        effective_lora_layers,
+        top_layer_indices,
+    )
     from engine.tasks.base import TaskData
     from engine.tasks.classification import ClassificationTask
 
     assert effective_lora_layers(0.0, 2_000) == pytest.approx(1 / 3)
+    assert effective_lora_layers(0.0, AUTO_HALF_FROM_ROWS - 1) == pytest.approx(1 / 3)
+    assert effective_lora_layers(0.0, AUTO_HALF_FROM_ROWS) == 0.5
+    assert effective_lora_layers(0.0, 20_000) == 0.5
+    assert effective_lora_layers(0.0, AUTO_EVERY_LAYER_FROM_ROWS - 1) == 0.5
     assert effective_lora_layers(0.0, AUTO_EVERY_LAYER_FROM_ROWS) == 1.0
     assert effective_lora_layers(0.5, 1_000_000) == 0.5  # a setting is kept
+    six = SimpleNamespace(config=SimpleNamespace(num_hidden_layers=6))  # MiniLM-L6's depth
+    picked = {rows: top_layer_indices(six, effective_lora_layers(0.0, rows)) for rows in
+              (2_000, 20_000, 67_349)}  # fmt: skip
+    assert picked == {2_000: [4, 5], 20_000: [3, 4, 5], 67_349: None}
     cfg = RunConfig()
     cfg.model.model_name = str(tiny_model)
     assert cfg.lora.lora_layers == 0.0
