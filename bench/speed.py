@@ -10,6 +10,7 @@
     python bench/speed.py --variant "unfused=@unfused"           # ours without the fused LoRA layer
     python bench/speed.py --variant "pad8=@pad8"                 # ours padding to multiples of 8 (@pad1: none)
     python bench/speed.py --variant "hf=@hf-sampler"             # transformers' length grouping
+    python bench/speed.py --variant "full=@full-last-layer"      # the last layer on every token
     python bench/speed.py --variant "bind=ENV:OMP_PROC_BIND=close"   # ours with an environment variable
 
 Each recipe runs in its own process (so peak RSS is its own) on the same rows of
@@ -19,7 +20,8 @@ Each recipe runs in its own process (so peak RSS is its own) on the same rows of
 - plain: what a user writes from the transformers + peft docs: HF Trainer, dynamic padding
   (DataCollatorWithPadding), length-grouped batches, batch 16, lr 1e-3, 1 epoch, LoRA r=8 /
   alpha=16 / dropout 0.1 on query/value, the model's own dropout; fp32, or `bf16=True` in the
-  bf16 rows (what the same user writes on a CPU with bf16).
+  bf16 rows (what the same user writes on a CPU with bf16). Scored in the same process, as the
+  docs' `compute_metrics` does: `trainer.predict(dev)` against the label ids it returns.
 - ours: `finetune-tui train` with its defaults and `--precision` set.
 - plain-passive: plain with OMP_WAIT_POLICY=PASSIVE, which the engine sets (sleeping, not
   spinning, OpenMP waits): shows how much of the lead is that setting on a busy machine.
@@ -99,7 +101,6 @@ def read_rows(path: Path, n: int) -> tuple[list[str], list[int]]:
 
 def run_seed(model: str, rows: int, out: Path) -> dict:
     """The seed recipe, as a plain transformers + peft script."""
-    import numpy as np
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import (
         AutoModelForSequenceClassification,
@@ -152,14 +153,27 @@ def run_seed(model: str, rows: int, out: Path) -> dict:
         args = TrainingArguments(**kwargs)
     trainer = Trainer(model=model_obj, args=args, train_dataset=train)
     train_s = _timed_train(trainer)
-    pred = trainer.predict(dev)
-    acc = float((np.argmax(pred.predictions, -1) == np.array(dev_labels)).mean())
+    acc = dev_accuracy(trainer, dev)
     return {
         "train_s": train_s,
         "samples": len(train),
         "accuracy": acc,
         "tokens": real_tokens(tok, texts),
     }
+
+
+def dev_accuracy(trainer, dev: list[dict]) -> float:
+    """Accuracy on dev as a user scores it in the same process: `trainer.predict` and the label ids
+    it returns, as a docs `compute_metrics` does.
+
+    Not the dev labels in file order: with `group_by_length` transformers 5 length-groups the eval
+    sampler too, so predictions come back shuffled (comparing them with the file's order scored
+    the plain recipe at chance, 45-50%).
+    """
+    import numpy as np
+
+    pred = trainer.predict(dev)
+    return float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())
 
 
 def _cpu_s() -> float:
@@ -181,7 +195,6 @@ def _timed_train(trainer) -> float:
 
 def run_plain(model: str, rows: int, out: Path, precision: str, seed: int) -> dict:
     """The plain recipe, as a user writes it from the transformers + peft docs."""
-    import numpy as np
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import (
         AutoModelForSequenceClassification,
@@ -240,8 +253,7 @@ def run_plain(model: str, rows: int, out: Path, precision: str, seed: int) -> di
         data_collator=DataCollatorWithPadding(tok),
     )
     train_s = _timed_train(trainer)
-    pred = trainer.predict(dev)
-    acc = float((np.argmax(pred.predictions, -1) == np.array(dev_labels)).mean())
+    acc = dev_accuracy(trainer, dev)
     return {
         "train_s": train_s,
         "samples": len(train),
@@ -279,6 +291,10 @@ def run_ours(model: str, rows: int, out: Path, precision: str, seed: int, extra:
         import engine.tasks.classification
 
         engine.tasks.classification.PAD_MULTIPLE = int(flag[4:])
+    if "@full-last-layer" in extra:  # the last layer on every token, not the first only
+        import engine.tasks.classification
+
+        engine.tasks.classification.FIRST_TOKEN_ONLY = False
     if "@hf-sampler" in extra:  # transformers' LengthGroupedSampler instead of our buckets
         from transformers.trainer_pt_utils import LengthGroupedSampler
 

@@ -91,16 +91,30 @@ def test_lora_layers_1_adapts_every_layer(tiny_model: Path) -> None:
 
 
 def test_auto_lora_layers_follow_the_data_size(tiny_model: Path) -> None:
-    """lora_layers=0 (the default): the top third below 50,000 rows, every layer from there."""
+    """lora_layers=0 (the default): the top third below 10,000 rows, the top half below 50,000,
+    every layer from there."""
     from types import SimpleNamespace
 
-    from engine.models.lora import AUTO_EVERY_LAYER_FROM_ROWS, effective_lora_layers
+    from engine.models.lora import (
+        AUTO_EVERY_LAYER_FROM_ROWS,
+        AUTO_HALF_FROM_ROWS,
+        effective_lora_layers,
+        top_layer_indices,
+    )
     from engine.tasks.base import TaskData
     from engine.tasks.classification import ClassificationTask
 
     assert effective_lora_layers(0.0, 2_000) == pytest.approx(1 / 3)
+    assert effective_lora_layers(0.0, AUTO_HALF_FROM_ROWS - 1) == pytest.approx(1 / 3)
+    assert effective_lora_layers(0.0, AUTO_HALF_FROM_ROWS) == 0.5
+    assert effective_lora_layers(0.0, 20_000) == 0.5
+    assert effective_lora_layers(0.0, AUTO_EVERY_LAYER_FROM_ROWS - 1) == 0.5
     assert effective_lora_layers(0.0, AUTO_EVERY_LAYER_FROM_ROWS) == 1.0
     assert effective_lora_layers(0.5, 1_000_000) == 0.5  # a setting is kept
+    six = SimpleNamespace(config=SimpleNamespace(num_hidden_layers=6))  # MiniLM-L6's depth
+    picked = {rows: top_layer_indices(six, effective_lora_layers(0.0, rows)) for rows in
+              (2_000, 20_000, 67_349)}  # fmt: skip
+    assert picked == {2_000: [4, 5], 20_000: [3, 4, 5], 67_349: None}
     cfg = RunConfig()
     cfg.model.model_name = str(tiny_model)
     assert cfg.lora.lora_layers == 0.0
@@ -144,3 +158,45 @@ def test_padding_to_the_longest_text_gives_the_padded_to_8_numbers(tiny_model: P
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
     for name, grad in results[0][1].items():
         assert torch.allclose(grad, results[1][1][name], rtol=1e-4, atol=1e-7), name
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("lora_layers", [0.5, 1.0])
+def test_last_layer_on_the_first_token_gives_the_full_layers_numbers(
+    tiny_model: Path, attention: str, lora_layers: float
+) -> None:
+    """The last layer computed for [CLS] only: the full layer's losses over 4 fp32 training steps
+    and gradients, to fp32 rounding (the same sums in other matmul shapes; padded batch)."""
+    import torch
+
+    from engine.tasks import classification
+
+    classification.FIRST_TOKEN_ONLY = False
+    try:
+        full = _load(tiny_model, lora_layers=lora_layers, attention=attention)
+    finally:
+        classification.FIRST_TOKEN_ONLY = True
+    first = _load(tiny_model, lora_layers=lora_layers, attention=attention)
+    layers = first.model.base_model.model.bert.encoder.layer
+    assert layers[-1].forward.__name__ == "_first_token_forward"
+    assert full.model.base_model.model.bert.encoder.layer[-1].forward.__name__ == "forward"
+    losses_full, grads_full = _train_losses(full)
+    losses_first, grads_first = _train_losses(first)
+    # fp32 carries ~7 digits; the two paths add the same products in other orders over at most
+    # a few hundred terms, so they agree to ~1e-6 relative: 1e-5 leaves a margin, and the losses
+    # change by far more than that from step to step.
+    assert losses_first == pytest.approx(losses_full, rel=1e-5)
+    assert len(set(losses_full)) == len(losses_full)
+    assert grads_first.keys() == grads_full.keys()
+    for name in grads_full:
+        assert torch.allclose(grads_first[name], grads_full[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_last_layer_on_the_first_token_only_where_the_head_reads_it(tmp_path: Path) -> None:
+    """A decoder-style model (GPT-2: its head reads the last token) keeps its last layer whole."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from engine.models.first_token import last_layer_first_token_only
+
+    config = GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=50, n_positions=32)
+    assert not last_layer_first_token_only(GPT2ForSequenceClassification(config))

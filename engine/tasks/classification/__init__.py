@@ -11,6 +11,9 @@ from engine.tasks.base import Encoded, MetricHooks, Task, TaskData
 AUTO_SAVE = ("classifier", "score", "pre_classifier", "pooler")
 # None = by precision (engine.core.hardware.pad_multiple); bench/speed.py's "@pad8" sets one to compare.
 PAD_MULTIPLE: int | None = None
+# The last layer on the first token only, where the head reads nothing else
+# (engine.models.first_token); bench/speed.py's "@full-last-layer" turns it off to compare.
+FIRST_TOKEN_ONLY = True
 
 
 class ClassificationTask(Task):
@@ -55,7 +58,7 @@ class ClassificationTask(Task):
         from engine.tasks.classification.model import build_classifier
 
         id2label = data.info["id2label"]
-        return load_for_training(
+        loaded = load_for_training(
             cfg,
             precision,
             lambda name, tok: build_classifier(cfg, id2label, precision, name, tok),
@@ -63,6 +66,11 @@ class ClassificationTask(Task):
             AUTO_SAVE,
             train_rows=_train_rows(data),
         )
+        if FIRST_TOKEN_ONLY:
+            from engine.models.first_token import last_layer_first_token_only
+
+            last_layer_first_token_only(loaded.model)
+        return loaded
 
     def encode(self, cfg: Any, data: TaskData, tokenizer: Any, run_dir: Path | None) -> Encoded:
         """Token ids of both splits, cached in the run directory."""
