@@ -9,7 +9,15 @@ import time
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.rundir.runs import CONFIG_FILE, LOG_FILE, STOP_FILE, check_resumable, engine_alive, new_run_dir, write_status
+from engine.rundir.runs import (
+    CONFIG_FILE,
+    LOG_FILE,
+    STOP_FILE,
+    check_resumable,
+    engine_alive,
+    new_run_dir,
+    write_status,
+)
 
 
 def spawn_engine(run_dir: Path, *, resume: bool = False) -> int:

@@ -22,13 +22,15 @@ def main(argv: list[str] | None = None) -> int:
         del args[at : at + 2]
     paths = [a for a in args if not a.startswith("--")]
     if (len(paths) != 1) == (join_root is None):
-        print("usage: python -m engine.runs.worker RUN_DIR [--resume] | --join ROOT", file=sys.stderr)
+        print(
+            "usage: python -m engine.runs.worker RUN_DIR [--resume] | --join ROOT", file=sys.stderr
+        )
         return 2
     # A lost terminal must never end a run (we are in our own session already; belt and braces).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    from engine.scaleout import distributed as dist
     from engine.core.errors import UserError
     from engine.runs.queue import after_run
+    from engine.scaleout import distributed as dist
     from engine.training.train import run_training
 
     run_dir = Path(paths[0]).resolve() if paths else None

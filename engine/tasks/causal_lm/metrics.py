@@ -5,10 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from engine.config.tasks import TASKS
 from engine.tasks.causal_lm.template import IGNORE
-
-METRICS = TASKS["causal-lm"].metrics  # accuracy = next-token accuracy on answer tokens
 
 
 def preprocess_logits(logits: Any, labels: Any) -> Any:
