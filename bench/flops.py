@@ -64,7 +64,7 @@ def step_gflops(precision: str, batch_size: int, steps: int, tiny: bool, tmp: Pa
     from engine.tasks.classification.encoding import encode
 
     cfg = RunConfig()
-    batch_size = batch_size or cfg.training.batch_size
+    batch_size = batch_size or cfg.batch_size_for()
     cfg.model.model_name = model_path(tiny, tmp)
     labels = TaskData([], None, "none", {"id2label": {0: "negative", 1: "positive"}})
     loaded = ClassificationTask().load_model(cfg, labels, precision)

@@ -16,7 +16,7 @@ def test_defaults_match_the_spec():
     # The seed's r and alpha; LoRA dropout 0 and all linear layers are measured choices (bench/).
     assert (cfg.lora.lora_r, cfg.lora.lora_alpha, cfg.lora.lora_dropout) == (8, 16, 0.0)
     assert cfg.lora.target_modules == "all-linear"
-    assert (cfg.lora.lora_layers, cfg.training.batch_size) == (0.0, 12)  # 0 = auto
+    assert (cfg.lora.lora_layers, cfg.training.batch_size) == (0.0, 0)  # 0 = auto
     assert cfg.training.learning_rate == 1e-3
     assert cfg.training.epochs == 3
     assert cfg.training.precision == "auto"
@@ -215,7 +215,8 @@ def _with(**changes):
         ({"target_modules": "  "}, "lora.target_modules", "auto"),
         ({"epochs": 0.0}, "training.epochs", "max_steps"),
         ({"max_steps": -1}, "training.max_steps", "positive"),
-        ({"batch_size": 0}, "training.batch_size", "between 1 and 4096"),
+        ({"batch_size": -1}, "training.batch_size", "0 (auto) or between 1 and 4096"),
+        ({"batch_size": 5000}, "training.batch_size", "between 1 and 4096"),
         ({"grad_accum": 0}, "training.grad_accum", "at least 1"),
         ({"learning_rate": 0.0}, "training.learning_rate", "e.g. 1e-3"),
         ({"learning_rate": 5.0}, "training.learning_rate", "between 0 and 1"),
@@ -275,7 +276,7 @@ def test_fp16_is_refused_with_the_reason():
 
 
 def test_several_problems_are_all_reported():
-    cfg = _with(lora_r=0, learning_rate=-1.0, batch_size=0)
+    cfg = _with(lora_r=0, learning_rate=-1.0, batch_size=-1)
     with pytest.raises(ConfigError) as info:
         cfg.validate()
     assert set(info.value.problems) == {
@@ -287,7 +288,7 @@ def test_several_problems_are_all_reported():
 
 
 def test_config_error_is_one_line():
-    cfg = _with(lora_r=0, batch_size=0)
+    cfg = _with(lora_r=0, batch_size=-1)
     with pytest.raises(ConfigError) as info:
         cfg.validate()
     assert "\n" not in info.value.one_line()

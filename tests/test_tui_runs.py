@@ -75,7 +75,7 @@ async def test_lists_every_run_with_its_state_at_80x24(root: Path) -> None:
         assert names == ["e", "d", "c", "b", "a"]
         assert str(table.get_row_at(4)[2]) == "acc .600"  # best accuracy, named
         # The settings that matter are columns at 80: learning rate, epochs, batch, rank.
-        assert [str(c) for c in table.get_row_at(4)[3:7]] == ["1e-03", "3", "12", "8"]
+        assert [str(c) for c in table.get_row_at(4)[3:7]] == ["1e-03", "3", "auto", "8"]
         widths = column_widths(80)
         assert sum(widths.values()) + 2 * len(widths) <= 80, "the table fits 80 columns"
         assert "model" not in widths and "model" in column_widths(160)

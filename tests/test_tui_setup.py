@@ -135,8 +135,8 @@ async def test_rules_that_span_fields_are_checked_together(runs_root: Path) -> N
         assert not start_enabled(app)
         await type_into(pilot, app, "eval_steps", "20")
         assert error_text(app, "eval_steps") == "" and start_enabled(app)
-        await type_into(pilot, app, "batch_size", "0")
-        assert "batch_size must be between 1 and 4096" in error_text(app, "batch_size")
+        await type_into(pilot, app, "batch_size", "-1")
+        assert "batch_size must be 0 (auto) or between 1 and 4096" in error_text(app, "batch_size")
 
 
 async def test_missing_data_file_shows_next_to_the_field(runs_root: Path, tmp_path: Path) -> None:

@@ -112,6 +112,6 @@ def cmd_queue(args: argparse.Namespace, root: Path) -> int:
         t, lo = e.config.training, e.config.lora
         print(
             f"{n:>3} {e.entry_id:6}  {e.name[:40]:40} {t.learning_rate:>8g} {t.epochs:>6g} "
-            f"{t.batch_size:>5} {lo.lora_r:>4}  {e.sweep_id}"
+            f"{t.batch_size or 'auto':>5} {lo.lora_r:>4}  {e.sweep_id}"
         )
     return 0

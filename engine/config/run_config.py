@@ -23,7 +23,7 @@ from engine.config.sections import (
     OutputConfig,
     TrainingConfig,
 )
-from engine.config.tasks import TASKS
+from engine.config.tasks import TASKS, auto_batch_size
 from engine.core.errors import ConfigError, UserError
 
 
@@ -64,6 +64,19 @@ class RunConfig:
             return setting
         spec = TASKS.get(self.task)
         return spec.default_metric if spec else "loss"
+
+    def batch_size_for(self, train_rows: int | None = None, world: int = 1) -> int:
+        """Examples per step per process: batch_size, or for 0 (auto) the task's choice."""
+        t = self.training
+        if t.batch_size > 0:
+            return t.batch_size
+        return auto_batch_size(self.task, train_rows, t.grad_accum, world)
+
+    def with_batch_size(self, train_rows: int, world: int = 1) -> RunConfig:
+        """A copy whose batch_size is the number the run uses (auto chosen for `train_rows`)."""
+        resolved = self.copy()
+        resolved.training.batch_size = self.batch_size_for(train_rows, world)
+        return resolved
 
     # -- conversion -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -21,6 +21,8 @@ SCHEDULERS = (
 NOTIFY = ("off", "bell", "osc9")
 CHECKPOINTING = ("auto", "true", "false")
 CLASSIFICATION_MAX_LENGTH = 128  # what max_length 0 (auto) means for classification
+# Settings whose 0 means 'chosen by the engine' (tables show 'auto' for it)
+ZERO_MEANS_AUTO = frozenset({"max_length", "lora_layers", "batch_size"})
 
 
 def _f(default: Any, help: str, **choices: Any) -> Any:
@@ -118,9 +120,15 @@ class TrainingConfig:
 
     epochs: float = _f(3.0, "Passes over the training data")
     max_steps: int = _f(0, "Stop after N optimiser steps (0 = use epochs)")
-    # 12: ~15% slower per example than 16 on 2 cores, but 2,000 SST-2 rows reach 80.6% on
-    # average over five seeds (16: 79.0%) and the full set ends higher (README, bench/speed.py).
-    batch_size: int = _f(12, "Examples per step per device")
+    # 0 (auto): engine.config.tasks.auto_batch_size. Classification takes 12 (~15% slower per
+    # example than 16 on 2 cores, but 2,000 SST-2 rows reach 80.6% over five seeds where 16
+    # reaches 79.0%, and the full set ends higher) except at 10,000-49,999 rows, where 16 is
+    # faster at the same accuracy; causal-lm takes 12 (README, bench/speed.py).
+    batch_size: int = _f(
+        0,
+        "0 = auto (12; classification with 10,000-49,999 training rows: 16); "
+        "examples per step per device",
+    )
     grad_accum: int = _f(1, "Gradient accumulation steps")
     # 1e-3: 2e-3 scored a little higher on 2,000 rows but collapsed mid-epoch on 67k (bench/).
     learning_rate: float = _f(1e-3, "Peak learning rate (LoRA likes ~5e-4..2e-3)")

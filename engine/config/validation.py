@@ -55,8 +55,8 @@ def config_problems(cfg: RunConfig) -> dict[str, str]:
         p["training.epochs"] = "epochs must be positive (or set max_steps)"
     if t.max_steps < 0:
         p["training.max_steps"] = "max_steps must be 0 (use epochs) or positive"
-    if not 1 <= t.batch_size <= 4096:
-        p["training.batch_size"] = "batch_size must be between 1 and 4096"
+    if not 0 <= t.batch_size <= 4096:
+        p["training.batch_size"] = "batch_size must be 0 (auto) or between 1 and 4096"
     if t.grad_accum < 1:
         p["training.grad_accum"] = "grad_accum must be at least 1"
     if not 0 < t.learning_rate < 1:
@@ -107,6 +107,7 @@ def config_problems(cfg: RunConfig) -> dict[str, str]:
         p["training.logging_steps"] = "logging_steps must be at least 1"
     p.update(distributed_problems(cfg.distributed))
     nproc, total = cfg.distributed.nproc.strip(), t.batch_size * t.grad_accum
+    # batch_size 0 (auto) picks a batch that the processes share evenly
     if nproc.isdigit() and "distributed.nproc" not in p and total > 0:
         world = int(nproc) * max(1, cfg.distributed.nnodes)
         if total % world:

@@ -86,8 +86,8 @@ def resolve_nproc(value: str | int, cores: int | None = None, global_batch: int 
 
 def nproc_of(cfg: Any) -> int:
     """Processes on this machine for a run's config."""
-    t = cfg.training
-    return resolve_nproc(cfg.distributed.nproc, global_batch=t.batch_size * t.grad_accum)
+    global_batch = cfg.batch_size_for() * cfg.training.grad_accum
+    return resolve_nproc(cfg.distributed.nproc, global_batch=global_batch)
 
 
 def threads_per_process(requested: int, nproc: int, cores: int | None = None) -> int:
@@ -159,7 +159,7 @@ class Scale:
         threads = threads_per_process(t.threads, local)
         if world > 1:
             pin_to_cores(local_rank(), local, threads)
-        batch, accum = split_batch(t.batch_size, t.grad_accum, world)
+        batch, accum = split_batch(cfg.batch_size_for(world=world), t.grad_accum, world)
         return cls(world, local, threads, batch, accum, is_main())
 
     @property

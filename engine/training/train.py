@@ -218,10 +218,6 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     cfg = RunConfig.load(run_dir / CONFIG_FILE).validate()
     task = get_task(cfg.task)
     precision = resolve_precision(cfg.training.precision)
-    scale = dist.Scale.of(cfg)  # world size, threads per process, the global batch's split
-    if scale.world <= 1:
-        scale.threads = resolve_threads(cfg.training.threads)
-    threads = scale.threads
     checkpoint = dist.agreed_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         writer.emit(Log(level="warning", message="no checkpoint to resume from: starting over"))
@@ -229,6 +225,13 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     writer.emit(Phase(name="loading data"))
     with dist.in_turn():  # one process writes the caches, the others then read them
         data = task.prepare_data(cfg, run_dir)
+    if cfg.training.batch_size == 0:  # auto: chosen for the rows (the config keeps "auto")
+        cfg = cfg.with_batch_size(data.train_size, dist.world_size())
+        writer.emit(Log(message=f"batch_size auto: {cfg.training.batch_size}"))
+    scale = dist.Scale.of(cfg)  # world size, threads per process, the global batch's split
+    if scale.world <= 1:
+        scale.threads = resolve_threads(cfg.training.threads)
+    threads = scale.threads
 
     writer.emit(Phase(name="loading model"))
     import torch

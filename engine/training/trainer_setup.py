@@ -56,7 +56,7 @@ def total_steps(n_train: int, cfg: RunConfig, scale: Any = None) -> int:
     batch, accum, world = (
         (scale.batch_size, scale.grad_accum, scale.world)
         if scale
-        else (t.batch_size, t.grad_accum, 1)
+        else (cfg.batch_size_for(n_train), t.grad_accum, 1)
     )
     # Each process takes every world-th batch of the shared order (accelerate's sharding).
     batches = math.ceil(math.ceil(n_train / batch) / world)

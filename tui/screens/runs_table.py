@@ -21,7 +21,7 @@ NARROW = {
     "best": 9,
     "lr": 7,
     "ep": 3,
-    "bs": 3,
+    "bs": 4,
     "r": 3,
     "time": 7,
     "started": 6,
@@ -56,7 +56,7 @@ def settings_cells(config: RunConfig | None) -> dict[str, str]:
         "lr": short_value(t.learning_rate),
         # The epochs asked for; a max_steps cap is on the detail line (600 does not fit here).
         "ep": short_value(t.epochs),
-        "bs": str(t.batch_size * t.grad_accum),
+        "bs": str(t.batch_size * t.grad_accum) if t.batch_size else "auto",
         "r": str(config.lora.lora_r),
     }
 

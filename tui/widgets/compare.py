@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import RunConfig, all_fields
+from engine.config import ZERO_MEANS_AUTO, RunConfig, all_fields
 from engine.rundir.events import Eval, Finished, Step
 from engine.runs.queue import QueueEntry, short_value
 from tui.widgets.runfmt import STAMP, run_name
@@ -197,6 +197,8 @@ def setting_text(config: RunConfig | None, name: str) -> str:
     value = config.get(name)
     if name.endswith("_path") or name == "model_name":
         text = Path(str(value)).name or "default"
+    elif name in ZERO_MEANS_AUTO and not value:
+        text = "auto"
     else:
         text = short_value(value)
     # Cut visibly: at 80 columns a long value (label names, a path) pushed the table's later

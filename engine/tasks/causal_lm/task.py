@@ -177,7 +177,7 @@ class CausalLMTask(Task):
                 else "lower them or turn on gradient_checkpointing"
             )
             notes.append(
-                f"!at max_length={cfg.model.max_length} and batch_size={cfg.training.batch_size} "
+                f"!at max_length={cfg.model.max_length} and batch_size={cfg.batch_size_for()} "
                 f"a step may need {est.total / 1024**3:.1f} GB, more than the "
                 f"{report.free_bytes / 1024**3:.1f} GB free: {fix}"
             )
