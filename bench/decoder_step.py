@@ -3,6 +3,7 @@
     python bench/decoder_step.py                         # SmolLM2-135M shape, bf16, 8 layers
     python bench/decoder_step.py --layers 30 --steps 4   # the whole depth
     python bench/decoder_step.py --variants eager,compile-norm,compile-layer
+    python bench/decoder_step.py --layers 30 --profile   # time by op, the matmuls' GFLOP/s
 
 The model is the SmolLM2-135M config with random weights (fewer layers by default: every layer is
 the same, and the step time is per layer plus the head), set up as the engine sets it up for
@@ -12,8 +13,12 @@ checkpointing as `--checkpointing` says. A batch of 12 rows of ~230 tokens (prom
 falls on all; the median step time of each is printed with the ratio to `eager`.
 
 - eager: what the engine runs today.
-- compile-norm: RMSNorm's forward through torch.compile (one fused kernel forward and backward
+- compile-norm: RMSNorm's arithmetic through torch.compile (one fused kernel forward and backward
   instead of the fp32 upcast, square, mean, rsqrt and two multiplies).
+- manual-norm: RMSNorm as one autograd Function with a hand-written backward.
+- gqa-attn: eager attention without repeat_kv copies (the G query heads of a key/value head as
+  one [G x length] block against it) and softmax in bf16; gqa-attn-fp32softmax keeps fp32 softmax.
+- compile-mlp: SiLU(gate) x up through torch.compile.
 - compile-layer: each decoder layer's forward through torch.compile (the fused LoRA Function
   and attention inside it too).
 """
@@ -93,19 +98,143 @@ def batch(rows: int, seed: int = 0) -> dict[str, Any]:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def _rms_norm(x: Any, weight: Any, eps: float) -> Any:
+    """LlamaRMSNorm's arithmetic as a free function (one compiled graph for every layer)."""
+    import torch
+
+    dtype = x.dtype
+    x32 = x.to(torch.float32)
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(dtype)
+
+
+def _manual_norm() -> Any:
+    """RMSNorm as one autograd Function that keeps the input and 1/rms only."""
+    import torch
+
+    class RMSNorm(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any, weight: Any, eps: float) -> Any:  # noqa: D102
+            x32 = x.float()
+            rstd = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True).add_(eps))
+            y = x32.mul_(rstd).to(x.dtype)
+            ctx.save_for_backward(x, weight, rstd)
+            return y * weight
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:  # noqa: D102
+            x, weight, rstd = ctx.saved_tensors
+            xhat = x.float().mul_(rstd)
+            g = grad.float() * weight.float()
+            gw = None
+            if ctx.needs_input_grad[1]:
+                gw = (grad.float() * xhat).reshape(-1, x.shape[-1]).sum(0).to(weight.dtype)
+            dot = (g * xhat).mean(-1, keepdim=True)
+            gx = (g - xhat * dot).mul_(rstd).to(x.dtype)
+            return gx, gw, None
+
+    return RMSNorm
+
+
+def _silu_mul(gate: Any, up: Any) -> Any:
+    import torch
+
+    return torch.nn.functional.silu(gate) * up
+
+
+def _gqa_attention(fp32_softmax: bool) -> Any:
+    """Eager attention without repeat_kv: the query heads of a key/value head share one bmm."""
+    import torch
+
+    def attention(
+        module: Any,
+        query: Any,
+        key: Any,
+        value: Any,
+        mask: Any,
+        scaling: float,
+        dropout: float = 0.0,
+        **kw: Any,
+    ) -> Any:
+        b, h, n, d = query.shape
+        hkv = key.shape[1]
+        g = h // hkv
+        q = query.reshape(b, hkv, g * n, d)
+        scores = torch.matmul(q, key.transpose(2, 3)).mul_(scaling)
+        if mask is not None:
+            scores = scores.view(b, hkv, g, n, -1).add_(mask.unsqueeze(2)).view(b, hkv, g * n, -1)
+        if fp32_softmax:
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        else:
+            probs = torch.softmax(scores, dim=-1)
+        out = torch.matmul(probs, value).view(b, h, n, d)
+        return out.transpose(1, 2).contiguous(), None
+
+    return attention
+
+
 def apply_variant(model: Any, variant: str) -> None:
     """Switch the model to a variant's code path."""
+    import types
+
     import torch
     from transformers.models.llama import modeling_llama as ml
 
     base = model.get_base_model()
+    norms = [m for m in base.modules() if isinstance(m, ml.LlamaRMSNorm)]
     if variant == "compile-norm":
-        for module in base.modules():
-            if isinstance(module, ml.LlamaRMSNorm):
-                module.forward = torch.compile(module.forward, dynamic=True)
+        fn = torch.compile(_rms_norm, dynamic=True)
+        for m in norms:
+            m.forward = types.MethodType(
+                lambda self, x: fn(x, self.weight, self.variance_epsilon), m
+            )
+    elif variant == "manual-norm":
+        fn = _manual_norm()
+        for m in norms:
+            m.forward = types.MethodType(
+                lambda self, x: fn.apply(x, self.weight, self.variance_epsilon), m
+            )
+    elif variant in ("gqa-attn", "gqa-attn-fp32softmax"):
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+        name = "bench_" + variant.replace("-", "_")
+        AttentionInterface.register(name, _gqa_attention(variant.endswith("fp32softmax")))
+        AttentionMaskInterface.register(name, eager_mask)
+        base.config._attn_implementation = name
+        for m in base.modules():
+            if hasattr(m, "config") and m.config is not base.config:
+                m.config._attn_implementation = name
+    elif variant == "compile-mlp":
+        silu_mul = torch.compile(_silu_mul, dynamic=True)
+        for m in base.modules():
+            if isinstance(m, ml.LlamaMLP):
+                m.forward = types.MethodType(
+                    lambda self, x: self.down_proj(silu_mul(self.gate_proj(x), self.up_proj(x))), m
+                )
     elif variant == "compile-layer":
         for layer in base.model.layers:
             layer.forward = torch.compile(layer.forward, dynamic=True)
+
+
+def profile_step(step: Any) -> None:
+    """Time by op of one step after two warm-ups, and the matmuls' GFLOP/s."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    step()
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        step()
+    averages = prof.key_averages()
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=36))
+    total = sum(k.self_cpu_time_total for k in averages)
+    for k in averages:
+        if k.key in ("aten::mm", "aten::bmm", "aten::addmm") and k.self_cpu_time_total:
+            seconds = k.self_cpu_time_total / 1e6
+            print(
+                f"{k.key}: {k.flops / 1e9:.0f} GFLOP in {seconds:.2f} s = "
+                f"{k.flops / 1e9 / seconds:.0f} GFLOP/s, {k.self_cpu_time_total / total:.0%} of the step"
+            )
 
 
 def main() -> None:
@@ -118,6 +247,9 @@ def main() -> None:
     p.add_argument("--checkpointing", default="on", choices=("on", "off"))
     p.add_argument("--attention", default="eager")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument(
+        "--profile", action="store_true", help="profile one step of the first variant: time by op"
+    )
     a = p.parse_args()
     import torch
 
@@ -139,6 +271,9 @@ def main() -> None:
         model.zero_grad(set_to_none=True)
         return time.perf_counter() - start
 
+    if a.profile:
+        profile_step(lambda: step(models[variants[0]]))
+        return
     for v in variants:  # warm-up (compilation happens here)
         start = time.perf_counter()
         step(models[v])

@@ -33,11 +33,27 @@ def test_the_batch_follows_the_rows(task: str, rows: int | None, batch: int) -> 
     assert auto_batch_size(task, rows) == batch
 
 
+@pytest.mark.parametrize(
+    ("task", "max_length", "batch"),
+    [
+        ("causal-lm", 0, 12),  # the length not chosen yet
+        ("causal-lm", 256, 12),
+        ("causal-lm", 512, 12),
+        ("causal-lm", 1024, 6),
+        ("causal-lm", 2048, 3),
+        ("causal-lm", 8192, 1),
+        ("classification", 2048, 12),  # no token budget: rows are short
+    ],
+)
+def test_long_rows_take_fewer_a_step(task: str, max_length: int, batch: int) -> None:
+    assert auto_batch_size(task, 1_000, max_length=max_length) == batch
+
+
 def test_the_batch_is_one_the_processes_can_share() -> None:
     assert auto_batch_size("classification", 20_000, world=2) == 16
-    assert auto_batch_size("classification", 20_000, world=3) == 12  # 16 cannot be split in 3
+    assert auto_batch_size("classification", 20_000, world=3) == 18  # 16 cannot be split in 3
     assert auto_batch_size("classification", 20_000, grad_accum=3, world=3) == 16
-    assert auto_batch_size("classification", 20_000, world=5) == 20  # neither: next multiple
+    assert auto_batch_size("causal-lm", 100, world=4, max_length=2048) == 4  # 3 rounded up
 
 
 def test_a_set_batch_is_kept_and_auto_stays_in_the_config() -> None:
@@ -47,7 +63,10 @@ def test_a_set_batch_is_kept_and_auto_stays_in_the_config() -> None:
     assert resolved.training.batch_size == 16 and cfg.training.batch_size == 0
     cfg.training.batch_size = 7
     assert cfg.with_batch_size(20_000).training.batch_size == 7
-    assert cfg.batch_size_for(20_000) == 7
+    assert cfg.batch_size_for(20_000, max_length=4096) == 7
+    lm = RunConfig(task="causal-lm")
+    lm.model.max_length = 1024  # a set length counts without being passed
+    assert lm.batch_size_for() == 6 and lm.batch_size_for(max_length=2048) == 3
 
 
 def _small_bands(monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
@@ -80,3 +99,26 @@ def test_preflight_times_the_auto_batch(
     report = preflight(cfg, steps=2)
     assert report.samples_per_s == pytest.approx(5 / report.seconds_per_step)
     assert cfg.training.batch_size == 0  # the caller's config is not changed
+
+
+def test_a_causal_lm_run_takes_rows_for_its_length(
+    runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With max_length 64 and a budget of 128 tokens a step, a step takes 2 rows."""
+    import json
+
+    from tests.tiny_lm import make_tiny_decoder
+
+    spec = TASKS["causal-lm"]
+    monkeypatch.setitem(TASKS, "causal-lm", dataclasses.replace(spec, step_tokens=128))
+    model = make_tiny_decoder(tmp_path / "m", "llama")
+    data = tmp_path / "d.jsonl"
+    rows = [{"prompt": f"say {i}", "completion": f"number {i}"} for i in range(12)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tiny_cfg(model, batch_size=0)
+    cfg.task, cfg.data.data_file_path, cfg.model.max_length = "causal-lm", str(data), 64
+    cfg.data.validation_fraction = 0
+    run_dir = new_run_dir(cfg, runs_root)
+    assert run_training(run_dir) == 0
+    started = next(e for e in read_events(run_dir) if isinstance(e, Started))
+    assert started.batch_size == 2

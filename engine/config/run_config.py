@@ -65,17 +65,21 @@ class RunConfig:
         spec = TASKS.get(self.task)
         return spec.default_metric if spec else "loss"
 
-    def batch_size_for(self, train_rows: int | None = None, world: int = 1) -> int:
-        """Examples per step per process: batch_size, or for 0 (auto) the task's choice."""
+    def batch_size_for(
+        self, train_rows: int | None = None, world: int = 1, max_length: int = 0
+    ) -> int:
+        """Examples per step per process: batch_size, or for 0 (auto) the task's choice for the
+        rows and the max_length (the setting, or the one chosen from the data)."""
         t = self.training
         if t.batch_size > 0:
             return t.batch_size
-        return auto_batch_size(self.task, train_rows, t.grad_accum, world)
+        length = max_length or self.model.max_length
+        return auto_batch_size(self.task, train_rows, t.grad_accum, world, length)
 
-    def with_batch_size(self, train_rows: int, world: int = 1) -> RunConfig:
-        """A copy whose batch_size is the number the run uses (auto chosen for `train_rows`)."""
+    def with_batch_size(self, train_rows: int, world: int = 1, max_length: int = 0) -> RunConfig:
+        """A copy whose batch_size is the number the run uses (auto chosen as batch_size_for)."""
         resolved = self.copy()
-        resolved.training.batch_size = self.batch_size_for(train_rows, world)
+        resolved.training.batch_size = self.batch_size_for(train_rows, world, max_length)
         return resolved
 
     # -- conversion -------------------------------------------------------------------------

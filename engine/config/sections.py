@@ -123,11 +123,12 @@ class TrainingConfig:
     # 0 (auto): engine.config.tasks.auto_batch_size. Classification takes 12 (~15% slower per
     # example than 16 on 2 cores, but 2,000 SST-2 rows reach 80.6% over five seeds where 16
     # reaches 79.0%, and the full set ends higher) except at 10,000-49,999 rows, where 16 is
-    # faster at the same accuracy; causal-lm takes 12 (README, bench/speed.py).
+    # faster at the same accuracy; causal-lm takes 12 rows up to 512 tokens, fewer beyond
+    # (README, bench/speed.py, bench/sft_scale.py).
     batch_size: int = _f(
         0,
-        "0 = auto (12; classification with 10,000-49,999 training rows: 16); "
-        "examples per step per device",
+        "0 = auto (12; 16 for 10,000-49,999 classification rows; causal-lm: up to 6,144 "
+        "tokens of max_length a step); examples per step per device",
     )
     grad_accum: int = _f(1, "Gradient accumulation steps")
     # 1e-3: 2e-3 scored a little higher on 2,000 rows but collapsed mid-epoch on 67k (bench/).

@@ -14,6 +14,8 @@ class TaskSpec:
     default_metric: str
     # batch_size 0 (auto): (from this many training rows, this batch), lowest first
     batch_bands: tuple[tuple[int, int], ...] = ((0, 12),)
+    # and at most this many tokens of max_length a step (0 = no cap): long rows, fewer of them
+    step_tokens: int = 0
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -28,7 +30,11 @@ TASKS: dict[str, TaskSpec] = {
     ),
     # causal-lm's accuracy is next-token accuracy on answer tokens
     "causal-lm": TaskSpec(
-        "engine.tasks.causal_lm:CausalLMTask", ("loss", "perplexity", "accuracy"), "loss"
+        "engine.tasks.causal_lm:CausalLMTask",
+        ("loss", "perplexity", "accuracy"),
+        "loss",
+        # 12 rows of 512 tokens: the shape the speed and memory figures are measured at (README)
+        step_tokens=12 * 512,
     ),
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
@@ -44,19 +50,25 @@ AUTO_BATCH_SIZE = 12  # what auto means before the training rows are counted
 
 
 def auto_batch_size(
-    task: str, train_rows: int | None = None, grad_accum: int = 1, world: int = 1
+    task: str,
+    train_rows: int | None = None,
+    grad_accum: int = 1,
+    world: int = 1,
+    max_length: int = 0,
 ) -> int:
-    """The batch for batch_size 0 (auto): the task's choice for its row count, shared evenly.
+    """The batch for batch_size 0 (auto): the task's choice for its rows and length, shared evenly.
 
-    Without a row count it is AUTO_BATCH_SIZE. A choice that `world` processes cannot share
-    (batch x grad_accum) falls back to AUTO_BATCH_SIZE, and else to the next multiple of `world`.
+    Without a row count it is AUTO_BATCH_SIZE; a task with a token budget per step takes fewer
+    rows as max_length grows (causal-lm: 12 up to 512 tokens, 6 at 1,024, 3 at 2,048). The
+    batch is then raised to the first that `world` processes share evenly (batch x grad_accum).
     """
     spec = TASKS.get(task)
     wanted = AUTO_BATCH_SIZE
     if spec is not None and train_rows is not None:
         wanted = [batch for rows, batch in spec.batch_bands if train_rows >= rows][-1]
+    if spec is not None and spec.step_tokens and max_length > 0:
+        wanted = max(1, min(wanted, spec.step_tokens // max_length))
     world = max(1, world)
-    for batch in (wanted, AUTO_BATCH_SIZE):
-        if (batch * grad_accum) % world == 0:
-            return batch
-    return -(-wanted // world) * world
+    while (wanted * grad_accum) % world:
+        wanted += 1
+    return wanted

@@ -75,9 +75,10 @@ def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
     torch.set_num_threads(threads)
     quiet_libraries()
     data = task.prepare_data(cfg, None)
-    cfg = cfg.with_batch_size(data.train_size)  # batch_size 0 (auto) depends on the rows
-    t = cfg.training
     loaded = task.load_model(cfg, data, precision)
+    # batch_size 0 (auto) depends on the rows and the chosen max_length
+    cfg = cfg.with_batch_size(data.train_size, max_length=getattr(loaded, "max_length", 0) or 0)
+    t = cfg.training
     model = loaded.model
     n_train = data.train_size
     rng = random.Random(t.seed)

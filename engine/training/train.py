@@ -225,10 +225,8 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     writer.emit(Phase(name="loading data"))
     with dist.in_turn():  # one process writes the caches, the others then read them
         data = task.prepare_data(cfg, run_dir)
-    if cfg.training.batch_size == 0:  # auto: chosen for the rows (the config keeps "auto")
-        cfg = cfg.with_batch_size(data.train_size, dist.world_size())
-        writer.emit(Log(message=f"batch_size auto: {cfg.training.batch_size}"))
-    scale = dist.Scale.of(cfg)  # world size, threads per process, the global batch's split
+    # world size and threads per process (the batch's split is redone once the batch is known)
+    scale = dist.Scale.of(cfg)
     if scale.world <= 1:
         scale.threads = resolve_threads(cfg.training.threads)
     threads = scale.threads
@@ -244,6 +242,12 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     loaded = task.load_model(cfg, data, precision)
     for note in loaded.notes:
         writer.emit(Log(message=note))
+    if cfg.training.batch_size == 0:  # auto: for the rows and the chosen max_length
+        length = getattr(loaded, "max_length", 0) or 0
+        cfg = cfg.with_batch_size(data.train_size, dist.world_size(), length)
+        writer.emit(Log(message=f"batch_size auto: {cfg.training.batch_size}"))
+        scale = dist.Scale.of(cfg)
+        scale.threads = threads
 
     writer.emit(Phase(name="tokenizing"))
     with dist.in_turn():

@@ -120,7 +120,7 @@ def estimate_for(cfg: Any, precision: str, length: int = 0) -> MemoryEstimate:
         config, cfg.lora.target_modules, cfg.lora.lora_r, cfg.model.trust_remote_code
     )
     length = length or cfg.model.max_length or 512
-    batch = cfg.batch_size_for()
+    batch = cfg.batch_size_for(max_length=length)
     on, _ = decide_checkpointing(
         cfg.training.gradient_checkpointing,
         lambda ckpt: estimate(config, n, lora, batch, length, precision, ckpt),

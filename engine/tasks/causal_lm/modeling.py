@@ -152,7 +152,7 @@ def _decide_checkpointing(
 
     n_params = sum(p.numel() for p in model.parameters())
     lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    batch = cfg.batch_size_for()
+    batch = cfg.batch_size_for(max_length=length)
     return decide_checkpointing(
         cfg.training.gradient_checkpointing,
         lambda on: estimate(config, n_params, lora, batch, length, precision, on),
