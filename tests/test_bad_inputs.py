@@ -113,7 +113,7 @@ TRAIN = [
     ("empty target modules", ["--target_modules", " "], ["target_modules"]),
     ("infinite epochs", ["--epochs", "inf"], ["finite"]),
     ("negative max steps", ["--max_steps", "-1"], ["max_steps"]),
-    ("batch size 0", ["--batch_size", "0"], ["batch_size"]),
+    ("negative batch size", ["--batch_size", "-2"], ["batch_size"]),
     ("grad accum 0", ["--grad_accum", "0"], ["grad_accum"]),
     ("negative weight decay", ["--weight_decay", "-1"], ["weight_decay"]),
     ("warmup ratio 1.5", ["--warmup_ratio", "1.5"], ["warmup_ratio"]),

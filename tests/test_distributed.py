@@ -109,6 +109,9 @@ def test_nproc_setting() -> None:
     assert resolve_nproc("auto", cores=64, global_batch=12) == 6  # 8 cannot share 12 examples
     cfg = RunConfig()
     cfg.set("nproc", 5)
+    assert cfg.problems() == {}  # batch_size auto picks a batch that 5 processes share
+    assert cfg.batch_size_for(20_000, world=5) == 20
+    cfg.set("batch_size", 12)
     with pytest.raises(ConfigError, match="5 processes cannot share the global batch of 12"):
         cfg.validate()
     cfg.set("nproc", 2)
