@@ -84,8 +84,11 @@ def kill_engine(run_dir: Path) -> None:
     wait_for(lambda: not engine_alive(run_dir), "the killed engine to be gone", 60)
 
 
+# A terminal's programs die on hang-up: SIGHUP at its default even when the tests themselves run
+# under nohup (which would otherwise pass SIG_IGN down to this launcher).
 LAUNCHER = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 from pathlib import Path
 from engine.config import RunConfig
 from engine.runs.launch import launch
