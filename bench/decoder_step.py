@@ -33,18 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-SMOLLM2 = dict(
-    hidden_size=576,
-    intermediate_size=1536,
-    num_attention_heads=9,
-    num_key_value_heads=3,
-    vocab_size=49152,
-    max_position_embeddings=8192,
-    rope_theta=100000.0,
-    tie_word_embeddings=True,
-    rms_norm_eps=1e-5,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def build(layers: int, checkpointing: bool, attention: str) -> Any:
@@ -52,13 +41,16 @@ def build(layers: int, checkpointing: bool, attention: str) -> Any:
     import torch
     import transformers as tf
     from peft import LoraConfig, TaskType, get_peft_model
+    from sft_scale import SHAPES  # the real configs (bench/sft_scale.py)
 
     from engine.models.fused_lora import fuse_lora_layers
     from engine.models.lora import store_frozen_linears_in_bf16
     from engine.tasks.causal_lm import answer_logits
     from engine.tasks.causal_lm.modeling import upcast_trainable
 
-    config = tf.LlamaConfig(**SMOLLM2, num_hidden_layers=layers, use_cache=False)
+    spec = {k: v for k, v in SHAPES["smollm2-135m"].items() if k != "kind"}
+    spec["num_hidden_layers"] = layers
+    config = tf.LlamaConfig(**spec, use_cache=False)
     config._attn_implementation = attention
     torch.manual_seed(0)
     model = tf.LlamaForCausalLM(config).to(torch.bfloat16)
