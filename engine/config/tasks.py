@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A task as the settings see it: where its class lives, its metrics and its best metric."""
+    """A task as the settings see it: where its class lives, its metrics, best metric, auto batch."""
 
     target: str  # "module:Class", imported on first use so a task's heavy imports stay lazy
     metrics: tuple[str, ...]
