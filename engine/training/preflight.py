@@ -77,7 +77,7 @@ def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
     data = task.prepare_data(cfg, None)
     loaded = task.load_model(cfg, data, precision)
     # batch_size 0 (auto) depends on the rows and the chosen max_length
-    cfg = cfg.with_batch_size(data.train_size, max_length=getattr(loaded, "max_length", 0) or 0)
+    cfg = cfg.with_batch_size(data.train_size, max_length=loaded.max_length)
     t = cfg.training
     model = loaded.model
     n_train = data.train_size

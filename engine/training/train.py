@@ -243,8 +243,7 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     for note in loaded.notes:
         writer.emit(Log(message=note))
     if cfg.training.batch_size == 0:  # auto: for the rows and the chosen max_length
-        length = getattr(loaded, "max_length", 0) or 0
-        cfg = cfg.with_batch_size(data.train_size, dist.world_size(), length)
+        cfg = cfg.with_batch_size(data.train_size, dist.world_size(), loaded.max_length)
         writer.emit(Log(message=f"batch_size auto: {cfg.training.batch_size}"))
         scale = dist.Scale.of(cfg)
         scale.threads = threads
