@@ -11,6 +11,7 @@ from engine.config import RunConfig
 from tests.pilot_wait import wait_for
 from tui.app import FinetuneApp
 from tui.screens.setup import SetupScreen
+from tui.widgets.deferred import Deferred
 from tui.widgets.dialogs import PathPrompt
 from tui.widgets.form_field import FormField
 
@@ -242,6 +243,11 @@ async def test_setup_prefilled_from_a_config(runs_root: Path) -> None:
                 isinstance(app.screen, SetupScreen)
                 and len(app.screen_stack) == 3
                 and app.screen.valid
+                # the deferred tabs are mounted and their Selects have composed their menus:
+                # leaving the app while one still mounts ended the test in Textual's NoMatches
+                # (seen once on a loaded machine)
+                and not app.screen.query(Deferred)
+                and all(select.query("SelectOverlay") for select in app.screen.query(Select))
             ),
         )
         got = app.screen.form_config()
