@@ -2,7 +2,7 @@
 
     python bench/decoder_step.py                         # SmolLM2-135M shape, bf16, 8 layers
     python bench/decoder_step.py --layers 30 --steps 4   # the whole depth
-    python bench/decoder_step.py --variants eager,compile-norm,compile-layer
+    python bench/decoder_step.py --variants engine,compile-norm,compile-layer
     python bench/decoder_step.py --layers 30 --profile   # time by op, the matmuls' GFLOP/s
 
 The model is the SmolLM2-135M config with random weights (fewer layers by default: every layer is
@@ -10,14 +10,14 @@ the same, and the step time is per layer plus the head), set up as the engine se
 bf16 LoRA training: frozen linears in bf16, the fused LoRA layer, labels-only logits, gradient
 checkpointing as `--checkpointing` says. A batch of 12 rows of ~230 tokens (prompt ~90, answer
 ~140, answer-only labels). Variants alternate step by step so a burst of load on a shared machine
-falls on all; the median step time of each is printed with the ratio to `eager`.
+falls on all; the median step time of each is printed with the ratio to the first.
 
-- eager: what the engine runs today.
+- engine: what the engine runs today (GQA attention with a bf16 softmax and the one-Function
+  RMSNorm: engine/models/gqa_attention.py, engine/models/lean_norm.py).
+- hf-eager: transformers' eager attention and RMSNorm (the engine before them).
 - compile-norm: RMSNorm's arithmetic through torch.compile (one fused kernel forward and backward
   instead of the fp32 upcast, square, mean, rsqrt and two multiplies).
-- manual-norm: RMSNorm as one autograd Function with a hand-written backward.
-- gqa-attn: eager attention without repeat_kv copies (the G query heads of a key/value head as
-  one [G x length] block against it) and softmax in bf16; gqa-attn-fp32softmax keeps fp32 softmax.
+- gqa-attn-fp32softmax: the GQA attention with an fp32 softmax.
 - compile-mlp: SiLU(gate) x up through torch.compile.
 - compile-layer: each decoder layer's forward through torch.compile (the fused LoRA Function
   and attention inside it too).
@@ -64,6 +64,12 @@ def build(layers: int, checkpointing: bool, attention: str) -> Any:
     store_frozen_linears_in_bf16(model)
     fuse_lora_layers(model)
     answer_logits.install(model.get_base_model())
+    if attention == "eager":
+        from engine.models.gqa_attention import use_gqa_attention
+        from engine.models.lean_norm import use_lean_norms
+
+        use_gqa_attention(model.get_base_model())
+        use_lean_norms(model)
     model.train()
     return model
 
@@ -100,65 +106,25 @@ def _rms_norm(x: Any, weight: Any, eps: float) -> Any:
     return weight * x32.to(dtype)
 
 
-def _manual_norm() -> Any:
-    """RMSNorm as one autograd Function that keeps the input and 1/rms only."""
-    import torch
-
-    class RMSNorm(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx: Any, x: Any, weight: Any, eps: float) -> Any:  # noqa: D102
-            x32 = x.float()
-            rstd = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True).add_(eps))
-            y = x32.mul_(rstd).to(x.dtype)
-            ctx.save_for_backward(x, weight, rstd)
-            return y * weight
-
-        @staticmethod
-        def backward(ctx: Any, grad: Any) -> Any:  # noqa: D102
-            x, weight, rstd = ctx.saved_tensors
-            xhat = x.float().mul_(rstd)
-            g = grad.float() * weight.float()
-            gw = None
-            if ctx.needs_input_grad[1]:
-                gw = (grad.float() * xhat).reshape(-1, x.shape[-1]).sum(0).to(weight.dtype)
-            dot = (g * xhat).mean(-1, keepdim=True)
-            gx = (g - xhat * dot).mul_(rstd).to(x.dtype)
-            return gx, gw, None
-
-    return RMSNorm
-
-
 def _silu_mul(gate: Any, up: Any) -> Any:
     import torch
 
     return torch.nn.functional.silu(gate) * up
 
 
-def _gqa_attention(fp32_softmax: bool) -> Any:
-    """Eager attention without repeat_kv: the query heads of a key/value head share one bmm."""
+def _gqa_attention_fp32_softmax() -> Any:
+    """The engine's GQA attention with transformers' fp32 softmax instead of the bf16 one."""
     import torch
 
-    def attention(
-        module: Any,
-        query: Any,
-        key: Any,
-        value: Any,
-        mask: Any,
-        scaling: float,
-        dropout: float = 0.0,
-        **kw: Any,
-    ) -> Any:
+    def attention(module: Any, query: Any, key: Any, value: Any, mask: Any, scaling: float,
+                  dropout: float = 0.0, **kw: Any) -> Any:  # fmt: skip
         b, h, n, d = query.shape
         hkv = key.shape[1]
         g = h // hkv
-        q = query.reshape(b, hkv, g * n, d)
-        scores = torch.matmul(q, key.transpose(2, 3)).mul_(scaling)
+        scores = torch.matmul(query.reshape(b, hkv, g * n, d), key.transpose(2, 3)).mul_(scaling)
         if mask is not None:
-            scores = scores.view(b, hkv, g, n, -1).add_(mask.unsqueeze(2)).view(b, hkv, g * n, -1)
-        if fp32_softmax:
-            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-        else:
-            probs = torch.softmax(scores, dim=-1)
+            scores.view(b, hkv, g, n, -1).add_(mask.unsqueeze(2))
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
         out = torch.matmul(probs, value).view(b, h, n, d)
         return out.transpose(1, 2).contiguous(), None
 
@@ -174,29 +140,24 @@ def apply_variant(model: Any, variant: str) -> None:
 
     base = model.get_base_model()
     norms = [m for m in base.modules() if isinstance(m, ml.LlamaRMSNorm)]
-    if variant == "compile-norm":
+    if variant == "hf-eager":
+        base.set_attn_implementation("eager")
+        for m in norms:
+            m.forward = types.MethodType(type(m).forward, m)
+    elif variant == "compile-norm":
         fn = torch.compile(_rms_norm, dynamic=True)
         for m in norms:
             m.forward = types.MethodType(
                 lambda self, x: fn(x, self.weight, self.variance_epsilon), m
             )
-    elif variant == "manual-norm":
-        fn = _manual_norm()
-        for m in norms:
-            m.forward = types.MethodType(
-                lambda self, x: fn.apply(x, self.weight, self.variance_epsilon), m
-            )
-    elif variant in ("gqa-attn", "gqa-attn-fp32softmax"):
+    elif variant == "gqa-attn-fp32softmax":
         from transformers import AttentionInterface
         from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
-        name = "bench_" + variant.replace("-", "_")
-        AttentionInterface.register(name, _gqa_attention(variant.endswith("fp32softmax")))
+        name = "bench_gqa_fp32softmax"
+        AttentionInterface.register(name, _gqa_attention_fp32_softmax())
         AttentionMaskInterface.register(name, eager_mask)
-        base.config._attn_implementation = name
-        for m in base.modules():
-            if hasattr(m, "config") and m.config is not base.config:
-                m.config._attn_implementation = name
+        base.set_attn_implementation(name)
     elif variant == "compile-mlp":
         silu_mul = torch.compile(_silu_mul, dynamic=True)
         for m in base.modules():
@@ -235,7 +196,7 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--rows", type=int, default=12)
-    p.add_argument("--variants", default="eager,compile-norm")
+    p.add_argument("--variants", default="engine,hf-eager")
     p.add_argument("--checkpointing", default="on", choices=("on", "off"))
     p.add_argument("--attention", default="eager")
     p.add_argument("--threads", type=int, default=0)

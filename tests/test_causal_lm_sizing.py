@@ -82,17 +82,26 @@ def test_auto_checkpointing_turns_on_when_the_estimate_exceeds_free_ram() -> Non
     gb = 1024**3
 
     class Est:
-        def __init__(self, total: int) -> None:
-            self.total = total
+        def __init__(self, total: float) -> None:
+            self.total = int(total)
 
-    def estimate_of(on: bool) -> Est:
-        return Est(2 * gb if on else 9 * gb)
+    def small(on: bool) -> Est:
+        return Est(1 * gb if on else 1.5 * gb)
 
-    assert decide_checkpointing("auto", estimate_of, free_bytes=20 * gb) == (False, "")
-    on, why = decide_checkpointing("auto", estimate_of, free_bytes=16 * gb)
-    assert on and "9.0 GB" in why and "16.0 GB free" in why
-    assert decide_checkpointing("false", estimate_of, free_bytes=1 * gb) == (False, "")
-    assert decide_checkpointing(True, estimate_of, free_bytes=100 * gb) == (True, "")
+    def big(on: bool) -> Est:
+        return Est(2.5 * gb if on else 9 * gb)
+
+    # Within the 2 GB a step may always take, and within half the free RAM: off.
+    assert decide_checkpointing("auto", small, free_bytes=20 * gb) == (False, "")
+    # The same step on a machine with 2 GB free: on.
+    on, why = decide_checkpointing("auto", small, free_bytes=2 * gb)
+    assert on and "1.5 GB" in why and "half the 2.0 GB free" in why
+    # A step over the bound by design (the longest batch checkpointed, 2.5 GB) is checkpointed
+    # even where the RAM would hold it.
+    on, why = decide_checkpointing("auto", big, free_bytes=100 * gb)
+    assert on and "9.0 GB" in why and "the 2.5 GB a step may take" in why
+    assert decide_checkpointing("false", big, free_bytes=1 * gb) == (False, "")
+    assert decide_checkpointing(True, small, free_bytes=100 * gb) == (True, "")
 
 
 def test_auto_checkpointing_on_a_loaded_model(llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:

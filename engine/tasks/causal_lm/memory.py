@@ -12,12 +12,24 @@ RUNTIME_BYTES = 400 * 1024**2  # torch, transformers and the tokenizer, measured
 # layer): ~36 per hidden unit (norm inputs and their fp32 copies, q/k/v, RoPE, residuals), 8 per
 # MLP unit (gate, up, SiLU, product) and 8 per attention score (fp32 softmax and its bf16 copy).
 PER_HIDDEN, PER_INTER, PER_SCORE = 36, 8, 8
+# The same with engine.models.gqa_attention and engine.models.lean_norm (bf16 Llama/Qwen/Mistral):
+# the saved tensors measured with saved_tensors_hooks (27.1 KB per token and layer at 256 tokens,
+# 30.1 at 486: one bf16 copy of the probabilities, no fp32 norm copies, no repeat_kv), times the
+# 1.3 that RSS adds over the saved tensors on the eager path.
+LEAN_PER_HIDDEN, LEAN_PER_INTER, LEAN_PER_SCORE = 26, 10, 2
+# fp32 keeps about four times bf16's bytes per token, not two (SmolLM2-135M shape with
+# checkpointing, batch 12 x ~280 tokens: +3.6 GB over the loaded model against +1.1 GB).
+FP32_FACTOR = 4
 # With checkpointing: each layer's input stays, and one layer at a time is recomputed with its
 # gradients (about three layers' worth of activations alive at once).
 LAYERS_ALIVE = 3
 # Auto checkpointing: on when the estimate without it is more than this share of the free RAM
 # (room for the page cache, other runs and the estimate's own error).
 FREE_SHARE = 0.5
+# Auto checkpointing also bounds a step by design, so a small model trains in a small footprint
+# next to other work: the larger of this and the longest batch with every layer checkpointed
+# (shorter batches use what that leaves to skip recomputation: layer_checkpointing).
+STEP_FLOOR = 2 * 1024**3
 
 
 @dataclass
@@ -66,27 +78,37 @@ def estimate(
     length: int,
     precision: str,
     checkpointing: bool,
+    lean: bool = False,
 ) -> MemoryEstimate:
-    """Weights, LoRA state, activations and logits for a batch of `batch_size` x `length`."""
+    """Weights, LoRA state, activations and logits for a batch of `batch_size` x `length`
+    (`lean`: the bf16 GQA attention and lean norms are in use)."""
     from engine.tasks.causal_lm.answer_logits import CHUNK_ELEMENTS
 
-    hidden, layers, heads, inter, _ = _widths(config)
-    # fp32 keeps about four times bf16's bytes per token, not two (SmolLM2-135M shape with
-    # checkpointing, batch 12 x ~280 tokens: +3.6 GB over the loaded model against +1.1 GB).
-    scale = 1 if precision == "bf16" else 4
+    hidden, layers, _, _, _ = _widths(config)
     tokens = batch_size * length  # padding makes the longest row count
-    per_layer = tokens * (PER_HIDDEN * hidden + PER_INTER * inter + PER_SCORE * heads * length)
+    per_layer = layer_bytes(config, batch_size, length, precision, lean)
     if checkpointing:
-        activations = tokens * layers * hidden * 2 + LAYERS_ALIVE * per_layer
+        inputs = tokens * layers * hidden * 2 * (1 if precision == "bf16" else FP32_FACTOR)
+        activations = inputs + LAYERS_ALIVE * per_layer
     else:
         activations = layers * per_layer
     return MemoryEstimate(
         weights=n_params * (2 if precision == "bf16" else 4),
         lora_state=lora_params * 4 * 4,
-        activations=int(activations * scale),
+        activations=int(activations),
         logits=CHUNK_ELEMENTS * 12,  # bf16 logits, their fp32 copy, softmax and gradient
         checkpointing=checkpointing,
     )
+
+
+def layer_bytes(config: Any, rows: int, length: int, precision: str, lean: bool = False) -> int:
+    """Activations one decoder layer keeps for backward (without checkpointing) for a batch."""
+    hidden, _, heads, inter, _ = _widths(config)
+    if lean:
+        widths = LEAN_PER_HIDDEN * hidden + LEAN_PER_INTER * inter + LEAN_PER_SCORE * heads * length
+    else:
+        widths = PER_HIDDEN * hidden + PER_INTER * inter + PER_SCORE * heads * length
+    return rows * length * widths * (1 if precision == "bf16" else FP32_FACTOR)
 
 
 def count_parameters(config: Any, target_setting: str, lora_r: int, trust: bool) -> tuple[int, int]:
@@ -121,11 +143,30 @@ def estimate_for(cfg: Any, precision: str, length: int = 0) -> MemoryEstimate:
     )
     length = length or cfg.model.max_length or 512
     batch = cfg.batch_size_for(max_length=length)
+    lean = uses_lean_paths(config, precision, cfg.model.attention, length)
     on, _ = decide_checkpointing(
         cfg.training.gradient_checkpointing,
-        lambda ckpt: estimate(config, n, lora, batch, length, precision, ckpt),
+        lambda ckpt: estimate(config, n, lora, batch, length, precision, ckpt, lean),
     )
-    return estimate(config, n, lora, batch, length, precision, on)
+    return estimate(config, n, lora, batch, length, precision, on, lean)
+
+
+def uses_lean_paths(config: Any, precision: str, attention: str, length: int) -> bool:
+    """Whether training will run engine.models.gqa_attention (and the lean norms)."""
+    from engine.models.gqa_attention import SUPPORTED
+    from engine.tasks.causal_lm.sizing import choose_causal_attention
+
+    return (
+        getattr(config, "model_type", None) in SUPPORTED
+        and attention == "auto"
+        and choose_causal_attention(attention, precision, length) == "eager"
+    )
+
+
+def step_bound(estimate_of: Any, free_bytes: int) -> int:
+    """Bytes a step may take under auto checkpointing: the larger of STEP_FLOOR and the longest
+    batch with every layer checkpointed, and never over FREE_SHARE of the free RAM."""
+    return int(min(FREE_SHARE * free_bytes, max(estimate_of(True).total, STEP_FLOOR)))
 
 
 def decide_checkpointing(
@@ -142,11 +183,15 @@ def decide_checkpointing(
 
         free_bytes = free_memory_bytes()
     without = estimate_of(False).total
-    if without <= FREE_SHARE * free_bytes:
+    bound = step_bound(estimate_of, free_bytes)
+    if without <= bound:
         return False, ""
     gb = 1024**3
+    if bound == int(FREE_SHARE * free_bytes):
+        limit = f"half the {free_bytes / gb:.1f} GB free"
+    else:
+        limit = f"the {bound / gb:.1f} GB a step may take"
     return True, (
         f"gradient checkpointing on (auto): a step without it may need {without / gb:.1f} GB, "
-        f"more than half the {free_bytes / gb:.1f} GB free; with it about "
-        f"{estimate_of(True).total / gb:.1f} GB"
+        f"more than {limit}; with it about {estimate_of(True).total / gb:.1f} GB"
     )

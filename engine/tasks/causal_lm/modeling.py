@@ -98,6 +98,11 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
         attention = "default"
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    if precision == "bf16" and attention == "eager" and mcfg.attention == "auto":
+        from engine.models.gqa_attention import use_gqa_attention
+
+        if use_gqa_attention(model):
+            attention = GQA_LABEL
     lo = cfg.lora
     targets = choose_decoder_targets(model, lo.target_modules)
     rows = rows_to_train(model, tokenizer, source) if lo.train_chat_tokens else []
@@ -120,12 +125,15 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = get_peft_model(model, lora)
-    checkpointing, ckpt_note = _decide_checkpointing(cfg, config, model, length, precision)
+    lean = attention == GQA_LABEL
+    checkpointing, ckpt_note = _decide_checkpointing(cfg, config, model, length, precision, lean)
     if checkpointing:
         enable = getattr(model, "activation_checkpointing_enable", None)
         enable = enable or model.gradient_checkpointing_enable
         enable({"use_reentrant": False})
         model.enable_input_require_grads()
+        if ckpt_note:  # auto: only the layers a batch needs
+            ckpt_note += _plan_layers(cfg, config, model, length, precision, lean)
     if precision == "bf16":
         upcast_trainable(model)
         if not lo.use_dora:
@@ -133,6 +141,9 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
 
             store_frozen_linears_in_bf16(model)
             fuse_lora_layers(model)
+        from engine.models.lean_norm import use_lean_norms
+
+        use_lean_norms(model)
     from engine.tasks.causal_lm import answer_logits
 
     answer_logits.install(model.get_base_model())
@@ -145,18 +156,55 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
 
 
 def _decide_checkpointing(
-    cfg: Any, config: Any, model: Any, length: int, precision: str
+    cfg: Any, config: Any, model: Any, length: int, precision: str, lean: bool
 ) -> tuple[bool, str]:
     """Gradient checkpointing as set, or for auto: on when the memory estimate needs it."""
     from engine.tasks.causal_lm.memory import decide_checkpointing, estimate
 
-    n_params = sum(p.numel() for p in model.parameters())
-    lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_params, lora = _counts(model)
     batch = cfg.batch_size_for(max_length=length)
     return decide_checkpointing(
         cfg.training.gradient_checkpointing,
-        lambda on: estimate(config, n_params, lora, batch, length, precision, on),
+        lambda on: estimate(config, n_params, lora, batch, length, precision, on, lean),
     )
+
+
+def _counts(model: Any) -> tuple[int, int]:
+    """(all parameters, trainable parameters) of a model."""
+    n_params = sum(p.numel() for p in model.parameters())
+    return n_params, sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _plan_layers(cfg: Any, config: Any, model: Any, length: int, precision: str, lean: bool) -> str:
+    """Install the batch-by-batch layer plan under auto checkpointing; the log's words for it."""
+    from engine.core.hardware import free_memory_bytes
+    from engine.tasks.causal_lm import layer_checkpointing as lc
+    from engine.tasks.causal_lm.memory import estimate, layer_bytes, step_bound
+
+    base = model.get_base_model()
+    layers = lc.decoder_layers(base)
+    if not layers:
+        return ""
+    n_params, lora = _counts(model)
+    batch = cfg.batch_size_for(max_length=length)
+
+    def checkpointed(rows: int, n: int) -> int:
+        return estimate(config, n_params, lora, rows, n, precision, True, lean).total
+
+    longest = lambda on: estimate(config, n_params, lora, batch, length, precision, on, lean)  # noqa: E731
+    plan = lc.LayerPlan(
+        layers, step_bound(longest, free_memory_bytes()), checkpointed,
+        lambda rows, n: layer_bytes(config, rows, n, precision, lean),
+    )  # fmt: skip
+    lc.install(base, plan)
+    return (
+        f"; shorter batches keep the top layers' activations that fit under that and skip "
+        f"their recomputation (e.g. {len(layers) - plan.checkpointed_for(batch, length // 2)} "
+        f"of {len(layers)} layers at {batch} x {length // 2} tokens)"
+    )
+
+
+GQA_LABEL = "eager (GQA blocks, bf16 softmax)"
 
 
 def upcast_trainable(model: Any) -> None:
