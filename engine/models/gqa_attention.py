@@ -39,16 +39,37 @@ def gqa_attention(
     b, h, n, d = query.shape
     kv_heads, m = key.shape[1], key.shape[2]
     group = h // kv_heads
-    q = query.reshape(b, kv_heads, group * n, d)
-    scores = torch.matmul(q, key.transpose(2, 3)).mul_(scaling)
+    # Scaling the queries, not the scores: a [length x head_dim] multiply instead of
+    # [length x length] forward and backward (and exact for the usual power-of-two scalings).
+    q = (query * scaling).reshape(b, kv_heads, group * n, d)
+    scores = torch.matmul(q, key.transpose(2, 3))
     if attention_mask is not None:
-        mask = attention_mask[:, :, :, :m].unsqueeze(2)  # [b, 1, 1, n, m] against each group
-        scores.view(b, kv_heads, group, n, m).add_(mask)
+        scores.add_(_grouped_mask(attention_mask, group, m))
     probs = torch.softmax(scores, dim=-1)
     if dropout > 0.0:
         probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
     out = torch.matmul(probs, value).view(b, h, n, d)
     return out.transpose(1, 2).contiguous(), None
+
+
+_LAST_MASK: list[Any] = [None, 0, 0, None]  # (mask, group, keys, grouped): the latest batch's
+
+
+def _grouped_mask(mask: Any, group: int, keys: int) -> Any:
+    """A [b, 1, n, m] mask repeated for the `group` query heads of a block: [b, 1, group*n, m].
+
+    Every layer of a forward gets the same mask object, so the repeat is made once per batch (the
+    mask itself is held, so its memory cannot be reused by another); a plain, not broadcast-view,
+    in-place add keeps autograd from copying the scores."""
+    mask = mask[:, :, :, :keys] if mask.shape[-1] != keys else mask
+    if group == 1:
+        return mask
+    held, held_group, held_keys, grouped = _LAST_MASK
+    if held is not mask or held_group != group or held_keys != keys:
+        b, _, n, m = mask.shape
+        grouped = mask.expand(b, group, n, m).reshape(b, 1, group * n, m)
+        _LAST_MASK[:] = [mask, group, keys, grouped]
+    return grouped
 
 
 def register() -> None:
