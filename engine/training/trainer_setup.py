@@ -176,6 +176,8 @@ def _trainer_class() -> type:
     The stock sampler reads every example once to measure it: for lazily tokenized big data that
     would tokenize everything before the first step.
     """
+    from contextlib import nullcontext
+
     from transformers import Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
@@ -202,6 +204,24 @@ def _trainer_class() -> type:
                 args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
                 measured,
             )
+
+        def training_step(
+            self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
+        ) -> Any:
+            """A causal-LM batch in parts of similar length (engine.training.step_parts)."""
+            tokens = getattr(self.model, "finetune_tui_part_tokens", 0)
+            if not tokens or num_items_in_batch is None:  # parts need the whole batch's count
+                return super().training_step(model, inputs, num_items_in_batch)
+            from engine.training.step_parts import split_batch
+
+            parts = split_batch(inputs, tokens)
+            total = None
+            for i, part in enumerate(parts):
+                last = i == len(parts) - 1
+                with nullcontext() if last else self.accelerator.no_sync(model):
+                    loss = super().training_step(model, part, num_items_in_batch)
+                total = loss if total is None else total + loss
+            return total
 
         def _get_eval_sampler(self, eval_dataset: Any) -> Any:
             lengths = getattr(eval_dataset, "lengths", None)
