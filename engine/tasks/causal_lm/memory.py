@@ -3,7 +3,7 @@ and the choices made from it: gradient checkpointing on or off, the batch's toke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 RUNTIME_BYTES = 400 * 1024**2  # torch, transformers and the tokenizer, measured at start-up
@@ -144,11 +144,20 @@ def estimate_for(cfg: Any, precision: str, length: int = 0) -> MemoryEstimate:
     length = length or cfg.model.max_length or 512
     batch = cfg.batch_size_for(max_length=length)
     lean = uses_lean_paths(config, precision, cfg.model.attention, length)
-    on, _ = decide_checkpointing(
-        cfg.training.gradient_checkpointing,
-        lambda ckpt: estimate(config, n, lora, batch, length, precision, ckpt, lean),
-    )
-    return estimate(config, n, lora, batch, length, precision, on, lean)
+
+    def longest(ckpt: bool) -> MemoryEstimate:
+        return estimate(config, n, lora, batch, length, precision, ckpt, lean)
+
+    setting = cfg.training.gradient_checkpointing
+    on, why = decide_checkpointing(setting, longest)
+    found = longest(on)
+    if on and why:  # auto: shorter batches keep layers in the room under the step's bound
+        from engine.core.hardware import free_memory_bytes
+        from engine.tasks.causal_lm.layer_checkpointing import ROOM_SHARE
+
+        room = max(0, step_bound(longest, free_memory_bytes()) - found.total) * ROOM_SHARE
+        found = replace(found, activations=found.activations + int(room))
+    return found
 
 
 def uses_lean_paths(config: Any, precision: str, attention: str, length: int) -> bool:
