@@ -205,7 +205,7 @@ def _rows_batch():
 def test_step_parts_sort_rows_and_trim_each_to_its_longest() -> None:
     import torch
 
-    from engine.training.step_parts import split_batch
+    from engine.tasks.causal_lm.step_parts import split_batch
 
     batch = _rows_batch()
     assert split_batch(batch, part_tokens=10_000) == [batch]  # small enough: one part
@@ -228,7 +228,7 @@ def test_step_parts_give_the_whole_batchs_gradient() -> None:
     """Parts' losses over the whole batch's label count add up to the batch's gradient."""
     import torch
 
-    from engine.training.step_parts import split_batch
+    from engine.tasks.causal_lm.step_parts import split_batch
 
     model = _tiny("llama")
     model.float()
@@ -261,7 +261,7 @@ def test_a_training_run_in_parts_logs_the_losses_of_one_in_a_piece(
     flags = ["--max_steps", "3", "--batch_size", "8", "--max_length", "64", "--precision",
              "fp32", "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
              "--learning_rate", "0.02"]  # fmt: skip
-    import engine.training.step_parts as step_parts
+    import engine.tasks.causal_lm.step_parts as step_parts
 
     cut, split = [], step_parts.split_batch
     monkeypatch.setattr(

@@ -208,11 +208,11 @@ def _trainer_class() -> type:
         def training_step(
             self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
         ) -> Any:
-            """A causal-LM batch in parts of similar length (engine.training.step_parts)."""
+            """A causal-LM batch in parts of similar length (engine.tasks.causal_lm.step_parts)."""
             tokens = getattr(self.model, "finetune_tui_part_tokens", 0)
             if not tokens or num_items_in_batch is None:  # parts need the whole batch's count
                 return super().training_step(model, inputs, num_items_in_batch)
-            from engine.training.step_parts import split_batch
+            from engine.tasks.causal_lm.step_parts import split_batch
 
             parts = split_batch(inputs, tokens)
             total = None

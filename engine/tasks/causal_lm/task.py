@@ -69,9 +69,9 @@ class CausalLMTask(Task):
         # neither scales the logged loss nor the gradient: let the Trainer pass it.
         base = loaded.model.get_base_model()
         base.accepts_loss_kwargs = True
-        from engine.training.step_parts import PART_TOKENS
+        from engine.tasks.causal_lm.step_parts import PART_TOKENS
 
-        # A step runs as parts of rows of similar length (engine.training.step_parts).
+        # A step runs as parts of rows of similar length (engine.tasks.causal_lm.step_parts).
         loaded.model.finetune_tui_part_tokens = PART_TOKENS
         return loaded
 
