@@ -150,7 +150,7 @@ def test_layer_plan_in_a_loaded_model_follows_each_batch(
     cfg.training.batch_size = 4
     monkeypatch.setattr("engine.core.hardware.free_memory_bytes", lambda: 10 * 1024**2)
     loaded = load_causal_model(cfg, "bf16")
-    assert any("skip their recomputation" in n for n in loaded.notes)
+    assert any("skips their recomputation" in n for n in loaded.notes)
     base = loaded.model.get_base_model()
     plan = base._finetune_tui_layer_plan
     assert len(plan.layers) == 4

@@ -69,48 +69,39 @@ def _plain_dtypes(x: Any, weight: Any) -> bool:
     return weight.dtype == torch.float32 and x.dtype == torch.float32
 
 
-def fusable_adapter(layer: Any, x: Any) -> str | None:
-    """The one vanilla LoRA adapter of a training peft Linear the Function can run, else None."""
-    import torch
-
-    base = layer.base_layer
-    if not (
-        layer.training
-        and not layer.merged
-        and not layer.disable_adapters
-        and len(layer.active_adapters) == 1
-        and _plain_dtypes(x, base.weight)
-    ):
-        return None
-    name = layer.active_adapters[0]
-    if (
-        name in layer.lora_A
-        and name not in getattr(layer, "lora_variant", {})
-        and not getattr(layer, "use_dora", {}).get(name, False)
-        and isinstance(layer.lora_dropout[name], torch.nn.Identity)
-    ):
-        return name
-    return None
-
-
 def _fused_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
     """peft's Linear.forward, through the fused Function when the layer allows it."""
     import torch
 
-    name = None if args or kwargs else fusable_adapter(self, x)
-    if name is not None:
-        global _FN
-        if _FN is None:
-            _FN = _function()
-        with torch.autocast("cpu", enabled=False):
-            return _FN.apply(
-                x,
-                self.base_layer.weight,
-                self.base_layer.bias,
-                self.lora_A[name].weight,
-                self.lora_B[name].weight,
-                self.scaling[name],
-            )
+    base = self.base_layer
+    if (
+        self.training
+        and not args
+        and not kwargs
+        and not self.merged
+        and not self.disable_adapters
+        and len(self.active_adapters) == 1
+        and _plain_dtypes(x, base.weight)
+    ):
+        name = self.active_adapters[0]
+        if (
+            name in self.lora_A
+            and name not in getattr(self, "lora_variant", {})
+            and not getattr(self, "use_dora", {}).get(name, False)
+            and isinstance(self.lora_dropout[name], torch.nn.Identity)
+        ):
+            global _FN
+            if _FN is None:
+                _FN = _function()
+            with torch.autocast("cpu", enabled=False):
+                return _FN.apply(
+                    x,
+                    base.weight,
+                    base.bias,
+                    self.lora_A[name].weight,
+                    self.lora_B[name].weight,
+                    self.scaling[name],
+                )
     return type(self).forward(self, x, *args, **kwargs)
 
 

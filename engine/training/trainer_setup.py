@@ -214,7 +214,7 @@ def _trainer_class() -> type:
                 return super().training_step(model, inputs, num_items_in_batch)
             from engine.tasks.causal_lm.step_parts import split_batch
 
-            parts = split_batch(inputs, tokens)
+            parts = split_batch(inputs, tokens, getattr(self.data_collator, "multiple", 1))
             total = None
             for i, part in enumerate(parts):
                 last = i == len(parts) - 1

@@ -1,10 +1,11 @@
 """Gradient checkpointing batch by batch on only the decoder layers that do not fit.
 
-Auto checkpointing bounds a step's memory by the estimate for the longest batch (`batch_size`
-rows of `max_length` tokens) with every layer checkpointed. Most batches are shorter: the memory
-they leave under that bound keeps the top layers' activations instead of recomputing them, so
-those layers skip checkpointing's second forward (a step without it was 1.4x faster on the
-SmolLM2-135M shape). The bound itself never moves: the longest batch checkpoints every layer.
+Auto checkpointing bounds a step's memory by the larger of 2 GB and the estimate for the longest
+batch (`batch_size` rows of `max_length` tokens) with every layer checkpointed. Each forward the
+model runs (a part of a step: engine.tasks.causal_lm.step_parts) is smaller: the memory it
+leaves under that bound keeps the top layers' activations instead of recomputing them, so those
+layers skip checkpointing's second forward (a step without it was 1.4x faster on the
+SmolLM2-135M shape). The bound itself never moves.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ DROPOUT_KEYS = (
     "activation_dropout",
     "summary_first_dropout",
 )
+GQA_LABEL = "eager (GQA blocks, bf16 softmax)"  # the attention line's words for gqa_attention
 
 
 def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) -> Any:
@@ -180,6 +181,7 @@ def _plan_layers(cfg: Any, config: Any, model: Any, length: int, precision: str,
     from engine.core.hardware import free_memory_bytes
     from engine.tasks.causal_lm import layer_checkpointing as lc
     from engine.tasks.causal_lm.memory import estimate, layer_bytes, step_bound
+    from engine.tasks.causal_lm.step_parts import part_rows
 
     base = model.get_base_model()
     layers = lc.decoder_layers(base)
@@ -197,14 +199,13 @@ def _plan_layers(cfg: Any, config: Any, model: Any, length: int, precision: str,
         lambda rows, n: layer_bytes(config, rows, n, precision, lean),
     )  # fmt: skip
     lc.install(base, plan)
+    rows = part_rows(batch, length)  # the longest part a step runs (step_parts)
+    kept = len(layers) - plan.checkpointed_for(rows, length)
     return (
-        f"; shorter batches keep the top layers' activations that fit under that and skip "
-        f"their recomputation (e.g. {len(layers) - plan.checkpointed_for(batch, length // 2)} "
-        f"of {len(layers)} layers at {batch} x {length // 2} tokens)"
+        f"; a step runs in parts, and each part keeps the top layers' activations that fit "
+        f"under that and skips their recomputation (e.g. {kept} of {len(layers)} layers for a "
+        f"part of {rows} x {length} tokens)"
     )
-
-
-GQA_LABEL = "eager (GQA blocks, bf16 softmax)"
 
 
 def upcast_trainable(model: Any) -> None:

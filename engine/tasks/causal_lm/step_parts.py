@@ -27,7 +27,7 @@ def split_batch(inputs: dict[str, Any], part_tokens: int = PART_TOKENS, multiple
     if ids is None or mask is None or ids.dim() != 2 or set(inputs) - set(ROW_KEYS):
         return [inputs]
     rows, width = ids.shape
-    parts = min(rows, -(-rows * width // part_tokens))
+    parts = part_count(rows, width, part_tokens)
     if parts <= 1:
         return [inputs]
     lengths = mask.sum(1)
@@ -40,3 +40,13 @@ def split_batch(inputs: dict[str, Any], part_tokens: int = PART_TOKENS, multiple
         keep = min(width, -(-longest // multiple) * multiple)
         out.append({k: v[index, :keep] for k, v in inputs.items()})
     return out
+
+
+def part_count(rows: int, width: int, part_tokens: int = PART_TOKENS) -> int:
+    """How many parts a batch of `rows` x `width` padded tokens runs as."""
+    return max(1, min(rows, -(-rows * width // part_tokens)))
+
+
+def part_rows(rows: int, width: int, part_tokens: int = PART_TOKENS) -> int:
+    """Rows in the largest part of such a batch."""
+    return -(-rows // part_count(rows, width, part_tokens))
