@@ -55,6 +55,7 @@ class RunConfig:
         self.data.data_file_path = anchored(self.data.data_file_path)
         self.data.eval_file_path = anchored(self.data.eval_file_path)
         self.output.output_dir = anchored(self.output.output_dir, must_exist=False)
+        self.training.logging_dir = anchored(self.training.logging_dir, must_exist=False)
 
     @property
     def best_metric(self) -> str:

@@ -20,6 +20,13 @@ SCHEDULERS = (
 )
 NOTIFY = ("off", "bell", "osc9")
 CHECKPOINTING = ("auto", "true", "false")
+# Experiment trackers report_to may name (comma-separated), and the module each one needs.
+TRACKERS = {
+    "tensorboard": "tensorboard",
+    "mlflow": "mlflow",
+    "wandb": "wandb",
+    "trackio": "trackio",
+}
 CLASSIFICATION_MAX_LENGTH = 128  # what max_length 0 (auto) means for classification
 # Settings whose 0 means 'chosen by the engine' (tables show 'auto' for it)
 ZERO_MEANS_AUTO = frozenset({"max_length", "lora_layers", "batch_size"})
@@ -162,6 +169,20 @@ class TrainingConfig:
     )
     early_stopping_patience: int = _f(0, "Stop after N evaluations without improvement (0 = off)")
     logging_steps: int = _f(10, "Report loss and throughput every N steps")
+    report_to: str = _f(
+        "none",
+        "Experiment trackers that also get the run's metrics: none, or a comma list of "
+        "tensorboard, mlflow, wandb, trackio (each an extra: pip install 'finetune-tui[NAME]')",
+    )
+    logging_dir: str = _f("", "TensorBoard log folder; empty = tb/ inside the run directory")
+    tracking_uri: str = _f(
+        "",
+        "MLflow tracking URI; empty = $MLFLOW_TRACKING_URI, else a file store in the run "
+        "directory (mlruns/)",
+    )
+    tracker_project: str = _f(
+        "", "Project / experiment name in MLflow, W&B and trackio; empty = finetune-tui"
+    )
     seed: int = _f(42, "Random seed (data split, init, order)")
 
 

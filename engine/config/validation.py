@@ -11,6 +11,7 @@ from engine.config.sections import (
     PRECISIONS,
     SCHEDULERS,
     STRATEGIES,
+    TRACKERS,
     DistributedConfig,
 )
 from engine.config.tasks import TASK_NAMES, task_metrics
@@ -105,6 +106,7 @@ def config_problems(cfg: RunConfig) -> dict[str, str]:
         p["output.notify"] = f"notify must be one of {', '.join(NOTIFY)}"
     if t.logging_steps < 1:
         p["training.logging_steps"] = "logging_steps must be at least 1"
+    p.update(tracker_problems(t.report_to))
     p.update(distributed_problems(cfg.distributed))
     nproc, total = cfg.distributed.nproc.strip(), t.batch_size * t.grad_accum
     # batch_size 0 (auto) picks a batch that the processes share evenly
@@ -117,6 +119,34 @@ def config_problems(cfg: RunConfig) -> dict[str, str]:
                 f"(batch_size x grad_accum) evenly: use a count that divides {total}"
             )
     return p
+
+
+def tracker_names(report_to: str) -> list[str]:
+    """The trackers a report_to text names, in order ('none' or empty = none)."""
+    names = [n.strip().lower() for n in report_to.split(",") if n.strip()]
+    return [] if names in ([], ["none"]) else list(dict.fromkeys(names))
+
+
+def tracker_problems(report_to: str) -> dict[str, str]:
+    """An unknown or not installed tracker in report_to, with the pip command that fixes it."""
+    import importlib.util
+
+    names = tracker_names(report_to)
+    unknown = [n for n in names if n not in TRACKERS and n != "none"]
+    if unknown or "none" in names:
+        bad = ", ".join(unknown) or "none beside a tracker"
+        return {
+            "training.report_to": f"report_to: unknown tracker '{bad}': use none or a comma list "
+            f"of {', '.join(TRACKERS)}"
+        }
+    missing = [n for n in names if importlib.util.find_spec(TRACKERS[n]) is None]
+    if missing:
+        extras = ",".join(missing)
+        return {
+            "training.report_to": f"report_to: {', '.join(missing)} is not installed here: "
+            f"pip install 'finetune-tui[{extras}]' (or pip install {' '.join(missing)})"
+        }
+    return {}
 
 
 def distributed_problems(d: DistributedConfig) -> dict[str, str]:

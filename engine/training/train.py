@@ -88,6 +88,10 @@ def _run_locked(run_dir: Path, resume: bool, listeners: list[Callable[[Event], N
     # Only rank 0 writes events and status; the others tell in-process listeners only.
     writer = EventWriter(run_dir) if main else QuietWriter(run_dir)
     writer.listeners.extend(listeners)
+    if main:  # experiment trackers (report_to) follow rank 0's events
+        from engine.training.trackers import TrackerHub
+
+        writer.listeners.append(TrackerHub(run_dir, writer))
     reserve = diskfull.Reserve(run_dir)
     try:
         import psutil

@@ -14,7 +14,16 @@ from engine.runs.queue import QueueEntry, short_value
 from tui.widgets.runfmt import STAMP, run_name
 
 # Settings that name or place a run rather than change how it trains.
-NOT_SETTINGS = {"run_name", "sweep_id", "output_dir", "notify"}
+NOT_SETTINGS = {
+    "run_name",
+    "sweep_id",
+    "output_dir",
+    "notify",
+    "report_to",
+    "logging_dir",
+    "tracking_uri",
+    "tracker_project",
+}
 SHORT_NAMES = {
     "learning_rate": "lr",
     "lora_r": "r",

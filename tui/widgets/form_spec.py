@@ -64,6 +64,10 @@ TABS = {
             "early_stopping_patience",
             "seed",
             "notify",
+            "report_to",
+            "logging_dir",
+            "tracking_uri",
+            "tracker_project",
         ],
     ),
 }
