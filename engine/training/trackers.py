@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,7 @@ class Tracker:
     """One experiment tracker: open (or reopen) its run, log numbers at a step, close."""
 
     name = ""
+    note = ""  # a line for the run log once opened (e.g. where an offline run waits)
 
     def open(self, run_dir: Path, started: Started, state: dict[str, Any]) -> None:
         """Start or continue the tracker's run; may record ids in `state` (saved in the run)."""
@@ -176,8 +178,11 @@ class WandbTracker(Tracker):
         """wandb.init with the kept id and resume='allow'; offline where no key is set."""
         import wandb
 
+        os.environ.setdefault("WANDB_SILENT", "true")  # our events say what happens
         self.mode = os.environ.get("WANDB_MODE") or ("online" if _wandb_key() else "offline")
-        run_id = state.get("wandb_id") or wandb.util.generate_id()
+        if self.mode == "offline":
+            self.note = f"W&B is offline (no API key): wandb sync {run_dir / 'wandb'}/offline-run-*"
+        run_id = state.get("wandb_id") or secrets.token_hex(4)
         state["wandb_id"] = run_id
         self.run = wandb.init(
             project=self.project,
@@ -300,6 +305,8 @@ class TrackerHub:
                 self._warn(tracker, "could not start", exc)
                 continue
             self.trackers.append(tracker)
+            if tracker.note:
+                self.writer.emit(Log(message=tracker.note))
         atomic_write_text(self.state_path, json.dumps(state, indent=1))
         names = ", ".join(t.name for t in self.trackers)
         if names:
