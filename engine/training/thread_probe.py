@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 from engine.core.words import plural
 
 PROBES_FILE = "thread-probes.json"
-PROBE_STEPS = 3  # timed steps per candidate count
+PROBE_STEPS = 5  # timed steps per candidate count (the median resists a burst of load)
 WARMUP_STEPS = 1  # the first step builds kernels and fills the allocator: not timed
 # A run shorter than this many probes' length trains at the first count without probing.
 MIN_RUN_PROBES = 4
@@ -60,10 +61,19 @@ class ProbeResult:
     why: str
     speeds: dict[int, float] = field(default_factory=dict)  # count -> tokens per second
     cached: bool = False
+    outside: float = 0.0  # cores other programs kept busy while the probe ran
+
+    @property
+    def worth_storing(self) -> bool:
+        """False for a probe that other programs' work disturbed (the next run probes again)."""
+        return not self.cached and bool(self.speeds) and self.outside < BUSY_OUTSIDE
 
     def message(self) -> str:
         """The run log's line."""
-        return f"{plural(self.threads, 'thread')}: {self.why}"
+        text = f"{plural(self.threads, 'thread')}: {self.why}"
+        if not self.cached and self.outside >= BUSY_OUTSIDE:
+            text += f"; not cached: other programs kept {self.outside:.1f} cores busy meanwhile"
+        return text
 
 
 class ThreadProbe:
@@ -103,11 +113,15 @@ class ThreadProbe:
         self.position += 1
 
     def speeds(self) -> dict[int, float]:
-        """Tokens per second at each count timed so far."""
+        """Tokens per second at each count timed so far: the median step's.
+
+        The median, not the mean: on a shared machine one step in a few meets a burst of
+        someone else's work (measured: a 45 ms MiniLM step took 330 ms once in seven).
+        """
         out = {}
         for count, rows in self.timed.items():
             if rows:
-                out[count] = sum(t for _, t in rows) / sum(s for s, _ in rows)
+                out[count] = statistics.median(t / s for s, t in rows)
         return out
 
     def choice(self) -> ProbeResult:
@@ -225,6 +239,18 @@ class ProbeCache:
 
 
 # -- in a run ---------------------------------------------------------------------------------------
+# Other programs busier than this (in cores) during a probe: its choice is not stored.
+BUSY_OUTSIDE = 0.5
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(busy CPU-seconds of the whole machine, CPU-seconds of this process) so far."""
+    import psutil
+
+    t = psutil.cpu_times()
+    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+    own = psutil.Process().cpu_times()
+    return busy, own.user + own.system
 
 
 class ProbeRunner:
@@ -237,10 +263,12 @@ class ProbeRunner:
         set_threads: Any,
         finish: Any,
         clock: Any = time.perf_counter,
+        cpu: Any = None,
     ) -> None:
         self.probe, self.meter, self.set_threads = probe, meter, set_threads
         self.finish = finish  # called with the ProbeResult once the probe is done
-        self.clock = clock
+        self.clock, self.cpu = clock, cpu if cpu is not None else cpu_seconds
+        self.started = (0.0, 0.0, 0.0)  # wall clock, machine and own CPU-seconds at the start
         self.t0 = 0.0
         self.tokens0 = 0
         self.result: ProbeResult | None = None
@@ -253,6 +281,14 @@ class ProbeRunner:
         """Training starts: the first step's count."""
         self.set_threads(self.probe.threads_now())
         self.reset_clock()
+        self.started = (self.clock(), *self.cpu())
+
+    def outside_load(self) -> float:
+        """Cores other programs kept busy since the probe began."""
+        wall = self.clock() - self.started[0]
+        busy, own = self.cpu()
+        other = (busy - self.started[1]) - (own - self.started[2])
+        return max(0.0, other / wall) if wall > 0 else 0.0
 
     def step_end(self) -> ProbeResult | None:
         """A step ended: record it, set the next count; the result once the probe is done."""
@@ -261,6 +297,7 @@ class ProbeRunner:
         self.probe.record(self.clock() - self.t0, int(self.meter.padded) - self.tokens0)
         if self.probe.done:
             self.result = self.probe.choice()
+            self.result.outside = self.outside_load()
             self.set_threads(self.result.threads)
             self.finish(self.result)
             return self.result

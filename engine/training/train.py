@@ -356,7 +356,8 @@ class _Session:
 
         def finish(result: Any) -> None:
             self.threads = result.threads
-            cache.put(key, result, run_dir.name)
+            if result.worth_storing:
+                cache.put(key, result, run_dir.name)
             writer.emit(Log(message=result.message()))
 
         callback.probe = tp.ProbeRunner(probe, callback.counter, torch.set_num_threads, finish)

@@ -210,7 +210,7 @@ def _trainer_class() -> type:
         ) -> Any:
             """A causal-LM batch in parts of similar length (engine.tasks.causal_lm.step_parts)."""
             meter = getattr(self, "token_meter", None)
-            ids = inputs.get("input_ids") if isinstance(inputs, dict) else None
+            ids = inputs.get("input_ids") if hasattr(inputs, "get") else None  # BatchEncoding too
             if meter is not None and ids is not None:
                 meter.padded += int(ids.numel())  # the thread probe's measure of the work
             tokens = getattr(self.model, "finetune_tui_part_tokens", 0)
