@@ -80,6 +80,33 @@ def test_a_two_socket_smt_server_plans_one_thread_per_physical_core(tmp_path: Pa
     assert "64 physical cores (SMT)" in topo.describe() and "2 NUMA nodes" in topo.describe()
 
 
+def test_processes_on_a_two_socket_server_pin_inside_one_node(tmp_path: Path) -> None:
+    topo = read_topology(fake_machine(tmp_path, sockets=2, cores_per_socket=32, smt=True))
+    assert topo.node_physical() == [32, 32]
+    assert topo.per_process(1) == 64
+    assert topo.per_process(8) == 8
+    assert [topo.process_cpus(r, 8, 8) for r in (0, 3, 4, 7)] == [
+        list(range(0, 8)),
+        list(range(24, 32)),
+        list(range(32, 40)),
+        list(range(56, 64)),
+    ]
+    # 6 processes (a global batch of 12): 3 per socket of 10 threads; none spans the sockets
+    assert topo.per_process(6) == 10
+    assert topo.process_cpus(2, 6, 10) == list(range(20, 30))
+    assert topo.process_cpus(3, 6, 10) == list(range(32, 42))
+    # 3 processes cannot split over 2 sockets: consecutive physical cores, 21 each
+    assert topo.per_process(3) == 21
+    assert topo.process_cpus(2, 3, 21) == list(range(42, 63))
+    assert topo.process_cpus(3, 8, 32) == []  # more threads than a node has CPUs: no pinning
+    # one process: the probe times one socket's cores, all physical cores and the SMT count
+    assert candidate_counts(topo.usable, topo.usable_logical, max(topo.node_physical())) == [
+        32,
+        64,
+        128,
+    ]
+
+
 def test_nproc_auto_on_a_two_socket_server_keeps_processes_on_one_node() -> None:
     assert auto_nproc(64, nodes=2) == 8  # 8 processes of 8 threads, 4 per socket
     assert auto_nproc(64, nodes=2, global_batch=12) == 6  # 3 per socket share 12 examples

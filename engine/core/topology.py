@@ -91,6 +91,45 @@ class CpuTopology:
         rest = [cpu for c in cores for cpu in c[1:]]
         return first + rest
 
+    def node_cores(self) -> list[list[int]]:
+        """Each NUMA node's allowed CPUs in pin order (physical cores first, then siblings)."""
+        order = self.pin_order()
+        return [[c for c in order if c in members] for members in map(set, self.nodes)]
+
+    def node_physical(self) -> list[int]:
+        """Physical cores of each NUMA node."""
+        return [sum(1 for c in self.cores if c[0] in set(node)) for node in self.nodes]
+
+    def per_process(self, nproc: int) -> int:
+        """Threads for each of `nproc` processes: an even share of physical cores (and quota),
+        within one NUMA node when the processes split evenly over the nodes."""
+        nproc = max(1, nproc)
+        threads = self.usable // nproc
+        nodes = len(self.nodes)
+        if nodes > 1 and nproc % nodes == 0:
+            smallest = min(self.node_physical())
+            threads = min(threads, smallest // (nproc // nodes))
+        return max(1, threads)
+
+    def process_cpus(self, local: int, nproc: int, threads: int) -> list[int]:
+        """The CPUs local rank `local` of `nproc` pins to (empty: they do not fit, do not pin).
+
+        Processes split evenly over NUMA nodes take their cores inside their node; otherwise
+        they take consecutive cores of the pin order.
+        """
+        nodes = len(self.nodes)
+        if nodes > 1 and nproc % nodes == 0:
+            per_node = nproc // nodes
+            mine = self.node_cores()[local // per_node]
+            start = (local % per_node) * threads
+            if start + threads <= len(mine):
+                return sorted(mine[start : start + threads])
+            return []
+        order = self.pin_order()
+        if threads * nproc > len(order):
+            return []  # oversubscribed on purpose: let the kernel spread them
+        return sorted(order[local * threads : (local + 1) * threads])
+
     def describe(self) -> str:
         """One line: what the process may use and what limits it."""
         parts = [f"{self.logical} CPUs allowed"]

@@ -105,26 +105,29 @@ def nproc_of(cfg: Any) -> int:
 
 
 def threads_per_process(requested: int, nproc: int, cores: int | None = None) -> int:
-    """Torch threads of one process: the setting, else this process's share of the cores."""
+    """Torch threads of one process: the setting, else this process's share of the cores
+    (engine.core.topology: physical cores, the quota, within one NUMA node where it can)."""
     if requested > 0:
         return requested
-    from engine.core.hardware import available_cores
+    if cores is not None:
+        return max(1, cores // max(1, nproc))
+    from engine.core.topology import machine_topology
 
-    return max(1, (cores or available_cores()) // max(1, nproc))
+    return machine_topology().per_process(nproc)
 
 
 def pin_to_cores(local: int, nproc: int, threads: int) -> list[int]:
     """Pin this process to its own `threads` cores (disjoint per local rank) when they fit.
 
-    Cores come in engine.core.topology's pin order: one CPU per physical core, node by node,
-    so a process neither shares a core with an SMT sibling's thread nor spans two sockets.
+    engine.core.topology picks them: one CPU per physical core, inside one NUMA node when
+    the processes split evenly over the nodes, so no two threads share a core's vector
+    units and no process spans two sockets.
     """
     from engine.core.topology import machine_topology
 
-    allowed = machine_topology().pin_order()
-    if threads * nproc > len(allowed):
-        return []  # oversubscribed on purpose: let the kernel spread them
-    mine = sorted(allowed[local * threads : (local + 1) * threads])
+    mine = machine_topology().process_cpus(local, nproc, threads)
+    if not mine:
+        return []
     try:
         os.sched_setaffinity(0, mine)
     except (OSError, AttributeError):

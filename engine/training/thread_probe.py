@@ -32,12 +32,13 @@ MIN_RUN_PROBES = 4
 SMALLER_WITHIN = 0.02
 
 
-def candidate_counts(share: int, logical: int = 0) -> list[int]:
-    """Thread counts worth timing for a share of `share` physical cores (`logical`: with SMT).
+def candidate_counts(share: int, logical: int = 0, node: int = 0) -> list[int]:
+    """Thread counts worth timing for a share of `share` physical cores.
 
     The share itself and half of it; 1 as well on small machines (where one thread sometimes
-    wins: the per-op overhead of small matrices is paid by every thread); the logical count
-    when SMT siblings are free to use.
+    wins: the per-op overhead of small matrices is paid by every thread); `logical`, the
+    count with SMT siblings, when they are free to use; `node`, one NUMA node's physical
+    cores, when the share spans several nodes.
     """
     share = max(1, share)
     counts = {share, max(1, share // 2)}
@@ -45,6 +46,8 @@ def candidate_counts(share: int, logical: int = 0) -> list[int]:
         counts.add(1)
     if logical > share:
         counts.add(logical)
+    if 0 < node < share:
+        counts.add(node)
     return sorted(counts)
 
 

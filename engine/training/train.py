@@ -349,7 +349,8 @@ class _Session:
             return [cached.message()]
         topo = machine_topology()
         logical = topo.usable_logical if share >= topo.usable else 0
-        probe = tp.ThreadProbe(tp.candidate_counts(share, logical))
+        node = max(topo.node_physical()) if len(topo.nodes) > 1 else 0
+        probe = tp.ThreadProbe(tp.candidate_counts(share, logical, node))
         steps = total_steps(len(self.encoded.train), self.cfg, self.scale)
         if len(probe.counts) < 2 or steps < tp.MIN_RUN_PROBES * probe.length:
             return []  # nothing to choose from, or too short a run to pay for a probe
