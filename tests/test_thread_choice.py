@@ -307,9 +307,10 @@ def test_a_tiny_run_logs_its_thread_choice_and_the_next_reuses_it(
     monkeypatch.setattr("engine.training.cores.load_average", lambda: 0.0)
     # the shared machine's other work must not keep the choice out of the cache here
     monkeypatch.setattr("engine.training.thread_probe.cpu_seconds", lambda: (0.0, 0.0))
+    monkeypatch.setattr("engine.training.thread_probe.MIN_RUN_PROBES", 1)  # a short run probes
     before = torch.get_num_threads()
     try:
-        first = new_run_dir(tiny_cfg(tiny_model, threads=0, max_steps=48), runs_root)
+        first = new_run_dir(tiny_cfg(tiny_model, threads=0, max_steps=12), runs_root)
         assert run_training(first) == 0
         lines = [e.message for e in typed(first, Log)]
         assert any("timing the first 11 steps at 1 / 2" in m for m in lines), lines
@@ -317,12 +318,18 @@ def test_a_tiny_run_logs_its_thread_choice_and_the_next_reuses_it(
         threads = int(choice.split()[0])
         assert threads in (1, 2) and "faster than" in choice
         assert read_status(first)["threads"] == threads
+        # the monitor's log pane shows the same line
+        from engine.rundir.events import read_events
+        from tui.watcher import RunProgress
+
+        shown = [line.text for line in RunProgress().apply(read_events(first))]
+        assert choice in shown
         (stored,) = json.loads((runs_root / PROBES_FILE).read_text()).values()
         assert stored["threads"] == threads
         # tokens per second of padded batches (8 examples a step): the Trainer counted them
         assert all(v > 500 for v in stored["speeds"].values()), stored
 
-        second = new_run_dir(tiny_cfg(tiny_model, threads=0, max_steps=48), runs_root)
+        second = new_run_dir(tiny_cfg(tiny_model, threads=0, max_steps=12), runs_root)
         assert run_training(second) == 0
         (started,) = typed(second, Started)
         assert started.threads == threads
@@ -330,7 +337,7 @@ def test_a_tiny_run_logs_its_thread_choice_and_the_next_reuses_it(
         assert any(f"cached from run {first.name}" in m for m in lines), lines
         assert not any("timing the first" in m for m in lines)
 
-        asked = new_run_dir(tiny_cfg(tiny_model, threads=1, max_steps=48), runs_root)
+        asked = new_run_dir(tiny_cfg(tiny_model, threads=1, max_steps=12), runs_root)
         assert run_training(asked) == 0
         assert not any("thread" in e.message and "cached" in e.message for e in typed(asked, Log))
     finally:
