@@ -37,7 +37,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 OUT = HERE / "out"
-SHARED = ROOT.parent / "shared" / "data"
+# ../shared/data from the checkout, or from a parent of it (for worktrees)
+SHARED = next(
+    (p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data" / "sst2").is_dir()),
+    ROOT.parent / "shared" / "data",
+)
 
 # The real configs' shapes (hub config.json of each model).
 SHAPES: dict[str, dict[str, Any]] = {

@@ -155,7 +155,9 @@ class TrainingConfig:
         "activations in backward (a fraction of the memory, ~10% slower); true / false force it",
         choices=CHECKPOINTING,
     )
-    threads: int = _f(0, "Torch threads (0 = the cores available to this process)")
+    threads: int = _f(
+        0, "Torch threads (0 = auto: the fastest count, timed in the first steps and cached)"
+    )
     eval_strategy: str = _f("epoch", "When to evaluate: epoch, steps or no", choices=STRATEGIES)
     eval_steps: int = _f(0, "Evaluate every N steps (with eval_strategy=steps)")
     save_strategy: str = _f("epoch", "When to checkpoint: epoch, steps or no", choices=STRATEGIES)

@@ -71,32 +71,13 @@ def describe_auto_precision() -> str:
 
 
 def available_cores() -> int:
-    """Cores this process may use: CPU affinity, capped by a cgroup CPU quota."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    quota = _cgroup_cpu_limit()
-    if quota:
-        cores = max(1, min(cores, int(quota + 0.5)))
-    return max(1, cores)
+    """Threads to plan with: one per physical core this process may use, capped by a cgroup quota.
 
+    engine.core.topology reads the affinity mask, the quota, SMT siblings and NUMA nodes.
+    """
+    from engine.core.topology import machine_topology
 
-def _cgroup_cpu_limit() -> float | None:
-    try:
-        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if text and text[0] != "max":
-            return int(text[0]) / int(text[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-        if quota > 0:
-            return quota / period
-    except (OSError, ValueError):
-        pass
-    return None
+    return machine_topology().usable
 
 
 _ENGINE_THREADS: int | None = None

@@ -66,22 +66,36 @@ def restarts_left() -> int:
     return max(0, _env_int("TORCHELASTIC_MAX_RESTARTS", 0) - restart_count())
 
 
-def resolve_nproc(value: str | int, cores: int | None = None, global_batch: int = 0) -> int:
+def resolve_nproc(
+    value: str | int, cores: int | None = None, global_batch: int = 0, nodes: int | None = None
+) -> int:
     """The process count on this machine for a config's nproc ('auto' or a number).
 
-    'auto' takes one process per CORES_PER_AUTO_PROCESS cores, lowered to a count that divides
-    the global batch (12 on 64 cores: 6 processes, not 8, which could not share 12 examples).
+    'auto' takes one process per CORES_PER_AUTO_PROCESS usable cores (physical cores, capped by
+    a cgroup quota), at least one per NUMA node, a multiple of the nodes where it can be (each
+    process then stays on one node's memory), lowered to a count that divides the global batch
+    (12 on 64 cores: 6 processes, not 8, which could not share 12 examples).
     """
     text = str(value).strip().lower()
     if text == "auto":
-        from engine.core.hardware import available_cores
+        from engine.core.topology import machine_topology
 
-        cores = cores or available_cores()
-        most = max(1, cores // CORES_PER_AUTO_PROCESS)
-        if global_batch > 0:
-            most = max(n for n in range(1, most + 1) if global_batch % n == 0)
-        return most
+        if cores is None or nodes is None:
+            topo = machine_topology()
+            cores = cores or topo.usable
+            nodes = nodes or len(topo.nodes)
+        return auto_nproc(cores, nodes, global_batch)
     return max(1, int(text))
+
+
+def auto_nproc(cores: int, nodes: int = 1, global_batch: int = 0) -> int:
+    """Pure rule behind nproc = auto (see resolve_nproc)."""
+    most = max(1, cores // CORES_PER_AUTO_PROCESS)
+    if nodes > 1 and cores >= 2 * nodes:
+        most = max(most, nodes)
+    options = [n for n in range(1, most + 1) if global_batch <= 0 or global_batch % n == 0]
+    spread = [n for n in options if n % max(1, nodes) == 0]
+    return max(spread or options)
 
 
 def nproc_of(cfg: Any) -> int:
@@ -91,26 +105,32 @@ def nproc_of(cfg: Any) -> int:
 
 
 def threads_per_process(requested: int, nproc: int, cores: int | None = None) -> int:
-    """Torch threads of one process: the setting, else this process's share of the cores."""
+    """Torch threads of one process: the setting, else this process's share of the cores
+    (engine.core.topology: physical cores, the quota, within one NUMA node where it can)."""
     if requested > 0:
         return requested
-    from engine.core.hardware import available_cores
+    if cores is not None:
+        return max(1, cores // max(1, nproc))
+    from engine.core.topology import machine_topology
 
-    return max(1, (cores or available_cores()) // max(1, nproc))
+    return machine_topology().per_process(nproc)
 
 
 def pin_to_cores(local: int, nproc: int, threads: int) -> list[int]:
-    """Pin this process to its own `threads` cores (disjoint per local rank) when they fit."""
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
+    """Pin this process to its own `threads` cores (disjoint per local rank) when they fit.
+
+    engine.core.topology picks them: one CPU per physical core, inside one NUMA node when
+    the processes split evenly over the nodes, so no two threads share a core's vector
+    units and no process spans two sockets.
+    """
+    from engine.core.topology import machine_topology
+
+    mine = machine_topology().process_cpus(local, nproc, threads)
+    if not mine:
         return []
-    if threads * nproc > len(allowed):
-        return []  # oversubscribed on purpose: let the kernel spread them
-    mine = allowed[local * threads : (local + 1) * threads]
     try:
         os.sched_setaffinity(0, mine)
-    except OSError:
+    except (OSError, AttributeError):
         return []
     return mine
 

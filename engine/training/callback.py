@@ -17,11 +17,16 @@ from engine.scaleout import distributed
 
 
 class Throughput:
-    """Counts the samples and real tokens the training loader has handed out."""
+    """Counts the samples and real tokens the training loader has handed out.
+
+    `padded` counts the tokens training steps ran on, padding included (the thread probe's
+    measure of a step's work); the Trainer adds to it.
+    """
 
     def __init__(self) -> None:
         self.samples = 0
         self.tokens = 0
+        self.padded = 0
 
     def add(self, tokens: int) -> None:
         """Count one example of `tokens` tokens."""
@@ -57,6 +62,8 @@ class EventsCallback(TrainerCallback):
         self.training_done = False
         self.saved_step = -1
         self.rebalancer: Any = None
+        self.probe: Any = None  # engine.training.thread_probe.ProbeRunner while threads are timed
+        self.threads_cap: int | None = None  # the cached best count: the Rebalancer stays below
         self.last_eval: tuple[int, dict[str, Any]] | None = None  # (step, metrics) of the latest
 
     def install_signal_handlers(self) -> None:
@@ -106,6 +113,10 @@ class EventsCallback(TrainerCallback):
         self.last_save = self.t0
         self.writer.emit(Phase(name="training"))
         self._start_rebalancer()
+        if self.probe is not None:
+            if self.rebalancer is not None:
+                self.rebalancer.paused = True  # the probe sets the counts until it is done
+            self.probe.begin()
 
     def _start_rebalancer(self) -> None:
         """Follow the other engines under the runs root (engine.training.cores) while training."""
@@ -122,6 +133,7 @@ class EventsCallback(TrainerCallback):
         except UserError:
             return
         self.rebalancer = Rebalancer(self.run_dir, requested, torch.get_num_threads())
+        self.rebalancer.cap = self.threads_cap
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
         due = bool(self.checkpoint_s) and time.monotonic() - self.last_save >= self.checkpoint_s
@@ -138,6 +150,10 @@ class EventsCallback(TrainerCallback):
             control.should_evaluate = False  # a stop saves at once; evaluation can wait
         elif due:
             control.should_save = True
+        if self.probe is not None and (chosen := self.probe.step_end()) is not None:
+            self.probe = None
+            if self.rebalancer is not None:
+                self.rebalancer.settle(chosen.threads)
         if self.rebalancer is not None and (note := self.rebalancer.check()):
             self.writer.emit(Log(message=note))
         return control
@@ -194,6 +210,8 @@ class EventsCallback(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: D102
         self.evaluating = False
+        if self.probe is not None:
+            self.probe.reset_clock()  # an evaluation is no training step
         if self.training_done:
             return  # the final score of the kept (best) model goes into `finished`, not a new row
         metrics = dict(metrics or {})
@@ -214,6 +232,8 @@ class EventsCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):  # noqa: D102
         self.last_save = time.monotonic()
+        if self.probe is not None:
+            self.probe.reset_clock()
         self.saved_step = state.global_step
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         reason = "stop" if self.stop_reason else "scheduled"

@@ -9,6 +9,7 @@ other programs, takes its share, and says so in a `log` event. A running engine 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -78,20 +79,29 @@ def other_engine_threads(root: Path, run_dir: Path) -> list[int]:
 
 
 def load_average() -> float:
-    """Cores the machine keeps busy right now, sampled over half a second.
+    """Cores other work keeps busy, as two clocks agree: now (half a second) and the last minute.
 
-    Not the one-minute load average: it lags, so a job that ended seconds ago (a test run, the
-    previous training) would halve a new run's threads for good.
+    Neither decides alone. The one-minute load average lags: a run that ended seconds ago (a
+    test, the previous training) still holds it up and would halve a new run's threads. A
+    half-second sample catches a burst (a compile, a page of the TUI) as if it would last.
+    Work that shows in both is work that is there.
     """
+    now = minute = None
     try:
         import psutil
 
-        return psutil.cpu_percent(interval=0.5) / 100 * (psutil.cpu_count() or 1)
+        now = psutil.cpu_percent(interval=0.5) / 100 * (psutil.cpu_count() or 1)
     except Exception:  # pragma: no cover - no psutil data on this platform
-        try:
-            return os.getloadavg()[0]
-        except OSError:
-            return 0.0
+        pass
+    with contextlib.suppress(OSError):  # not on every platform
+        minute = os.getloadavg()[0]
+    return busy_cores(now, minute)
+
+
+def busy_cores(now: float | None, minute: float | None) -> float:
+    """Pure rule of load_average: the lower of the two readings (one alone when only one exists)."""
+    known = [x for x in (now, minute) if x is not None]
+    return min(known) if known else 0.0
 
 
 class _RootLock:
@@ -134,6 +144,14 @@ def claim_threads(requested: int, run_dir: Path) -> ThreadPlan:
     return plan
 
 
+def record_threads(run_dir: Path, threads: int) -> None:
+    """Tell the other engines under the root that this one now runs `threads` threads."""
+    from engine.rundir.runs import write_status
+
+    with _RootLock(run_dir.parent):
+        write_status(run_dir, threads=threads)
+
+
 class Rebalancer:
     """Re-plans a running engine's threads every `every_s` seconds; returns a note on change."""
 
@@ -143,10 +161,20 @@ class Rebalancer:
         self.threads = threads
         self.every_s = every_s
         self.last = time.monotonic()
+        self.cap: int | None = None  # the measured best count (engine.training.thread_probe)
+        self.paused = False  # while the thread probe sets the counts
+
+    def settle(self, threads: int) -> None:
+        """The probe chose `threads`: never go above it, and tell the other engines now."""
+        self.paused = False
+        self.cap = threads
+        if threads != self.threads:
+            self.threads = threads
+            record_threads(self.run_dir, threads)
 
     def check(self) -> str:
         """Apply a new share when the other engines changed; the log line to write, or ''."""
-        if self.requested > 0 or time.monotonic() - self.last < self.every_s:
+        if self.requested > 0 or self.paused or time.monotonic() - self.last < self.every_s:
             return ""
         self.last = time.monotonic()
         from engine.core.hardware import available_cores
@@ -157,6 +185,8 @@ class Rebalancer:
             others = other_engine_threads(root, self.run_dir)
             # Engines only: the load average lags by a minute and would make the count flap.
             plan = plan_threads(0, available_cores(), others, 0.0)
+            if self.cap is not None and plan.threads > self.cap:
+                plan = ThreadPlan(self.cap, plan.cores, plan.others, "")
             if plan.threads == self.threads:
                 return ""
             write_status(self.run_dir, threads=plan.threads)
@@ -164,5 +194,7 @@ class Rebalancer:
 
         torch.set_num_threads(plan.threads)
         before, self.threads = self.threads, plan.threads
-        why = plan.note or "no other engine is running"
+        why = plan.note or (
+            f"the measured best count ({self.cap})" if self.cap else "no other engine is running"
+        )
         return f"threads {before} -> {plan.threads}: {why}"

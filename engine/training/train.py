@@ -317,7 +317,68 @@ class _Session:
             hooks,
             callbacks,
         )
+        trainer.token_meter = counter
         return trainer, callback, hooks
+
+    def _choose_threads(self, run_dir: Path, writer: EventWriter, callback: Any) -> list[str]:
+        """threads = 0 on one process: the cached count for this shape and machine, or a probe.
+
+        engine.training.thread_probe times the first steps at a few counts; the choice and why
+        go to the log (and the monitor) and into the runs root's cache for the next run.
+        Returns the lines to log once the run has started.
+        """
+        if self.cfg.training.threads > 0 or self.scale.world > 1:
+            return []  # asked for, or torchrun's share of pinned cores
+        import torch
+
+        from engine.core.topology import machine_topology
+        from engine.training import thread_probe as tp
+
+        share = self.threads
+        lengths = getattr(self.encoded.train, "lengths", None)
+        mean = float(lengths().mean()) if callable(lengths) else float(self.cfg.model.max_length)
+        key = tp.probe_key(
+            tp.model_shape(self.loaded.model),
+            self.cfg.task,
+            self.precision,
+            self.scale.batch_size,
+            mean,
+            tp.machine_key(),
+        )
+        cache = tp.ProbeCache(run_dir.parent)
+        cached = cache.get(key)
+        if cached is not None:
+            self._use_threads(run_dir, min(cached.threads, share))
+            callback.threads_cap = cached.threads
+            return [cached.message()]
+        topo = machine_topology()
+        logical = topo.usable_logical if share >= topo.usable else 0
+        node = max(topo.node_physical()) if len(topo.nodes) > 1 else 0
+        probe = tp.ThreadProbe(tp.candidate_counts(share, logical, node))
+        steps = total_steps(len(self.encoded.train), self.cfg, self.scale)
+        if len(probe.counts) < 2 or steps < tp.MIN_RUN_PROBES * probe.length:
+            return []  # nothing to choose from, or too short a run to pay for a probe
+
+        def finish(result: Any) -> None:
+            self.threads = result.threads
+            if result.worth_storing:
+                cache.put(key, result, run_dir.name)
+            writer.emit(Log(message=result.message()))
+
+        callback.probe = tp.ProbeRunner(probe, callback.counter, torch.set_num_threads, finish)
+        counts = " / ".join(str(c) for c in probe.counts)
+        return [f"threads: timing the first {probe.length} steps at {counts} to pick the count"]
+
+    def _use_threads(self, run_dir: Path, threads: int) -> None:
+        """Run at `threads` from now on and tell the other engines (the status file)."""
+        import torch
+
+        from engine.training.cores import record_threads
+
+        if threads != self.threads:
+            torch.set_num_threads(threads)
+            record_threads(run_dir, threads)
+            self.threads = threads
 
     def _started(self, run_dir: Path, n_train: int) -> Started:
         trainable, total = self.loaded.model.get_nb_trainable_parameters()
@@ -354,8 +415,11 @@ class _Session:
     def run(self, run_dir: Path, writer: EventWriter) -> str:
         """Train, evaluate the kept model, save the adapter; returns the final state."""
         trainer, callback, hooks = self._trainer(run_dir, writer)
+        thread_lines = self._choose_threads(run_dir, writer, callback)
         writer.emit(self._started(run_dir, len(self.encoded.train)))
         writer.emit(Log(message=self._describe()))
+        for line in thread_lines:
+            writer.emit(Log(message=line))
         t0 = time.monotonic()
         ckpt = self.checkpoint
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)

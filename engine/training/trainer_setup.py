@@ -209,6 +209,10 @@ def _trainer_class() -> type:
             self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
         ) -> Any:
             """A causal-LM batch in parts of similar length (engine.tasks.causal_lm.step_parts)."""
+            meter = getattr(self, "token_meter", None)
+            ids = inputs.get("input_ids") if hasattr(inputs, "get") else None  # BatchEncoding too
+            if meter is not None and ids is not None:
+                meter.padded += int(ids.numel())  # the thread probe's measure of the work
             tokens = getattr(self.model, "finetune_tui_part_tokens", 0)
             if not tokens or num_items_in_batch is None:  # parts need the whole batch's count
                 return super().training_step(model, inputs, num_items_in_batch)

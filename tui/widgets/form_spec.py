@@ -113,7 +113,8 @@ def field_options() -> dict[str, dict[str, Any]]:
             "help": f"auto here = {describe_auto_precision()}; fp16 does not train on a CPU",
         },
         "threads": {
-            "help": f"Torch threads (0 = all {available_cores()} cores this process may use)"
+            "help": f"Torch threads (0 = auto: the fastest count up to {available_cores()} "
+            "cores, timed in the first steps)"
         },
         "overwrite": {"help": "Write into an output folder that holds other files"},
         "text_column": {"options": [("auto", "")]},
