@@ -143,7 +143,7 @@ def test_auto_base_precision_takes_full_precision_when_it_fits_else_int8_else_in
     gb = 1024**3
     need = {"fp32": 20 * gb, "int8": 7 * gb, "int4": 4 * gb}
     base, why = choose_base_precision("auto", "fp32", need.__getitem__, free_bytes=48 * gb)
-    assert base == "fp32" and "fits in half the 48.0 GB free" in why
+    assert (base, why) == ("fp32", "")
     base, why = choose_base_precision("auto", "fp32", need.__getitem__, free_bytes=22 * gb)
     assert base == "int8" and "fp32 weights" in why and "about 7.0 GB" in why
     base, _ = choose_base_precision("auto", "fp32", need.__getitem__, free_bytes=10 * gb)

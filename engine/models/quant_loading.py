@@ -140,11 +140,11 @@ def random_quantized(
             key = f"{name}.{leaf}" if name else leaf
             if is_quant_linear(module) and leaf == "weight":
                 shape = (module.out_features, module.in_features)
-                value = torch.randn(shape) * std
+                value = torch.randn(shape).mul_(std)
             elif param.dim() == 1:  # norms' weights are ones, biases zeros
                 value = torch.ones(param.shape) if leaf == "weight" else torch.zeros(param.shape)
             else:
-                value = torch.randn(param.shape) * std
+                value = torch.randn(param.shape).mul_(std)
             assign(model, key, value, dtype)
         if is_quant_linear(module) and module.scale.is_meta:  # a layer without a weight param
             raise RuntimeError(f"{name} was not initialised")

@@ -69,7 +69,8 @@ def choose_base_precision(
     free_bytes: int | None = None,
 ) -> tuple[str, str]:
     """(base precision, why) for a setting: auto takes the compute precision's own weights when
-    the step (`step_bytes(base)`, checkpointed) fits in half the free RAM, else int8, else int4."""
+    the step (`step_bytes(base)`, checkpointed) fits in half the free RAM, else int8, else int4
+    (`why` is empty when auto keeps full precision)."""
     from engine.tasks.causal_lm.memory import FREE_SHARE
 
     check_bf16_base(setting)
@@ -86,11 +87,8 @@ def choose_base_precision(
     for base in (full, *QUANTISED):
         need = step_bytes(base)
         if need <= bound:
-            if base == full:
-                return base, (
-                    f"base weights in {base} (auto): a step fits in half the "
-                    f"{free_bytes / gb:.1f} GB free (about {need / gb:.1f} GB)"
-                )
+            if base == full:  # as every run before base_precision: the log's run line says it
+                return base, ""
             return base, (
                 f"base weights in {base} (auto): a step with {' or '.join(tried)} weights may "
                 f"need more than half the {free_bytes / gb:.1f} GB free; with {base} about "
@@ -128,6 +126,17 @@ def base_weight_bytes(cfg: Any, config: Any, base: str) -> int | None:
     if base not in QUANTISED:
         return None
     return weight_split(config, cfg.model.trust_remote_code).bytes_for(base)
+
+
+def base_weights_for(cfg: Any, precision: str) -> tuple[int | None, str]:
+    """(a quantised base's bytes or None, the words for the choice) of a configured model at
+    max_length (or 512), as training will choose it."""
+    from engine.models.loading import load_model_config, resolve_model_name
+
+    name = resolve_model_name(cfg.model.model_name)
+    config = load_model_config(name, cfg.model.trust_remote_code)
+    base, why = resolve_base(cfg, config, precision, cfg.model.max_length or 512)
+    return base_weight_bytes(cfg, config, base), why
 
 
 def largest_models(free_bytes: int, compute: str = "fp32") -> dict[str, float]:

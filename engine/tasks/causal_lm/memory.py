@@ -132,9 +132,12 @@ def count_parameters(config: Any, target_setting: str, lora_r: int, trust: bool)
     return n_params, lora
 
 
-def estimate_for(cfg: Any, precision: str, length: int = 0) -> MemoryEstimate:
+def estimate_for(
+    cfg: Any, precision: str, length: int = 0, weights: int | None = None
+) -> MemoryEstimate:
     """The estimate for a configured model at `length` tokens (default: max_length or 512), with
-    checkpointing as the setting or the auto rule decides."""
+    checkpointing as the setting or the auto rule decides (`weights`: a quantised base's bytes,
+    engine.tasks.causal_lm.base_precision.base_weights_for)."""
     from engine.models.loading import load_model_config, resolve_model_name
 
     config = load_model_config(
@@ -146,9 +149,6 @@ def estimate_for(cfg: Any, precision: str, length: int = 0) -> MemoryEstimate:
     length = length or cfg.model.max_length or 512
     batch = cfg.batch_size_for(max_length=length)
     lean = uses_lean_paths(config, precision, cfg.model.attention, length)
-    from engine.tasks.causal_lm.base_precision import base_weight_bytes, resolve_base
-
-    weights = base_weight_bytes(cfg, config, resolve_base(cfg, config, precision, length)[0])
 
     def longest(ckpt: bool) -> MemoryEstimate:
         return estimate(config, n, lora, batch, length, precision, ckpt, lean, weights)

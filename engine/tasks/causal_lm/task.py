@@ -172,10 +172,11 @@ class CausalLMTask(Task):
 
     def preflight_notes(self, cfg: Any, precision: str, report: Any) -> list[str]:
         """The memory estimate from the config, for the whole max_length (a '!' line warns)."""
-        from engine.tasks.causal_lm.base_precision import fits_line
+        from engine.tasks.causal_lm.base_precision import base_weights_for, fits_line
         from engine.tasks.causal_lm.memory import estimate_for
 
-        est = estimate_for(cfg, precision)
+        weights, _ = base_weights_for(cfg, precision)  # loading's notes already say the choice
+        est = estimate_for(cfg, precision, weights=weights)
         notes = [est.line(), fits_line(report.free_bytes, precision)]
         if est.total > report.free_bytes:
             fix = (
