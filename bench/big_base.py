@@ -11,7 +11,8 @@ never the whole model in fp32 unless the base is fp32), LoRA r=8 goes on every b
 checkpointing on every layer (the engine's auto turns it on at these sizes: without it a 3B
 step keeps ~30 GB of fp32 activations), the loss on the second half of each row (the answers)
 through the engine's answer-logits path. fp32 is skipped where its weights alone would not fit
-in the memory free now. Compute is fp32 throughout.
+in the memory free now. Compute is fp32 throughout; every side serves blocks from 4 MB up
+with mmap, as a quantised-base run does (engine.core.hardware.mmap_large_blocks).
 """
 
 from __future__ import annotations
@@ -70,12 +71,13 @@ def child(shape: str, base: str, layers: int) -> dict:
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
 
-    from engine.core.hardware import available_cores, tune_allocator
+    from engine.core.hardware import available_cores, mmap_large_blocks, tune_allocator
     from engine.models.quant_loading import random_quantized
     from engine.tasks.causal_lm import answer_logits
     from engine.tasks.causal_lm.targets import choose_decoder_targets
 
     tune_allocator()
+    mmap_large_blocks()  # what a quantised-base run does; here for every base alike
     torch.set_num_threads(available_cores())
     config = config_of(shape, layers)
     start = time.perf_counter()

@@ -74,8 +74,10 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
 
     base, base_note = resolve_base(cfg, config, precision, length)
     if base in QUANTISED:
+        from engine.core.hardware import mmap_large_blocks
         from engine.models.quant_loading import load_quantized
 
+        mmap_large_blocks()
         folder = local_folder(name, mcfg.allow_pickle_weights)
         model = load_quantized(folder, config, base, precision, attention, mcfg.trust_remote_code)
         model.name_or_path = model.config._name_or_path = name
