@@ -222,3 +222,10 @@ def test_int8_run_saves_a_plain_adapter_that_merges_onto_the_original(
         AutoModelForCausalLM.from_pretrained(llama), adapter
     ).state_dict().items() if "lora_B" in k]  # fmt: skip
     assert any(v.abs().sum() > 0 for v in lora_b)  # the adapter really trained
+    from engine.models.quantized import is_quant_linear
+    from engine.tasks.causal_lm.modeling import load_generator
+
+    chat, tok = load_generator(adapter, quantised=True)  # try-it: the base as it trained
+    assert any(is_quant_linear(m) for m in chat.modules())
+    ids = tok("Is this review positive or negative?", return_tensors="pt").input_ids
+    assert chat.generate(ids, max_new_tokens=3, do_sample=False).shape[1] > ids.shape[1]

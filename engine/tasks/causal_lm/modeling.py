@@ -275,6 +275,29 @@ def upcast_trainable(model: Any) -> None:
             param.data = param.data.float()
 
 
+def _quantised_base(folder: Path, base_name: str) -> Any:
+    """For chat: the base stored as the run trained it (int8 / int4), else None (fp32 base).
+
+    Export never comes here for its merge: merge_and_unload on a quantised base would merge into
+    rounded weights, so export loads the original full-precision weights (engine.tasks.export).
+    """
+    from engine.rundir.weights import RUN_CONFIG_FILE
+
+    path = Path(folder) / RUN_CONFIG_FILE
+    if not path.is_file():
+        return None
+    from engine.config import RunConfig
+
+    base = RunConfig.load(path).model.base_precision
+    if base not in QUANTISED:
+        return None
+    from engine.models.loading import load_model_config
+    from engine.models.quant_loading import load_quantized
+
+    config = load_model_config(base_name)
+    return load_quantized(local_folder(base_name, False), config, base, "fp32", "sdpa")
+
+
 def _is_decoder(config: Any) -> bool:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -294,8 +317,10 @@ def _uses_conv1d(model: Any, targets: list[str]) -> bool:
     )
 
 
-def load_generator(folder: Path, threads: int = 0) -> tuple[Any, Any]:
-    """(model, tokenizer) for generation from an adapter folder, a checkpoint or a merged model."""
+def load_generator(folder: Path, threads: int = 0, quantised: bool = False) -> tuple[Any, Any]:
+    """(model, tokenizer) for generation from an adapter folder, a checkpoint or a merged model
+    (`quantised`: the base as the run stored it, int8 / int4, for try-it chat; never for export,
+    which merges onto the original weights)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -313,7 +338,8 @@ def load_generator(folder: Path, threads: int = 0) -> tuple[Any, Any]:
 
         base_name = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
         try:
-            base = AutoModelForCausalLM.from_pretrained(
+            quant = _quantised_base(folder, base_name) if quantised else None
+            base = quant or AutoModelForCausalLM.from_pretrained(
                 base_name, use_safetensors=True, dtype=torch.float32
             )
         except OSError as exc:
