@@ -40,6 +40,7 @@ def setup_app(runs_root: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.chdir(tiny_model.parent)
     monkeypatch.setattr("engine.core.hardware.describe_auto_precision", lambda: "bf16 (native AMX)")
     monkeypatch.setattr("engine.core.hardware.available_cores", lambda: 4)
+    monkeypatch.setattr("engine.core.hardware.free_memory_bytes", lambda: 22 * 1024**3)
     config = RunConfig()
     config.model.model_name = tiny_model.name
     return SetupApp(runs_root, config)

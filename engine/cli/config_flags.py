@@ -65,7 +65,7 @@ def check_inputs(cfg: RunConfig) -> None:
     from engine.tasks import get_task
 
     check_model_task(cfg.model.model_name, cfg.task)  # before the data is read: it is quick
-    resolve_precision(cfg.training.precision)
+    resolve_precision(cfg.training.precision, cfg.model.base_precision)
     get_task(cfg.task).prepare_data(cfg, None)
     check_model_source(resolve_model_name(cfg.model.model_name), cfg.model.allow_pickle_weights)
     check_run(cfg)

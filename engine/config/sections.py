@@ -8,6 +8,7 @@ from typing import Any
 PRECISIONS = ("auto", "bf16", "fp32", "fp16")
 STRATEGIES = ("epoch", "steps", "no")
 ATTENTION = ("auto", "eager", "sdpa")
+BASE_PRECISIONS = ("auto", "fp32", "bf16", "int8", "int4")
 # Learning-rate schedules that run with no extra arguments (transformers' SchedulerType values).
 SCHEDULERS = (
     "linear",
@@ -55,6 +56,13 @@ class ModelConfig:
         "Allow .bin (pickle) weights when a model has no safetensors (unsafe for untrusted models)",
     )
     attention: str = _f("auto", "Attention kernel: auto, eager or sdpa", choices=ATTENTION)
+    base_precision: str = _f(
+        "auto",
+        "causal-lm: how the frozen base weights are stored: auto (full precision when the step "
+        "fits in half the free RAM, else int8, else int4), fp32, bf16, int8 or int4 "
+        "(weight-only, LoRA on top; for 3B-8B models)",
+        choices=BASE_PRECISIONS,
+    )
 
 
 @dataclass

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from engine.config.sections import (
     ATTENTION,
+    BASE_PRECISIONS,
     CHECKPOINTING,
     NOTIFY,
     PRECISIONS,
@@ -34,6 +35,7 @@ def config_problems(cfg: RunConfig) -> dict[str, str]:
         )
     if m.attention not in ATTENTION:
         p["model.attention"] = f"attention must be one of {', '.join(ATTENTION)}"
+    p.update(base_precision_problems(cfg))
     if not 0.0 <= d.validation_fraction < 0.9:
         p["data.validation_fraction"] = "validation_fraction must be in [0, 0.9), e.g. 0.1"
     if d.max_train_rows < 0:
@@ -174,3 +176,17 @@ def distributed_problems(d: DistributedConfig) -> dict[str, str]:
     if d.max_restarts < 0:
         p["distributed.max_restarts"] = "max_restarts must be 0 (off) or more"
     return p
+
+
+def base_precision_problems(cfg: RunConfig) -> dict[str, str]:
+    """A base_precision that is not a choice, or that does not go with the task or precision."""
+    base, field = cfg.model.base_precision, "model.base_precision"
+    if base not in BASE_PRECISIONS:
+        return {field: f"base_precision must be one of {', '.join(BASE_PRECISIONS)} (got '{base}')"}
+    if base in ("int8", "int4") and cfg.task != "causal-lm":
+        return {field: f"base_precision {base} is for causal-lm; use auto for {cfg.task}"}
+    if base == "bf16" and cfg.training.precision == "fp32":
+        return {field: "base_precision bf16 trains in bf16: set precision auto or bf16"}
+    if base == "fp32" and cfg.training.precision == "bf16":
+        return {field: "precision bf16 stores the base in bf16: set base_precision auto or bf16"}
+    return {}

@@ -70,7 +70,7 @@ def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
     cfg = cfg.copy()
     t = cfg.training
     task = get_task(cfg.task)
-    precision = resolve_precision(t.precision)
+    precision = resolve_precision(t.precision, cfg.model.base_precision)
     threads = resolve_threads(t.threads)
     torch.set_num_threads(threads)
     quiet_libraries()

@@ -221,7 +221,7 @@ def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
     tune_allocator()
     cfg = RunConfig.load(run_dir / CONFIG_FILE).validate()
     task = get_task(cfg.task)
-    precision = resolve_precision(cfg.training.precision)
+    precision = resolve_precision(cfg.training.precision, cfg.model.base_precision)
     checkpoint = dist.agreed_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         writer.emit(Log(level="warning", message="no checkpoint to resume from: starting over"))

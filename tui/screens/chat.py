@@ -168,7 +168,7 @@ class ChatScreen(Screen[None]):
         stamp = max((p.stat().st_mtime for p in weights.iterdir()), default=0.0)
         key = (weights, stamp, threads)
         if self._model is None or self._loaded != key:
-            self._model = load_generator(weights, threads)
+            self._model = load_generator(weights, threads, quantised=True)
             self._loaded = key
         return (*self._model, weights, threads)
 

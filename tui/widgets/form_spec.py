@@ -8,7 +8,7 @@ TABS = {
     "model": (
         "Model",
         ["model_name", "max_length"],
-        ["attention", "trust_remote_code", "allow_pickle_weights"],
+        ["base_precision", "attention", "trust_remote_code", "allow_pickle_weights"],
     ),
     "data": (
         "Data",
@@ -112,6 +112,10 @@ def field_options() -> dict[str, dict[str, Any]]:
             ],
             "help": f"auto here = {describe_auto_precision()}; fp16 does not train on a CPU",
         },
+        "base_precision": {
+            "options": [(name, name) for name in ("auto", "fp32", "bf16", "int8", "int4")],
+            "help": base_precision_help(),
+        },
         "threads": {
             "help": f"Torch threads (0 = auto: the fastest count up to {available_cores()} "
             "cores, timed in the first steps)"
@@ -121,3 +125,15 @@ def field_options() -> dict[str, dict[str, Any]]:
         "label_column": {"options": [("auto", "")]},
     }
     return special
+
+
+def base_precision_help() -> str:
+    """The base_precision field's help: the choices and the largest model that fits here."""
+    from engine.core.hardware import describe_auto_precision, free_memory_bytes
+    from engine.tasks.causal_lm.base_precision import fits_line
+
+    compute = "bf16" if describe_auto_precision().startswith("bf16") else "fp32"
+    return (
+        "causal-lm: the frozen base's storage; auto = full precision if a step fits in half "
+        "the free RAM, else int8, else int4; " + fits_line(free_memory_bytes(), compute)
+    )

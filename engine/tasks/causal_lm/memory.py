@@ -79,9 +79,11 @@ def estimate(
     precision: str,
     checkpointing: bool,
     lean: bool = False,
+    weights: int | None = None,
 ) -> MemoryEstimate:
     """Weights, LoRA state, activations and logits for a batch of `batch_size` x `length`
-    (`lean`: the bf16 GQA attention and lean norms are in use)."""
+    (`lean`: the bf16 GQA attention and lean norms are in use; `weights`: the base's bytes when
+    it is not stored at the compute precision, engine.tasks.causal_lm.base_precision)."""
     from engine.tasks.causal_lm.answer_logits import CHUNK_ELEMENTS
 
     hidden, layers, _, _, _ = _widths(config)
@@ -93,7 +95,7 @@ def estimate(
     else:
         activations = layers * per_layer
     return MemoryEstimate(
-        weights=n_params * (2 if precision == "bf16" else 4),
+        weights=n_params * (2 if precision == "bf16" else 4) if weights is None else weights,
         lora_state=lora_params * 4 * 4,
         activations=int(activations),
         logits=CHUNK_ELEMENTS * 12,  # bf16 logits, their fp32 copy, softmax and gradient
@@ -130,9 +132,12 @@ def count_parameters(config: Any, target_setting: str, lora_r: int, trust: bool)
     return n_params, lora
 
 
-def estimate_for(cfg: Any, precision: str, length: int = 0) -> MemoryEstimate:
+def estimate_for(
+    cfg: Any, precision: str, length: int = 0, weights: int | None = None
+) -> MemoryEstimate:
     """The estimate for a configured model at `length` tokens (default: max_length or 512), with
-    checkpointing as the setting or the auto rule decides."""
+    checkpointing as the setting or the auto rule decides (`weights`: a quantised base's bytes,
+    engine.tasks.causal_lm.base_precision.base_weights_for)."""
     from engine.models.loading import load_model_config, resolve_model_name
 
     config = load_model_config(
@@ -146,7 +151,7 @@ def estimate_for(cfg: Any, precision: str, length: int = 0) -> MemoryEstimate:
     lean = uses_lean_paths(config, precision, cfg.model.attention, length)
 
     def longest(ckpt: bool) -> MemoryEstimate:
-        return estimate(config, n, lora, batch, length, precision, ckpt, lean)
+        return estimate(config, n, lora, batch, length, precision, ckpt, lean, weights)
 
     setting = cfg.training.gradient_checkpointing
     on, why = decide_checkpointing(setting, longest)

@@ -22,6 +22,7 @@ DROPOUT_KEYS = (
     "summary_first_dropout",
 )
 GQA_LABEL = "eager (GQA blocks, bf16 softmax)"  # the attention line's words for gqa_attention
+QUANTISED = ("int8", "int4")
 
 
 def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) -> Any:
@@ -30,19 +31,17 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
     `chats` (the training set) size max_length when it is 0 (auto); the chosen length, the
     attention kernel and gradient checkpointing (auto: by the memory estimate) go with it.
     """
-    import torch
     from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import AutoModelForCausalLM
 
     from engine.models.loading import (
         LoadedModel,
-        _offline_error,
         check_model_source,
         load_model_config,
         load_tokenizer,
         resolve_model_name,
     )
     from engine.models.lora import describe_layers, store_frozen_linears_in_bf16, top_layer_indices
+    from engine.models.quantized import quantized_bytes
     from engine.tasks.causal_lm.chat_tokens import (
         describe_rows,
         rows_to_train,
@@ -71,32 +70,21 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
 
     length, length_note = resolve_max_length(cfg, tokenizer, config, chats)
     attention = choose_causal_attention(mcfg.attention, precision, length)
-    kwargs: dict[str, Any] = {
-        "config": config,
-        "trust_remote_code": mcfg.trust_remote_code,
-        "use_safetensors": None if mcfg.allow_pickle_weights else True,
-        "attn_implementation": attention,
-        # bf16 training loads bf16 straight away: one copy of the weights, never fp32 first
-        # (LoRA weights are still made in fp32 by peft; trained rows are upcast below).
-        "dtype": torch.bfloat16 if precision == "bf16" else torch.float32,
-    }
-    try:
-        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
-    except OSError as exc:
-        if "safetensors" in str(exc).lower() and not mcfg.allow_pickle_weights:
-            raise UserError(
-                "this model has no safetensors weights",
-                where=name,
-                hint="convert it, or allow pickle weights if you trust it",
-                field="model.allow_pickle_weights",
-            ) from None
-        raise _offline_error(name, exc) from None
-    except ValueError as exc:
-        if "attn_implementation" not in str(exc) and "attention" not in str(exc).lower():
-            raise
-        kwargs["attn_implementation"] = None
-        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
-        attention = "default"
+    from engine.tasks.causal_lm.base_precision import resolve_base
+
+    base, base_note = resolve_base(cfg, config, precision, length)
+    if base in QUANTISED:
+        from engine.core.hardware import mmap_large_blocks
+        from engine.models.quant_loading import load_quantized
+
+        mmap_large_blocks()
+        folder = local_folder(name, mcfg.allow_pickle_weights)
+        model = load_quantized(folder, config, base, precision, attention, mcfg.trust_remote_code)
+        model.name_or_path = model.config._name_or_path = name
+        weights: int | None = quantized_bytes(model)
+    else:
+        model, attention = _load_full(name, config, mcfg, precision, attention)
+        weights = None
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if precision == "bf16" and attention == "eager" and mcfg.attention == "auto":
@@ -127,14 +115,16 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
         warnings.simplefilter("ignore")
         model = get_peft_model(model, lora)
     lean = attention == GQA_LABEL
-    checkpointing, ckpt_note = _decide_checkpointing(cfg, config, model, length, precision, lean)
+    checkpointing, ckpt_note = _decide_checkpointing(
+        cfg, config, model, length, precision, lean, weights
+    )
     if checkpointing:
         enable = getattr(model, "activation_checkpointing_enable", None)
         enable = enable or model.gradient_checkpointing_enable
         enable({"use_reentrant": False})
         model.enable_input_require_grads()
         if ckpt_note:  # auto: only the layers a batch needs
-            ckpt_note += _plan_layers(cfg, config, model, length, precision, lean)
+            ckpt_note += _plan_layers(cfg, config, model, length, precision, lean, weights)
     if precision == "bf16":
         upcast_trainable(model)
         if not lo.use_dora:
@@ -150,14 +140,20 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
     answer_logits.install(model.get_base_model())
     saved = [describe_rows(tokenizer, rows)] if rows else []
     described = describe_layers(model, share)
-    notes = [n for n in (length_note, ckpt_note) if n]
+    notes = [n for n in (length_note, base_note, ckpt_note) if n]
     loaded = LoadedModel(model, tokenizer, name, targets, saved, attention, described, notes)
     loaded.max_length = length
     return loaded
 
 
 def _decide_checkpointing(
-    cfg: Any, config: Any, model: Any, length: int, precision: str, lean: bool
+    cfg: Any,
+    config: Any,
+    model: Any,
+    length: int,
+    precision: str,
+    lean: bool,
+    weights: int | None = None,
 ) -> tuple[bool, str]:
     """Gradient checkpointing as set, or for auto: on when the memory estimate needs it."""
     from engine.tasks.causal_lm.memory import decide_checkpointing, estimate
@@ -166,7 +162,7 @@ def _decide_checkpointing(
     batch = cfg.batch_size_for(max_length=length)
     return decide_checkpointing(
         cfg.training.gradient_checkpointing,
-        lambda on: estimate(config, n_params, lora, batch, length, precision, on, lean),
+        lambda on: estimate(config, n_params, lora, batch, length, precision, on, lean, weights),
     )
 
 
@@ -176,7 +172,15 @@ def _counts(model: Any) -> tuple[int, int]:
     return n_params, sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _plan_layers(cfg: Any, config: Any, model: Any, length: int, precision: str, lean: bool) -> str:
+def _plan_layers(
+    cfg: Any,
+    config: Any,
+    model: Any,
+    length: int,
+    precision: str,
+    lean: bool,
+    weights: int | None = None,
+) -> str:
     """Install the batch-by-batch layer plan under auto checkpointing; the log's words for it."""
     from engine.core.hardware import free_memory_bytes
     from engine.tasks.causal_lm import layer_checkpointing as lc
@@ -191,9 +195,11 @@ def _plan_layers(cfg: Any, config: Any, model: Any, length: int, precision: str,
     batch = cfg.batch_size_for(max_length=length)
 
     def checkpointed(rows: int, n: int) -> int:
-        return estimate(config, n_params, lora, rows, n, precision, True, lean).total
+        return estimate(config, n_params, lora, rows, n, precision, True, lean, weights).total
 
-    longest = lambda on: estimate(config, n_params, lora, batch, length, precision, on, lean)  # noqa: E731
+    def longest(on: bool) -> Any:
+        return estimate(config, n_params, lora, batch, length, precision, on, lean, weights)
+
     plan = lc.LayerPlan(
         layers, step_bound(longest, free_memory_bytes()), checkpointed,
         lambda rows, n: layer_bytes(config, rows, n, precision, lean),
@@ -208,6 +214,58 @@ def _plan_layers(cfg: Any, config: Any, model: Any, length: int, precision: str,
     )
 
 
+def local_folder(name: str, allow_pickle: bool) -> Path:
+    """A model's local folder: the path itself, or its snapshot in the Hugging Face cache
+    (downloaded when online)."""
+    if Path(name).is_dir():
+        return Path(name)
+    from huggingface_hub import snapshot_download
+
+    from engine.models.loading import _offline_error
+
+    patterns = ["*.json", "*.safetensors"] + (["*.bin"] if allow_pickle else [])
+    try:
+        return Path(snapshot_download(name, allow_patterns=patterns))
+    except Exception as exc:  # offline, unknown id, or no access: one line with alternatives
+        raise _offline_error(name, exc) from None
+
+
+def _load_full(name: str, config: Any, mcfg: Any, precision: str, attention: str) -> Any:
+    """(model, attention) through from_pretrained at the compute precision (fp32 or bf16)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from engine.models.loading import _offline_error
+
+    kwargs: dict[str, Any] = {
+        "config": config,
+        "trust_remote_code": mcfg.trust_remote_code,
+        "use_safetensors": None if mcfg.allow_pickle_weights else True,
+        "attn_implementation": attention,
+        # bf16 training loads bf16 straight away: one copy of the weights, never fp32 first
+        # (LoRA weights are still made in fp32 by peft; trained rows are upcast below).
+        "dtype": torch.bfloat16 if precision == "bf16" else torch.float32,
+    }
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    except OSError as exc:
+        if "safetensors" in str(exc).lower() and not mcfg.allow_pickle_weights:
+            raise UserError(
+                "this model has no safetensors weights",
+                where=name,
+                hint="convert it, or allow pickle weights if you trust it",
+                field="model.allow_pickle_weights",
+            ) from None
+        raise _offline_error(name, exc) from None
+    except ValueError as exc:
+        if "attn_implementation" not in str(exc) and "attention" not in str(exc).lower():
+            raise
+        kwargs["attn_implementation"] = None
+        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        attention = "default"
+    return model, attention
+
+
 def upcast_trainable(model: Any) -> None:
     """Trainable parameters in fp32 (AdamW on bf16 values loses small updates); frozen stay."""
     import torch
@@ -215,6 +273,29 @@ def upcast_trainable(model: Any) -> None:
     for param in model.parameters():
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()
+
+
+def _quantised_base(folder: Path, base_name: str) -> Any:
+    """For chat: the base stored as the run trained it (int8 / int4), else None (fp32 base).
+
+    Export never comes here for its merge: merge_and_unload on a quantised base would merge into
+    rounded weights, so export loads the original full-precision weights (engine.tasks.export).
+    """
+    from engine.rundir.weights import RUN_CONFIG_FILE
+
+    path = Path(folder) / RUN_CONFIG_FILE
+    if not path.is_file():
+        return None
+    from engine.config import RunConfig
+
+    base = RunConfig.load(path).model.base_precision
+    if base not in QUANTISED:
+        return None
+    from engine.models.loading import load_model_config
+    from engine.models.quant_loading import load_quantized
+
+    config = load_model_config(base_name)
+    return load_quantized(local_folder(base_name, False), config, base, "fp32", "sdpa")
 
 
 def _is_decoder(config: Any) -> bool:
@@ -236,8 +317,10 @@ def _uses_conv1d(model: Any, targets: list[str]) -> bool:
     )
 
 
-def load_generator(folder: Path, threads: int = 0) -> tuple[Any, Any]:
-    """(model, tokenizer) for generation from an adapter folder, a checkpoint or a merged model."""
+def load_generator(folder: Path, threads: int = 0, quantised: bool = False) -> tuple[Any, Any]:
+    """(model, tokenizer) for generation from an adapter folder, a checkpoint or a merged model
+    (`quantised`: the base as the run stored it, int8 / int4, for try-it chat; never for export,
+    which merges onto the original weights)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -255,7 +338,8 @@ def load_generator(folder: Path, threads: int = 0) -> tuple[Any, Any]:
 
         base_name = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
         try:
-            base = AutoModelForCausalLM.from_pretrained(
+            quant = _quantised_base(folder, base_name) if quantised else None
+            base = quant or AutoModelForCausalLM.from_pretrained(
                 base_name, use_safetensors=True, dtype=torch.float32
             )
         except OSError as exc:

@@ -109,7 +109,9 @@ class CausalLMTask(Task):
         from engine.core.hardware import pad_multiple, resolve_precision
         from engine.tasks.causal_lm.collate import CausalCollator
 
-        multiple = pad_multiple(resolve_precision(cfg.training.precision)) or 1
+        multiple = (
+            pad_multiple(resolve_precision(cfg.training.precision, cfg.model.base_precision)) or 1
+        )
         return CausalCollator(tokenizer.pad_token_id, multiple)
 
     def metric_hooks(self, cfg: Any, data: TaskData, tokenizer: Any) -> MetricHooks:
@@ -170,10 +172,12 @@ class CausalLMTask(Task):
 
     def preflight_notes(self, cfg: Any, precision: str, report: Any) -> list[str]:
         """The memory estimate from the config, for the whole max_length (a '!' line warns)."""
+        from engine.tasks.causal_lm.base_precision import base_weights_for, fits_line
         from engine.tasks.causal_lm.memory import estimate_for
 
-        est = estimate_for(cfg, precision)
-        notes = [est.line()]
+        weights, _ = base_weights_for(cfg, precision)  # loading's notes already say the choice
+        est = estimate_for(cfg, precision, weights=weights)
+        notes = [est.line(), fits_line(report.free_bytes, precision)]
         if est.total > report.free_bytes:
             fix = (
                 "lower them"
