@@ -295,7 +295,9 @@ def _fused_positions() -> Any:
                     t = targets[start : start + rows]
                     logits = (h @ weight.t()).float()
                     lse = logits.logsumexp(-1, keepdim=True)
-                    nll[start : start + rows] = lse.squeeze(1) - logits.gather(1, t[:, None]).squeeze(1)
+                    nll[start : start + rows] = lse.squeeze(1) - logits.gather(
+                        1, t[:, None]
+                    ).squeeze(1)
                     if grad is not None:
                         probs = logits.sub_(lse).exp_()
                         probs[torch.arange(len(t)), t] -= 1.0

@@ -145,9 +145,7 @@ def load_causal_model(
         enable({"use_reentrant": False})
         model.enable_input_require_grads()
         if ckpt_note:  # auto: only the layers a batch needs
-            ckpt_note += _plan_layers(
-                cfg, config, model, length, precision, lean, rows_per_example
-            )
+            ckpt_note += _plan_layers(cfg, config, model, length, precision, lean, rows_per_example)
     if precision == "bf16":
         upcast_trainable(model)
         if not lo.use_dora:

@@ -25,7 +25,9 @@ class PairCollator:
         return self.rows(chosen + rejected)
 
 
-def split_pairs(inputs: dict[str, Any], part_tokens: int, multiple: int = 1) -> list[dict[str, Any]]:
+def split_pairs(
+    inputs: dict[str, Any], part_tokens: int, multiple: int = 1
+) -> list[dict[str, Any]]:
     """The batch as parts of pairs of similar length, each trimmed to its longest row.
 
     Each part keeps its pairs' chosen and rejected rows together (chosen first) and carries the

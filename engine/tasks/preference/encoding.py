@@ -76,7 +76,9 @@ def encode_row(
     return ids, labels, len(prompt_ids) + len(answer_ids) > max_length
 
 
-def encode_pairs(tokenizer: Any, pairs: list[Pair], max_length: int) -> tuple[PairDataset, EncodeReport]:
+def encode_pairs(
+    tokenizer: Any, pairs: list[Pair], max_length: int
+) -> tuple[PairDataset, EncodeReport]:
     """Tokenize every pair (chosen and rejected rows)."""
     stops = set(end_of_turn_ids(tokenizer))
     sides: dict[str, tuple[list[int], list[int], list[int]]] = {
@@ -85,11 +87,13 @@ def encode_pairs(tokenizer: Any, pairs: list[Pair], max_length: int) -> tuple[Pa
     }
     report = EncodeReport()
     for i, pair in enumerate(pairs):
-        rows = [encode_row(tokenizer, pair, a, max_length, stops) for a in (pair.chosen, pair.rejected)]
+        rows = [
+            encode_row(tokenizer, pair, a, max_length, stops) for a in (pair.chosen, pair.rejected)
+        ]
         if rows[0] is None or rows[1] is None:
             report.dropped.append(i)
             continue
-        for side, (ids, labels, cut) in zip(("chosen", "rejected"), rows):
+        for side, (ids, labels, cut) in zip(("chosen", "rejected"), rows, strict=True):
             all_ids, all_labels, offsets = sides[side]
             all_ids += ids
             all_labels += labels

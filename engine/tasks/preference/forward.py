@@ -18,7 +18,9 @@ from engine.tasks.causal_lm.answer_logits import IGNORE, answer_token_nll, suppo
 STATS = ("policy_chosen", "policy_rejected", "ref_chosen", "ref_rejected", "chosen_n", "rejected_n")
 
 
-def completion_logps(base: Any, input_ids: Any, attention_mask: Any, labels: Any) -> tuple[Any, Any]:
+def completion_logps(
+    base: Any, input_ids: Any, attention_mask: Any, labels: Any
+) -> tuple[Any, Any]:
     """(summed log-prob, token count) of every row's labelled (completion) tokens."""
     import torch
 
@@ -39,9 +41,24 @@ def completion_logps(base: Any, input_ids: Any, attention_mask: Any, labels: Any
 
 
 def install(model: Any, loss: str, beta: float) -> None:
-    """Make `model` (a PeftModel) compute the preference loss for a pair batch."""
-    model.forward = types.MethodType(_make_forward(loss, beta), model)
-    model.finetune_tui_preference = (loss, beta)
+    """Make `model` (a PeftModel) compute the preference loss for a pair batch, and keep the
+    training pairs' statistics for the `step` events (finetune_tui_step_metrics)."""
+    seen: list[Any] = []
+    model.forward = types.MethodType(_make_forward(loss, beta, seen), model)
+    model.finetune_tui_step_metrics = lambda: _step_metrics(seen, loss, beta)
+
+
+def _step_metrics(seen: list[Any], loss: str, beta: float) -> dict[str, float]:
+    """Scores of the training pairs since the last call (empty when there were none)."""
+    import torch
+
+    from engine.tasks.preference.metrics import pair_scores
+
+    if not seen:
+        return {}
+    stats = torch.cat(seen).numpy()
+    seen.clear()
+    return {k: round(v, 4) for k, v in pair_scores(stats, loss, beta).items()}
 
 
 def _apply_layer_plan(base: Any, input_ids: Any) -> None:
@@ -53,7 +70,7 @@ def _apply_layer_plan(base: Any, input_ids: Any) -> None:
         plan.apply(int(input_ids.shape[0]), int(input_ids.shape[1]))
 
 
-def _make_forward(loss_name: str, beta: float) -> Any:
+def _make_forward(loss_name: str, beta: float, seen: list[Any]) -> Any:
     def forward(
         self: Any,
         input_ids: Any = None,
@@ -67,7 +84,9 @@ def _make_forward(loss_name: str, beta: float) -> Any:
         from transformers.modeling_outputs import CausalLMOutputWithPast
 
         if labels is None:  # generation and other plain uses: the model as it is
-            return type(self).forward(self, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            return type(self).forward(
+                self, input_ids=input_ids, attention_mask=attention_mask, **kwargs
+            )
         from engine.tasks.preference.losses import dpo_losses, orpo_odds_term
 
         base = self.get_base_model()
@@ -92,6 +111,8 @@ def _make_forward(loss_name: str, beta: float) -> Any:
         stats = torch.stack(
             (pc.detach(), pr.detach(), rc.detach(), rr.detach(), counts[:n], counts[n:]), dim=-1
         )
+        if self.training:
+            seen.append(stats.float())
         return CausalLMOutputWithPast(loss=loss, logits=stats)
 
     return forward

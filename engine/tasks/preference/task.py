@@ -71,7 +71,9 @@ class PreferenceTask(CausalLMTask):
 
         name = resolve_model_name(cfg.model.model_name)
         max_length = data.info.get("max_length") or cfg.model.max_length or 512
-        train, report, hit = encode_cached(run_dir, "train", tokenizer, name, data.train, max_length)
+        train, report, hit = encode_cached(
+            run_dir, "train", tokenizer, name, data.train, max_length
+        )
         notes = [n.replace("example", "pair") for n in report.notes("train", max_length)]
         if len(train) == 0:
             raise UserError(
@@ -82,7 +84,9 @@ class PreferenceTask(CausalLMTask):
             )
         evals = None
         if data.eval:
-            evals, ereport, _ = encode_cached(run_dir, "eval", tokenizer, name, data.eval, max_length)
+            evals, ereport, _ = encode_cached(
+                run_dir, "eval", tokenizer, name, data.eval, max_length
+            )
             notes += [n.replace("example", "pair") for n in ereport.notes("eval", max_length)]
         if getattr(tokenizer, "template_source", "") == "chatml":
             notes.append("the model has no chat template: using ChatML (saved with the adapter)")
