@@ -2,6 +2,8 @@
 
     python bench/pretrain_decoder.py --out bench/out/sst2-decoder     # the small decoder, first
     python bench/preference.py --model bench/out/sst2-decoder         # both losses, both sides
+    python bench/preference.py --shape smollm2-135m --train 96 --eval 32   # speed and memory at a
+                                                        # real model's shape (random weights)
 
 Pairs from SST-2: the prompt is a review (a user turn: "<review>\\nSentiment:"), chosen the right
 label word, rejected the wrong one (assistant turns; the decoder's chat template renders both
@@ -232,6 +234,9 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--sides", default="ours,trl")
+    ap.add_argument(
+        "--shape", default="", help="a random-weight model of this shape (bench/sft_scale.py)"
+    )
     # child mode
     ap.add_argument("--side", default="")
     ap.add_argument("--loss", default="dpo")
@@ -241,6 +246,11 @@ def main() -> None:
     if a.side:
         child(a)
         return
+    if a.shape:
+        from sft_scale import make_model
+
+        a.model = str(make_model(a.shape))
+        print(f"{a.shape} shape, random weights: the accuracies mean nothing here", flush=True)
     folder = Path(tempfile.mkdtemp(prefix="pref-bench-"))
     train_file = write_jsonl(folder / "train.jsonl", sst2_pairs("train", a.train))
     eval_file = write_jsonl(folder / "eval.jsonl", sst2_pairs("dev", a.eval))

@@ -253,6 +253,25 @@ def test_a_tiny_dpo_run_moves_the_reward_margin_up(
     from engine.rundir.weights import task_of
 
     assert task_of(saved) == "preference"
+    # try-it chat and a merged export work as for causal-lm
+    from engine.cli.commands import main
+    from engine.tasks import get_task
+    from engine.tasks.causal_lm.formats import Chat
+    from engine.tasks.causal_lm.generation import Sampling, generate
+
+    model, tok = get_task("preference").load_for_inference(saved)
+    chat = Chat([{"role": "user", "content": "Is this review positive or negative? poor"}])
+    (answer,) = generate(model, tok, [chat], Sampling(max_new_tokens=3))
+    assert isinstance(answer, str)
+    merged = tmp_path / "merged"
+    assert (
+        main(
+            ["--runs-root", str(tmp_path / "runs"), "export", run_dir.name, "--merged", str(merged)]
+        )
+        == 0
+    )
+    assert (merged / "config.json").is_file()
+    assert "preference-tuned, DPO beta 0.1" in (merged / "README.md").read_text()
 
 
 def test_an_orpo_run_starts_from_an_sft_runs_adapter(
