@@ -87,13 +87,12 @@ def encode_pairs(
     }
     report = EncodeReport()
     for i, pair in enumerate(pairs):
-        rows = [
-            encode_row(tokenizer, pair, a, max_length, stops) for a in (pair.chosen, pair.rejected)
-        ]
-        if rows[0] is None or rows[1] is None:
+        chosen = encode_row(tokenizer, pair, pair.chosen, max_length, stops)
+        rejected = encode_row(tokenizer, pair, pair.rejected, max_length, stops)
+        if chosen is None or rejected is None:
             report.dropped.append(i)
             continue
-        for side, (ids, labels, cut) in zip(("chosen", "rejected"), rows, strict=True):
+        for side, (ids, labels, cut) in (("chosen", chosen), ("rejected", rejected)):
             all_ids, all_labels, offsets = sides[side]
             all_ids += ids
             all_labels += labels
