@@ -34,6 +34,8 @@ def format_event(e: Event) -> str | None:
         parts = [f"step {e.step}/{e.total_steps}", f"ep {e.epoch:.2f}"]
         if e.loss is not None:
             parts.append(f"loss {e.loss:.4f}" if e.loss < 10 else f"loss {e.loss:.2f}")
+        if isinstance(e.metrics.get("margin"), (int, float)):  # preference pairs
+            parts.append(f"margin {e.metrics['margin']:.3f}")
         if e.learning_rate is not None:
             parts.append(f"lr {e.learning_rate:.1e}")
         if e.tokens_per_s:  # a language model's speed is its tokens
@@ -47,7 +49,7 @@ def format_event(e: Event) -> str | None:
         m = e.metrics
         shown = [
             f"{k} {m[k]:.4f}"
-            for k in ("accuracy", "f1", "loss", "perplexity")
+            for k in ("accuracy", "f1", "margin", "loss", "perplexity")
             if isinstance(m.get(k), float)
         ]
         return f"eval at step {e.step} (epoch {e.epoch:.2f}): " + ", ".join(shown)

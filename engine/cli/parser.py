@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", allow_abbrev=False, help="train headless, printing progress")
     train.add_argument("--config", help="a TOML config (flags override its values)")
-    train.add_argument("--task", help="classification or causal-lm [classification]")
+    train.add_argument("--task", help="classification, causal-lm or preference [classification]")
     train.add_argument(
         "--save-config",
         "--save_config",
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="time a few steps: speed, run-time and memory estimate",
     )
     pre.add_argument("--config")
-    pre.add_argument("--task", help="classification or causal-lm [classification]")
+    pre.add_argument("--task", help="classification, causal-lm or preference [classification]")
     pre.add_argument("--steps", type=int, default=6, help="timed steps [6]")
     add_config_flags(pre)
 

@@ -185,10 +185,13 @@ def cmd_export(args: argparse.Namespace, root: Path) -> int:
 
 
 def _check_gguf_task(weights: Path) -> None:
+    from engine.config.tasks import GENERATIVE_TASKS
     from engine.rundir.weights import task_of
 
-    if task_of(weights) != "causal-lm":
-        raise UserError("GGUF is for language models (causal-lm runs)", where="--gguf")
+    if task_of(weights) not in GENERATIVE_TASKS:
+        raise UserError(
+            "GGUF is for language models (causal-lm and preference runs)", where="--gguf"
+        )
 
 
 def _progress(fraction: float, note: str) -> None:

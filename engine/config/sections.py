@@ -28,6 +28,7 @@ TRACKERS = {
     "wandb": "wandb",
     "trackio": "trackio",
 }
+PREFERENCE_LOSSES = ("dpo", "orpo")
 CLASSIFICATION_MAX_LENGTH = 128  # what max_length 0 (auto) means for classification
 # Settings whose 0 means 'chosen by the engine' (tables show 'auto' for it)
 ZERO_MEANS_AUTO = frozenset({"max_length", "lora_layers", "batch_size"})
@@ -122,6 +123,11 @@ class LoraSettings:
     )
     use_dora: bool = _f(False, "Weight-decomposed LoRA (DoRA); slower")
     use_rslora: bool = _f(False, "Rank-stabilised scaling (alpha / sqrt(r))")
+    init_adapter: str = _f(
+        "",
+        "Start from a trained LoRA adapter (a run directory or an adapter folder, e.g. an SFT "
+        "run's) instead of a fresh one; its rank and target modules are kept",
+    )
     train_chat_tokens: bool = _f(
         True,
         "causal-lm: train the embedding rows of chat-template tokens the model never learnt "
@@ -156,6 +162,17 @@ class TrainingConfig:
     group_by_length: bool = _f(True, "Batch texts of similar length together (less padding)")
     train_on_prompt: bool = _f(
         False, "causal-lm: also train on prompt tokens (default: the answers only)"
+    )
+    preference_loss: str = _f(
+        "dpo",
+        "preference: dpo (sigmoid loss against the base with the adapter off) or orpo "
+        "(odds ratio plus the chosen answers' loss, no reference model)",
+        choices=PREFERENCE_LOSSES,
+    )
+    beta: float = _f(
+        0.1,
+        "preference: DPO's beta (how far the model may move from the reference; 0.1 typical) "
+        "or ORPO's lambda (the odds-ratio term's weight; 0.1 typical)",
     )
     gradient_checkpointing: str = _f(
         "auto",

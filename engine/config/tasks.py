@@ -36,7 +36,19 @@ TASKS: dict[str, TaskSpec] = {
         # 12 rows of 512 tokens: the shape the speed and memory figures are measured at (README)
         step_tokens=12 * 512,
     ),
+    # preference (DPO / ORPO) pairs: accuracy is the share of held-out pairs whose chosen
+    # answer gets the higher reward; margin is the mean reward difference
+    "preference": TaskSpec(
+        "engine.tasks.preference:PreferenceTask",
+        ("accuracy", "margin", "loss", "chosen_logp", "rejected_logp"),
+        "accuracy",
+        batch_bands=((0, 8),),  # pairs a step (TRL's DPO/ORPO default)
+        # a pair is two rows (chosen and rejected): half causal-lm's rows for the same tokens
+        step_tokens=6 * 512,
+    ),
 }
+# Tasks whose result is a language model (chat try-it, merged export, GGUF)
+GENERATIVE_TASKS = frozenset({"causal-lm", "preference"})
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
 
 

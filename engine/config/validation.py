@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.config.sections import (
@@ -10,6 +11,7 @@ from engine.config.sections import (
     CHECKPOINTING,
     NOTIFY,
     PRECISIONS,
+    PREFERENCE_LOSSES,
     SCHEDULERS,
     STRATEGIES,
     TRACKERS,
@@ -109,6 +111,16 @@ def config_problems(cfg: RunConfig) -> dict[str, str]:
     if t.logging_steps < 1:
         p["training.logging_steps"] = "logging_steps must be at least 1"
     p.update(tracker_problems(t.report_to))
+    if t.preference_loss not in PREFERENCE_LOSSES:
+        p["training.preference_loss"] = (
+            f"preference_loss must be dpo or orpo (got '{t.preference_loss}')"
+        )
+    if not 0 < t.beta <= 100:
+        p["training.beta"] = "beta must be positive (0.1 is typical for DPO and ORPO)"
+    if lo.init_adapter.strip():
+        problem = init_adapter_problem(lo.init_adapter)
+        if problem:
+            p["lora.init_adapter"] = problem
     p.update(distributed_problems(cfg.distributed))
     nproc, total = cfg.distributed.nproc.strip(), t.batch_size * t.grad_accum
     # batch_size 0 (auto) picks a batch that the processes share evenly
@@ -183,10 +195,32 @@ def base_precision_problems(cfg: RunConfig) -> dict[str, str]:
     base, field = cfg.model.base_precision, "model.base_precision"
     if base not in BASE_PRECISIONS:
         return {field: f"base_precision must be one of {', '.join(BASE_PRECISIONS)} (got '{base}')"}
-    if base in ("int8", "int4") and cfg.task != "causal-lm":
-        return {field: f"base_precision {base} is for causal-lm; use auto for {cfg.task}"}
+    if base in ("int8", "int4") and cfg.task not in ("causal-lm", "preference"):
+        return {field: f"base_precision {base} is for decoders; use auto for {cfg.task}"}
     if base == "bf16" and cfg.training.precision == "fp32":
         return {field: "base_precision bf16 trains in bf16: set precision auto or bf16"}
     if base == "fp32" and cfg.training.precision == "bf16":
         return {field: "precision bf16 stores the base in bf16: set base_precision auto or bf16"}
     return {}
+def init_adapter_folder(setting: str) -> Path:
+    """The adapter folder an init_adapter setting names (a run directory: its final adapter)."""
+    path = Path(setting).expanduser()
+    if (path / "adapter_config.json").is_file():
+        return path
+    for sub in ("adapter", "output"):
+        if (path / sub / "adapter_config.json").is_file():
+            return path / sub
+    return path
+
+
+def init_adapter_problem(setting: str) -> str:
+    """What is wrong with an init_adapter setting ('' when it names an adapter)."""
+    folder = init_adapter_folder(setting)
+    if not folder.exists():
+        return f"init_adapter: no such folder {setting}: give a run directory or an adapter folder"
+    if not (folder / "adapter_config.json").is_file():
+        return (
+            f"init_adapter: {setting} holds no adapter (adapter_config.json): give a finished "
+            "run's directory or its adapter folder"
+        )
+    return ""

@@ -98,7 +98,9 @@ def check_model_task(model_name: str, task: str) -> None:
 
     A hub id that is not on disk passes here; loading it reports its own problems.
     """
-    if task != "causal-lm":
+    from engine.config.tasks import GENERATIVE_TASKS
+
+    if task not in GENERATIVE_TASKS:
         return
     name, raw = _local_model_config(model_name)
     why = not_a_decoder(raw) if raw is not None else ""
@@ -107,7 +109,7 @@ def check_model_task(model_name: str, task: str) -> None:
 
         shown = model_label(name)
         raise UserError(
-            f"task causal-lm needs a decoder-only language model; {shown} is {why}",
+            f"task {task} needs a decoder-only language model; {shown} is {why}",
             where="model.model_name",
             hint="pick a decoder (e.g. HuggingFaceTB/SmolLM2-135M-Instruct), "
             "or use task classification",

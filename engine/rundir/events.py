@@ -80,6 +80,8 @@ class Step(Event):
     eta_s: float | None = None
     world_size: int = 1
     nnodes: int = 1
+    # a task's own training figures since the last log (preference: margin, accuracy, log-probs)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

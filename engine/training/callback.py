@@ -183,6 +183,8 @@ class EventsCallback(TrainerCallback):
         session = now - self.t0
         eta = (state.max_steps - state.global_step) * session / done if done > 0 else None
         grad_norm = logs.get("grad_norm")
+        # a task's training figures (engine.tasks.preference.forward: pair margins since the last log)
+        figures = getattr(kwargs.get("model"), "finetune_tui_step_metrics", None)
         self.writer.emit(
             Step(
                 step=state.global_step,
@@ -197,6 +199,7 @@ class EventsCallback(TrainerCallback):
                 eta_s=round(eta, 1) if eta is not None else None,
                 world_size=distributed.world_size(),
                 nnodes=max(1, distributed.world_size() // distributed.local_world_size()),
+                metrics=figures() if callable(figures) else {},
             )
         )
 

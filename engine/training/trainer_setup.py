@@ -38,7 +38,8 @@ class CountingDataset:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.data[i]
-        self.counter.add(len(item["input_ids"]))
+        # a preference pair is two rows (chosen and rejected): count both
+        self.counter.add(len(item["input_ids"]) + len(item.get("rejected_input_ids", ())))
         return item
 
     def __getattr__(self, name: str) -> Any:
@@ -208,17 +209,22 @@ def _trainer_class() -> type:
         def training_step(
             self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
         ) -> Any:
-            """A causal-LM batch in parts of similar length (engine.tasks.causal_lm.step_parts)."""
+            """A batch in parts of similar length (engine.tasks.causal_lm.step_parts; a task's
+            own split, e.g. preference pairs, when the model carries one)."""
             meter = getattr(self, "token_meter", None)
             ids = inputs.get("input_ids") if hasattr(inputs, "get") else None  # BatchEncoding too
             if meter is not None and ids is not None:
                 meter.padded += int(ids.numel())  # the thread probe's measure of the work
             tokens = getattr(self.model, "finetune_tui_part_tokens", 0)
-            if not tokens or num_items_in_batch is None:  # parts need the whole batch's count
+            split = getattr(self.model, "finetune_tui_split_batch", None)
+            if split is not None:
+                parts = split(inputs)
+            elif not tokens or num_items_in_batch is None:  # parts need the whole batch's count
                 return super().training_step(model, inputs, num_items_in_batch)
-            from engine.tasks.causal_lm.step_parts import split_batch
+            else:
+                from engine.tasks.causal_lm.step_parts import split_batch
 
-            parts = split_batch(inputs, tokens, getattr(self.data_collator, "multiple", 1))
+                parts = split_batch(inputs, tokens, getattr(self.data_collator, "multiple", 1))
             total = None
             for i, part in enumerate(parts):
                 last = i == len(parts) - 1

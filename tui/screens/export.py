@@ -95,7 +95,9 @@ class ExportScreen(ModalScreen[None]):
         except UserError as exc:
             self.app.call_from_thread(self._found, None, exc.one_line())
             return
-        if task_of(weights) == "causal-lm":
+        from engine.config.tasks import GENERATIVE_TASKS
+
+        if task_of(weights) in GENERATIVE_TASKS:
             from engine.tasks.causal_lm.gguf_export import missing_extra
 
             self.app.call_from_thread(self._gguf_ready, missing_extra())

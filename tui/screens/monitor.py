@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline
 from textual.worker import get_current_worker
 
+from engine.config.tasks import GENERATIVE_TASKS
 from engine.rundir.events import Finished, Stopped
 from tui.messages import RunEvents
 from tui.watcher import RunProgress, RunWatcher
@@ -73,6 +74,9 @@ class MonitorScreen(ExplainsKeys, Screen[None]):
             yield Sparkline([], id="loss-spark")
             yield Label("samples/s", classes="spark-label")
             yield Sparkline([], id="speed-spark")
+            # preference runs: the training pairs' reward margin (hidden for other tasks)
+            yield Label("margin", classes="spark-label margin-spark")
+            yield Sparkline([], id="margin-spark", classes="margin-spark")
         with Horizontal(id="bottom"):
             yield LossPlot(id="loss-plot")
             yield EventLog(id="log")
@@ -128,6 +132,10 @@ class MonitorScreen(ExplainsKeys, Screen[None]):
         self.query_one("#speed-spark", Sparkline).data = [
             s.samples_per_s for s in recent if s.samples_per_s
         ]
+        margins = [s.metrics["margin"] for s in recent if "margin" in s.metrics]
+        for widget in self.query(".margin-spark"):
+            widget.display = bool(margins)
+        self.query_one("#margin-spark", Sparkline).data = margins
         self.query_one(LossPlot).show(p.steps, p.evals)
         if p.evals and p.evals[-1].metrics.get("confusion"):
             self.query_one(ConfusionView).show_eval(p.evals[-1].metrics, p.evals[-1].step)
@@ -160,7 +168,7 @@ class MonitorScreen(ExplainsKeys, Screen[None]):
         if action == "resume":
             return True if self.state in ("stopped", "failed", "crashed") else None
         if action == "toggle_metrics":
-            if self.progress.samples or self.run_task() == "causal-lm":
+            if self.progress.samples or self.run_task() in GENERATIVE_TASKS:
                 return False  # no matrix for a language model: the footer keeps room for ^q
             return True if any(e.metrics.get("confusion") for e in self.progress.evals) else None
         if action == "toggle_samples":  # hidden for tasks without sample generations
@@ -185,11 +193,11 @@ class MonitorScreen(ExplainsKeys, Screen[None]):
                 return "The run has finished: nothing to resume (n tweaks it into a new run)."
             return f"Nothing to resume: the run is {state}."
         if action == "toggle_metrics":
-            if self.progress.samples or self.run_task() == "causal-lm":
+            if self.progress.samples or self.run_task() in GENERATIVE_TASKS:
                 return "A language model has no confusion matrix: g shows sample answers."
             return "No confusion matrix yet: it comes with the first evaluation."
         if action == "toggle_samples":
-            if self.run_task() == "causal-lm":
+            if self.run_task() in GENERATIVE_TASKS:
                 return "No sample answers yet: they come with the first evaluation."
             return "Sample answers are for causal-lm runs; m shows this run's confusion matrix."
         if action in ("tryit", "export"):

@@ -40,6 +40,7 @@ DEFERRED_TABS = ("lora", "training")
 TASK_HELP = {
     "classification": "Text classification: texts with labels -> a classifier",
     "causal-lm": "Instruction tuning: prompts/chats with answers -> an LLM adapter (loss on answers)",
+    "preference": "Preference tuning (DPO / ORPO): prompt, chosen, rejected -> an LLM adapter",
 }
 
 

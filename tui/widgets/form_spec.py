@@ -28,7 +28,7 @@ TABS = {
     "lora": (
         "LoRA",
         ["lora_r", "lora_alpha", "lora_dropout", "use_dora", "use_rslora"],
-        ["lora_layers", "modules_to_save", "train_chat_tokens"],
+        ["lora_layers", "modules_to_save", "train_chat_tokens", "init_adapter"],
     ),
     "training": (
         "Training",
@@ -57,6 +57,8 @@ TABS = {
             "model_dropout",
             "group_by_length",
             "train_on_prompt",
+            "preference_loss",
+            "beta",
             "gradient_checkpointing",
             "checkpoint_minutes",
             "save_total_limit",

@@ -82,13 +82,16 @@ class EvalTable(DataTable):
             self.add_column(label, width=width)
 
     def show(self, evals: list[Eval]) -> None:
-        """Show every evaluation so far (a language model's perplexity takes F1's place)."""
+        """Show every evaluation so far (a language model's perplexity, or a preference run's
+        reward margin, takes F1's place)."""
         ppl = any("perplexity" in e.metrics and "f1" not in e.metrics for e in evals)
-        if ppl != getattr(self, "_ppl", False):
-            self._ppl = ppl
+        margin = not ppl and any("margin" in e.metrics for e in evals)
+        third = "ppl" if ppl else "margin" if margin else "F1"
+        if third != getattr(self, "_third", "F1"):
+            self._third = third
             self.clear(columns=True)
             for label, width in EVAL_COLUMNS:
-                self.add_column("ppl" if ppl and label == "F1" else label, width=width)
+                self.add_column(third if label == "F1" else label, width=width)
         self.clear()
         for e in reversed(evals):
             m = e.metrics
@@ -96,6 +99,10 @@ class EvalTable(DataTable):
                 epoch_text(e.epoch),
                 str(e.step) if len(str(e.step)) <= EVAL_COLUMNS[1][1] else _count(e.step),
                 _num(m.get("accuracy"), ".4f"),
-                _num(m.get("perplexity"), ".1f") if ppl else _num(m.get("f1"), ".4f"),
+                _num(m.get("perplexity"), ".1f")
+                if ppl
+                else _num(m.get("margin"), ".3f")
+                if margin
+                else _num(m.get("f1"), ".4f"),
                 _num(m.get("loss"), ".4f"),
             )

@@ -236,3 +236,79 @@ def _fused() -> Any:
 
     _FN = HeadCrossEntropy
     return _FN.apply
+
+
+def answer_token_nll(head: Any, hidden: Any, targets: Any) -> Any:
+    """Per-position cross-entropy of `head(hidden)` against `targets`, never all logits at once.
+
+    The preference losses need each row's own sum; the gradient of a position's loss with
+    respect to its hidden state does not depend on the others, so the fused path keeps it per
+    position and scales it by that position's incoming gradient in backward.
+    """
+    import torch
+
+    if hidden.shape[0] == 0:
+        return hidden.new_zeros((0,), dtype=torch.float32) + hidden.sum() * 0.0
+    rows = chunk_rows(head.weight.shape[0])
+    if is_plain_head(head):
+        return _fused_positions()(hidden, head.weight, targets, rows)
+    from torch.utils.checkpoint import checkpoint
+
+    parts = []
+    for start in range(0, hidden.shape[0], rows):
+        h, t = hidden[start : start + rows], targets[start : start + rows]
+        if torch.is_grad_enabled() and h.requires_grad:
+            parts.append(checkpoint(_chunk_nll, head, h, t, use_reentrant=False))
+        else:
+            parts.append(_chunk_nll(head, h, t))
+    return torch.cat(parts)
+
+
+def _chunk_nll(head: Any, hidden: Any, targets: Any) -> Any:
+    import torch
+
+    logits = head(hidden).float()
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+
+
+_POSITIONS_FN: Any = None
+
+
+def _fused_positions() -> Any:
+    """The fused head + per-position cross-entropy autograd Function (built on first use)."""
+    global _POSITIONS_FN
+    if _POSITIONS_FN is not None:
+        return _POSITIONS_FN.apply
+    import torch
+
+    class HeadTokenNll(torch.autograd.Function):
+        """CE(hidden @ W^T, targets) per position; d/d hidden kept per position from forward."""
+
+        @staticmethod
+        def forward(ctx: Any, hidden: Any, weight: Any, targets: Any, rows: int) -> Any:  # noqa: D102
+            dtype = weight.dtype
+            nll = torch.empty(hidden.shape[0], dtype=torch.float32)
+            grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+            with torch.autocast("cpu", enabled=False):
+                for start in range(0, hidden.shape[0], rows):
+                    h = hidden[start : start + rows].to(dtype)
+                    t = targets[start : start + rows]
+                    logits = (h @ weight.t()).float()
+                    lse = logits.logsumexp(-1, keepdim=True)
+                    nll[start : start + rows] = lse.squeeze(1) - logits.gather(
+                        1, t[:, None]
+                    ).squeeze(1)
+                    if grad is not None:
+                        probs = logits.sub_(lse).exp_()
+                        probs[torch.arange(len(t)), t] -= 1.0
+                        grad[start : start + rows] = (probs.to(dtype) @ weight).to(grad.dtype)
+            ctx.save_for_backward(grad)
+            return nll
+
+        @staticmethod
+        def backward(ctx: Any, out_grad: Any) -> Any:  # noqa: D102
+            (grad,) = ctx.saved_tensors
+            return grad * out_grad.to(grad.dtype)[:, None], None, None, None
+
+    _POSITIONS_FN = HeadTokenNll
+    return _POSITIONS_FN.apply

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,16 +45,29 @@ def chats_of(source: Any, split: str, column_map: str, limit: int = 0) -> tuple[
     )
 
 
-def load_chats(data_cfg: Any, seed: int = 42, cache_dir: Path | None = None) -> ChatSplits:
-    """The configured data as chats; every problem is a UserError naming the file and row."""
+NO_DATA = (
+    "instruction tuning needs data",
+    "give a JSONL of messages, prompt/completion, Alpaca or ShareGPT records",
+)
+
+
+def load_chats(
+    data_cfg: Any,
+    seed: int = 42,
+    cache_dir: Path | None = None,
+    read: Callable[..., tuple[list[Any], str]] = chats_of,
+    no_data: tuple[str, str] = NO_DATA,
+) -> ChatSplits:
+    """The configured data as chats; every problem is a UserError naming the file and row.
+
+    `read(source, split, column_map, limit)` turns a split's rows into examples (chats here,
+    preference pairs for engine.tasks.preference).
+    """
     from engine.data.sources import open_source
 
     if not data_cfg.data_file_path:
         raise UserError(
-            "instruction tuning needs data",
-            where="data.data_file_path",
-            hint="give a JSONL of messages, prompt/completion, Alpaca or ShareGPT records",
-            field="data.data_file_path",
+            no_data[0], where="data.data_file_path", hint=no_data[1], field="data.data_file_path"
         )
     column_map = getattr(data_cfg, "column_map", "")
     source = open_source(
@@ -62,7 +76,7 @@ def load_chats(data_cfg: Any, seed: int = 42, cache_dir: Path | None = None) -> 
         split=getattr(data_cfg, "data_split", ""),
         cache_dir=cache_dir,
     )
-    train, fmt = chats_of(source, source.train_split, column_map, data_cfg.max_train_rows)
+    train, fmt = read(source, source.train_split, column_map, data_cfg.max_train_rows)
     evals: list[Chat] = []
     kind = "none"
     eval_split = getattr(data_cfg, "eval_split", "")
@@ -70,7 +84,7 @@ def load_chats(data_cfg: Any, seed: int = 42, cache_dir: Path | None = None) -> 
         esource = open_source(
             data_cfg.eval_file_path, field_name="data.eval_file_path", cache_dir=cache_dir
         )
-        evals = chats_of(esource, esource.eval_split or esource.train_split, column_map)[0]
+        evals = read(esource, esource.eval_split or esource.train_split, column_map)[0]
         kind = "eval file"
     elif eval_split or source.eval_split:
         from engine.data.sources import apply_slice, parse_split
@@ -88,7 +102,7 @@ def load_chats(data_cfg: Any, seed: int = 42, cache_dir: Path | None = None) -> 
         if start or stop:
             source.splits[name] = apply_slice(source.splits[name], start, stop)
             source.table = None  # a slice of our reader's rows is not kept: read datasets' rows
-        evals = chats_of(source, name, column_map)[0]
+        evals = read(source, name, column_map)[0]
         kind = "file split"
     elif data_cfg.validation_fraction > 0 and len(train) >= 4:
         order = list(range(len(train)))

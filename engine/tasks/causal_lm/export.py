@@ -32,18 +32,29 @@ def write_generation_config(out: Path, tokenizer: Any) -> None:
     ).save_pretrained(out)
 
 
+SPEED_KEYS = ("runtime", "samples_per_second", "steps_per_second")  # evaluation speed, no score
+
+
 def write_card(
     out: Path, cfg: Any, base: str, metrics: dict[str, Any], merged: bool = False
 ) -> None:
     """A short README: what was trained, on what, and how to load it."""
-    figures = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
+    figures = ", ".join(
+        f"{k} {v:.4g}"
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and k not in SPEED_KEYS
+    )
+    how = "instruction-tuned"
+    if getattr(cfg, "task", "") == "preference":
+        t = cfg.training
+        how = f"preference-tuned, {t.preference_loss.upper()} beta {t.beta:g}"
     load = (
         "AutoModelForCausalLM.from_pretrained(folder)"
         if merged
         else "AutoPeftModelForCausalLM.from_pretrained(folder)"
     )
     text = (
-        f"# {'Merged model' if merged else 'LoRA adapter'} (instruction-tuned)\n\n"
+        f"# {'Merged model' if merged else 'LoRA adapter'} ({how})\n\n"
         f"- base model: `{base}`\n"
         f"- data: `{cfg.data.data_file_path}`\n"
         f"- LoRA r={cfg.lora.lora_r}, alpha={cfg.lora.lora_alpha}; max_length {cfg.model.max_length or 'auto'}\n"

@@ -133,11 +133,15 @@ def count_parameters(config: Any, target_setting: str, lora_r: int, trust: bool)
 
 
 def estimate_for(
-    cfg: Any, precision: str, length: int = 0, weights: int | None = None
+    cfg: Any,
+    precision: str,
+    length: int = 0,
+    weights: int | None = None,
+    rows_per_example: int = 1,
 ) -> MemoryEstimate:
     """The estimate for a configured model at `length` tokens (default: max_length or 512), with
     checkpointing as the setting or the auto rule decides (`weights`: a quantised base's bytes,
-    engine.tasks.causal_lm.base_precision.base_weights_for)."""
+    engine.tasks.causal_lm.base_precision.base_weights_for; `rows_per_example`: 2 for pairs)."""
     from engine.models.loading import load_model_config, resolve_model_name
 
     config = load_model_config(
@@ -147,7 +151,7 @@ def estimate_for(
         config, cfg.lora.target_modules, cfg.lora.lora_r, cfg.model.trust_remote_code
     )
     length = length or cfg.model.max_length or 512
-    batch = cfg.batch_size_for(max_length=length)
+    batch = cfg.batch_size_for(max_length=length) * rows_per_example
     lean = uses_lean_paths(config, precision, cfg.model.attention, length)
 
     def longest(ckpt: bool) -> MemoryEstimate:

@@ -25,11 +25,15 @@ GQA_LABEL = "eager (GQA blocks, bf16 softmax)"  # the attention line's words for
 QUANTISED = ("int8", "int4")
 
 
-def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) -> Any:
+def load_causal_model(
+    cfg: Any, precision: str, chats: list[Any] | None = None, rows_per_example: int = 1
+) -> Any:
     """Tokenizer (with a chat template) + decoder + LoRA, as an engine.models.loading.LoadedModel.
 
     `chats` (the training set) size max_length when it is 0 (auto); the chosen length, the
     attention kernel and gradient checkpointing (auto: by the memory estimate) go with it.
+    `rows_per_example` rows make one example in a step (2 for preference pairs). With
+    `lora.init_adapter` the adapter is that trained one (its own rank and modules), trainable.
     """
     from peft import LoraConfig, TaskType, get_peft_model
 
@@ -111,12 +115,17 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
         trainable_token_indices=trainable_token_indices(model, rows) if rows else None,
         layers_to_transform=layers,
     )
+    init = getattr(lo, "init_adapter", "")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = get_peft_model(model, lora)
+        if init:
+            model, targets = _load_init_adapter(model, init, name)
+            rows = []  # the adapter's own trainable token rows, if any, come with it
+        else:
+            model = get_peft_model(model, lora)
     lean = attention == GQA_LABEL
     checkpointing, ckpt_note = _decide_checkpointing(
-        cfg, config, model, length, precision, lean, weights
+        cfg, config, model, length, precision, lean, weights, rows_per_example
     )
     if checkpointing:
         enable = getattr(model, "activation_checkpointing_enable", None)
@@ -124,7 +133,9 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
         enable({"use_reentrant": False})
         model.enable_input_require_grads()
         if ckpt_note:  # auto: only the layers a batch needs
-            ckpt_note += _plan_layers(cfg, config, model, length, precision, lean, weights)
+            ckpt_note += _plan_layers(
+                cfg, config, model, length, precision, lean, weights, rows_per_example
+            )
     if precision == "bf16":
         upcast_trainable(model)
         if not lo.use_dora:
@@ -141,9 +152,40 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
     saved = [describe_rows(tokenizer, rows)] if rows else []
     described = describe_layers(model, share)
     notes = [n for n in (length_note, base_note, ckpt_note) if n]
+    if init:
+        notes.append(f"LoRA starts from the adapter in {init}")
     loaded = LoadedModel(model, tokenizer, name, targets, saved, attention, described, notes)
     loaded.max_length = length
     return loaded
+
+
+def _load_init_adapter(model: Any, setting: str, name: str) -> tuple[Any, list[str]]:
+    """The base with a trained adapter on it, trainable; (model, its target modules)."""
+    from peft import PeftModel
+
+    from engine.config.validation import init_adapter_folder
+
+    folder = init_adapter_folder(setting)
+    try:
+        model = PeftModel.from_pretrained(model, folder, is_trainable=True)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        base = _adapter_base(folder)
+        raise UserError(
+            f"the adapter in {folder} does not fit {name} ({type(exc).__name__})",
+            where="lora.init_adapter",
+            hint=f"it was trained on {base or 'another model'}: pick that model or another adapter",
+            field="lora.init_adapter",
+        ) from None
+    targets = model.peft_config["default"].target_modules
+    return model, sorted(targets) if not isinstance(targets, str) else [targets]
+
+
+def _adapter_base(folder: Path) -> str:
+    try:
+        raw = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(raw.get("base_model_name_or_path") or "")
 
 
 def _decide_checkpointing(
@@ -154,12 +196,13 @@ def _decide_checkpointing(
     precision: str,
     lean: bool,
     weights: int | None = None,
+    rows_per_example: int = 1,
 ) -> tuple[bool, str]:
     """Gradient checkpointing as set, or for auto: on when the memory estimate needs it."""
     from engine.tasks.causal_lm.memory import decide_checkpointing, estimate
 
     n_params, lora = _counts(model)
-    batch = cfg.batch_size_for(max_length=length)
+    batch = cfg.batch_size_for(max_length=length) * rows_per_example
     return decide_checkpointing(
         cfg.training.gradient_checkpointing,
         lambda on: estimate(config, n_params, lora, batch, length, precision, on, lean, weights),
@@ -180,6 +223,7 @@ def _plan_layers(
     precision: str,
     lean: bool,
     weights: int | None = None,
+    rows_per_example: int = 1,
 ) -> str:
     """Install the batch-by-batch layer plan under auto checkpointing; the log's words for it."""
     from engine.core.hardware import free_memory_bytes
@@ -192,7 +236,7 @@ def _plan_layers(
     if not layers:
         return ""
     n_params, lora = _counts(model)
-    batch = cfg.batch_size_for(max_length=length)
+    batch = cfg.batch_size_for(max_length=length) * rows_per_example
 
     def checkpointed(rows: int, n: int) -> int:
         return estimate(config, n_params, lora, rows, n, precision, True, lean, weights).total
