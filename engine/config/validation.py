@@ -196,12 +196,16 @@ def base_precision_problems(cfg: RunConfig) -> dict[str, str]:
     if base not in BASE_PRECISIONS:
         return {field: f"base_precision must be one of {', '.join(BASE_PRECISIONS)} (got '{base}')"}
     if base in ("int8", "int4") and cfg.task not in ("causal-lm", "preference"):
-        return {field: f"base_precision {base} is for decoders; use auto for {cfg.task}"}
+        return {
+            field: f"base_precision {base} is for causal-lm and preference; use auto for {cfg.task}"
+        }
     if base == "bf16" and cfg.training.precision == "fp32":
         return {field: "base_precision bf16 trains in bf16: set precision auto or bf16"}
     if base == "fp32" and cfg.training.precision == "bf16":
         return {field: "precision bf16 stores the base in bf16: set base_precision auto or bf16"}
     return {}
+
+
 def init_adapter_folder(setting: str) -> Path:
     """The adapter folder an init_adapter setting names (a run directory: its final adapter)."""
     path = Path(setting).expanduser()
