@@ -65,7 +65,7 @@ def last_layer_first_token_only(model: Any) -> bool:
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(base, "config", None)
-    if getattr(config, "model_type", None) not in FIRST_TOKEN_HEADS:
+    if config is None or getattr(config, "model_type", None) not in FIRST_TOKEN_HEADS:
         return False
     if not type(base).__name__.endswith("ForSequenceClassification"):
         return False

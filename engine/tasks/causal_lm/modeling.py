@@ -81,7 +81,7 @@ def load_causal_model(cfg: Any, precision: str, chats: list[Any] | None = None) 
         "dtype": torch.bfloat16 if precision == "bf16" else torch.float32,
     }
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except OSError as exc:
         if "safetensors" in str(exc).lower() and not mcfg.allow_pickle_weights:
             raise UserError(
@@ -264,7 +264,7 @@ def load_generator(folder: Path, threads: int = 0) -> tuple[Any, Any]:
                 where=str(folder),
                 hint="the base model must be on this machine",
             ) from None
-        model = PeftModel.from_pretrained(base, folder)
+        model: Any = PeftModel.from_pretrained(base, folder)
         has_tok = (folder / "tokenizer_config.json").is_file()
         tokenizer = AutoTokenizer.from_pretrained(folder if has_tok else base_name)
     elif (folder / "config.json").is_file():
