@@ -1,4 +1,4 @@
-"""The CLI side of a new user's first hour (issue 21): refusals up front, clean messages."""
+"""CLI refusals up front and clean messages: wrong task, bad numbers, progress lines, Ctrl-C."""
 
 from __future__ import annotations
 
