@@ -33,7 +33,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             dest=f"{section}.{f.name}",
             default=None,
             metavar=kind.upper(),
-            help=f"{f.metadata['help']} [{f.default}]",
+            help=f"{f.metadata['help']} [{f.default}]".replace("%", "%%"),  # argparse formats %
             **extra,
         )
     for flag in ("fp16", "bf16", "fp32"):  # TrainingArguments' precision switches
