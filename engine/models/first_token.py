@@ -8,7 +8,7 @@ but the query, the attention output and the feed-forward block - about 10/12 of 
 - run on one row per example instead of one per token, in the forward pass and in backward.
 
 The numbers are the plain path's (the discarded rows never reached the loss); only the matmul
-shapes, and so the rounding, differ (tests/test_speed_paths.py). The model's weights and the
+shapes, and so the rounding, differ (tests/engine/models/test_speed_paths.py). The model's weights and the
 saved adapter are untouched: only this process's forward of that one layer is replaced.
 """
 

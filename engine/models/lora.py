@@ -230,7 +230,7 @@ def speed_up(model: Any, cfg: Any, precision: str) -> None:
     if precision == "bf16":
         store_frozen_linears_in_bf16(model)
         keep_lora_inputs_in_bf16(model)
-        # fp32 works too (tests/test_speed_paths.py) but was not measured faster there (README).
+        # fp32 works too (tests/engine/models/test_speed_paths.py) but was not measured faster there (CHANGELOG.md).
         fuse_lora_layers(model)
 
 

@@ -256,7 +256,7 @@ def test_monitor_log_after_v_twice(
 @pytest.mark.parametrize("size", [SMALL, WIDE], ids=["small", "wide"])
 def test_monitor_samples_panel(snap_compare: Callable, runs_root: Path, size: tuple[int, int]):
     """g on a causal-lm run with long prompts: the panel scrolls; the footer keeps ^q Quit."""
-    from tests.test_tui_keys_and_messages import _lm_run
+    from tests.tui.test_tui_keys_and_messages import _lm_run
 
     app = FinetuneApp(runs_root, attach_to=_lm_run(runs_root))
     assert snap_compare(app, terminal_size=size, run_before=monitor_ready("g"))

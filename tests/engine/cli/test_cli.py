@@ -36,8 +36,7 @@ def model_dir(request, tmp_path_factory) -> Path:
     try:
         return Path(request.getfixturevalue("tiny_model"))
     except pytest.FixtureLookupError:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from tiny import make_tiny_bert
+        from tests.tiny import make_tiny_bert
 
         return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
 
