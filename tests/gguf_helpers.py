@@ -12,7 +12,7 @@ HAVE_GGUF = importlib.util.find_spec("gguf") is not None
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 needs_extra = pytest.mark.skipif(
     not (HAVE_GGUF and HAVE_LLAMA),
-    reason='needs the llama-cpp extra: pip install "gguf>=0.19" "llama-cpp-python>=0.3.36"',
+    reason='needs llama-cpp-python (compiles llama.cpp, ~20 min): pip install -e ".[llama-cpp]"',
 )
 NEW = 8  # tokens generated per prompt
 PROMPTS = [

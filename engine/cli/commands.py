@@ -12,8 +12,8 @@ from engine.cli.config_flags import check_inputs, config_from_args
 from engine.cli.event_lines import clock
 from engine.cli.event_lines import printer as _printer
 from engine.cli.parser import build_parser
-from engine.cli.queue import cmd_queue, queue_config
-from engine.cli.weights import cmd_export, cmd_predict
+from engine.cli.predict_export import cmd_export, cmd_predict
+from engine.cli.queue_commands import cmd_queue, queue_config
 from engine.config import RunConfig
 from engine.core.errors import UserError
 from engine.models.loading import model_label

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from engine.config import RunConfig, all_fields
 
@@ -26,13 +27,13 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         # A switch with an auto setting (gradient_checkpointing) also takes the bare flag as true.
         switch = kind == "bool" or "true" in f.metadata.get("choices", ())
-        extra = {"nargs": "?", "const": "true"} if switch else {}
+        extra: dict[str, Any] = {"nargs": "?", "const": "true"} if switch else {}
         parser.add_argument(
             *flags,
             dest=f"{section}.{f.name}",
             default=None,
             metavar=kind.upper(),
-            help=f"{f.metadata['help']} [{f.default}]",
+            help=f"{f.metadata['help']} [{f.default}]".replace("%", "%%"),  # argparse formats %
             **extra,
         )
     for flag in ("fp16", "bf16", "fp32"):  # TrainingArguments' precision switches

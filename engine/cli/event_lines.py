@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from engine.core.words import plural
 from engine.rundir.events import Event
@@ -26,8 +27,9 @@ def _cut(text: str, width: int, end: bool = False) -> str:
     return "…" + shown[-(width - 1) :] if end else shown[: width - 1] + "…"
 
 
-def format_event(e: Event) -> str | None:
+def format_event(event: Event) -> str | None:
     """A progress line for an event (None for events not worth a line)."""
+    e: Any = event  # dispatched on the type tag below: each branch reads that event's fields
     t = e.type
     if t == "step":
         # Under 80 columns: a wrapped progress line splits "ETA 0:" from "07" in a terminal.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engine.cli.config_flags import add_config_flags
-from engine.cli.queue import add_queue_parser, add_sweep_flag
+from engine.cli.queue_commands import add_queue_parser, add_sweep_flag
 
 COMMANDS = ("train", "runs", "resume", "stop", "predict", "export", "preflight", "join", "queue")
 

@@ -113,7 +113,7 @@ class LoraSettings:
     # 0 (auto) by default: the top third below 10,000 training rows (fastest; above the plain
     # recipe's accuracy on 2,000 SST-2 rows), the top half below 50,000 (20,000 rows need more
     # than the top third to match it), every layer from there (the full set needs it for 88%):
-    # engine.models.lora.effective_lora_layers, README (issues 13 and 24).
+    # engine.models.lora.effective_lora_layers, docs/benchmarks.md.
     lora_layers: float = _f(
         0.0,
         "0 = auto (the top third below 10,000 rows, the top half below 50,000, else all; "

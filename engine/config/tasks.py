@@ -23,7 +23,7 @@ TASKS: dict[str, TaskSpec] = {
         "engine.tasks.classification:ClassificationTask",
         ("accuracy", "f1", "loss"),
         "accuracy",
-        # MiniLM-L6 / SST-2, 1 epoch (bench/speed.py, README issue 24): 12 scores best on 2,000
+        # MiniLM-L6 / SST-2, 1 epoch (bench/speed.py, docs/benchmarks.md): 12 scores best on 2,000
         # rows (80.6% against 16's 79.0%) and the full set ends higher with it; with the top half
         # of the layers (10,000-49,999 rows) 16 is ~10% faster at the same accuracy (86.2%).
         batch_bands=((0, 12), (10_000, 16), (50_000, 12)),

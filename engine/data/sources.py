@@ -15,7 +15,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from engine.core.errors import UserError
 from engine.data.readers import (
@@ -353,7 +353,7 @@ def _blank(path: Path) -> bool:
 def _head_records(path: Path, delimiter: str, limit: int = 201) -> list[list[str]]:
     """The first non-blank records of a CSV / TSV, for header detection."""
     out: list[list[str]] = []
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    quoting: Literal[0, 1, 2, 3] = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     with path.open(encoding="utf-8-sig", newline="") as fh:
         try:
             for row in csv.reader(fh, delimiter=delimiter, quoting=quoting):
@@ -389,7 +389,7 @@ def _row_lines(path: Path, fmt: str, headerless: bool) -> list[int]:
             lines = [n for n, text in enumerate(fh, 1) if text.strip()]
         else:
             delimiter = "\t" if fmt == "tsv" else ","
-            quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+            quoting: Literal[0, 1, 2, 3] = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
             reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
             start = 1
             for row in reader:

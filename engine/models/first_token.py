@@ -8,7 +8,7 @@ but the query, the attention output and the feed-forward block - about 10/12 of 
 - run on one row per example instead of one per token, in the forward pass and in backward.
 
 The numbers are the plain path's (the discarded rows never reached the loss); only the matmul
-shapes, and so the rounding, differ (tests/test_speed_paths.py). The model's weights and the
+shapes, and so the rounding, differ (tests/engine/models/test_speed_paths.py). The model's weights and the
 saved adapter are untouched: only this process's forward of that one layer is replaced.
 """
 
@@ -65,7 +65,7 @@ def last_layer_first_token_only(model: Any) -> bool:
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(base, "config", None)
-    if getattr(config, "model_type", None) not in FIRST_TOKEN_HEADS:
+    if config is None or getattr(config, "model_type", None) not in FIRST_TOKEN_HEADS:
         return False
     if not type(base).__name__.endswith("ForSequenceClassification"):
         return False

@@ -113,6 +113,6 @@ def fuse_lora_layers(model: Any) -> int:
     count = 0
     for module in model.modules():
         if type(module) is PeftLoraLinear and type(module.base_layer) is torch.nn.Linear:
-            module.forward = types.MethodType(_fused_forward, module)
+            module.forward = types.MethodType(_fused_forward, module)  # type: ignore[method-assign]
             count += 1
     return count

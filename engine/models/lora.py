@@ -121,7 +121,7 @@ def layer_count(model: Any) -> int:
 
 
 # lora_layers = 0 (auto): a share of the layers by training rows, measured on MiniLM-L6 / SST-2,
-# 1 epoch, against the plain docs recipe (bench/speed.py, README issues 13 and 24). On 2,000 rows
+# 1 epoch, against the plain docs recipe (bench/speed.py, docs/benchmarks.md). On 2,000 rows
 # the top third scores 79.5% (plain recipe 77.3%) and is the fastest; on 20,000 it scores 84.5%
 # against the plain recipe's 85.4%, where the top half reaches 86% (at batch 16); the full 67,349
 # rows need every layer for 88% (the top third ended at 85.2%).
@@ -230,7 +230,7 @@ def speed_up(model: Any, cfg: Any, precision: str) -> None:
     if precision == "bf16":
         store_frozen_linears_in_bf16(model)
         keep_lora_inputs_in_bf16(model)
-        # fp32 works too (tests/test_speed_paths.py) but was not measured faster there (README).
+        # fp32 works too (tests/engine/models/test_speed_paths.py) but was not measured faster there (CHANGELOG.md).
         fuse_lora_layers(model)
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from engine.training.trainer_setup import (
 
 
 def run_training(
-    run_dir: str | Path, *, resume: bool = False, listeners: list[Callable[[Event], None]] = ()
+    run_dir: str | Path, *, resume: bool = False, listeners: Sequence[Callable[[Event], None]] = ()
 ) -> int:
     """Train the run in `run_dir`; returns 0 done/stopped, 2 user error or full disk, 1 bug.
 
@@ -80,7 +80,7 @@ def _check_resume(run_dir: Path) -> None:
     check_run(cfg, run_dir)
 
 
-def _run_locked(run_dir: Path, resume: bool, listeners: list[Callable[[Event], None]]) -> int:
+def _run_locked(run_dir: Path, resume: bool, listeners: Sequence[Callable[[Event], None]]) -> int:
     from engine.rundir import diskfull
     from engine.scaleout import distributed as dist
 
@@ -116,7 +116,7 @@ def _run_locked(run_dir: Path, resume: bool, listeners: list[Callable[[Event], N
             check_run(RunConfig.load(run_dir / CONFIG_FILE).validate(), run_dir)
         outcome = _train(run_dir, writer, resume)
         if main:  # done: no engine works on the run (under torchrun: once the supervisor ends)
-            write_status(run_dir, state=outcome, **({} if multi else {"pid": None}))
+            write_status(run_dir, state=outcome, **({} if multi else {"pid": None}))  # type: ignore[arg-type]
         return 0
     except UserError as exc:
         _fail(

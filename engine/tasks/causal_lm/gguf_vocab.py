@@ -147,10 +147,10 @@ def build_vocab(tokenizer: Any, n_vocab: int, bos_fallback: int | None = None) -
     stops = [i for i in end_of_turn_ids(tokenizer) if i != eos]
     if stops:
         special["eot"] = int(stops[0])
-    for kind in ("pad", "unk"):
-        tid = getattr(tokenizer, f"{kind}_token_id", None)
+    for role in ("pad", "unk"):
+        tid = getattr(tokenizer, f"{role}_token_id", None)
         if tid is not None:
-            special[kind] = int(tid)
+            special[role] = int(tid)
     add_bos, add_eos = _adds(tokenizer)
     return GgufVocab(
         pre=pre,

@@ -392,7 +392,7 @@ def load_generator(folder: Path, threads: int = 0, quantised: bool = False) -> t
                 where=str(folder),
                 hint="the base model must be on this machine",
             ) from None
-        model = PeftModel.from_pretrained(base, folder)
+        model: Any = PeftModel.from_pretrained(base, folder)
         has_tok = (folder / "tokenizer_config.json").is_file()
         tokenizer = AutoTokenizer.from_pretrained(folder if has_tok else base_name)
     elif (folder / "config.json").is_file():

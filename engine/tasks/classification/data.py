@@ -120,10 +120,10 @@ def _normalise_labels(labels: list[Any], table: Table, split: str) -> list[int |
     if table.format in ("csv", "tsv"):
         as_ints = [_int_text(v) for v in labels]
         if all(v is not None for v in as_ints):
-            return as_ints
+            return [v for v in as_ints if v is not None]
     kinds = {type(v).__name__ if not isinstance(v, bool) else "bool" for v in labels}
     if len(kinds) > 1:
-        first = {}
+        first: dict[str, int] = {}
         for i, v in enumerate(labels):
             first.setdefault(type(v).__name__, i)
         examples = ", ".join(f"{k} at {table.locate(split, i)}" for k, i in first.items())

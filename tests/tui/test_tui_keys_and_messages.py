@@ -9,7 +9,7 @@ import pytest
 
 from engine.config import RunConfig
 from tests.pilot_wait import wait_for
-from tests.test_tui_setup import error_text, field, start_enabled
+from tests.tui.test_tui_setup import error_text, field, start_enabled
 from tui.app import FinetuneApp
 from tui.screens.setup import SetupScreen
 from tui.widgets.dialogs import Confirm

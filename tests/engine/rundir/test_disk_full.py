@@ -1,4 +1,4 @@
-"""Issue 15, item 5: out of disk (a real small tmpfs where it can mount one, else injected ENOSPC)."""
+"""Out of disk (a real small tmpfs where it can mount one, else injected ENOSPC)."""
 
 from __future__ import annotations
 

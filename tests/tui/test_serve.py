@@ -25,7 +25,7 @@ import pytest
 pytest.importorskip("textual_serve")
 import aiohttp  # noqa: E402 (textual-serve's dependency)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 SETUP_MARKS = ("Model", "Training", "Start")
 
 

@@ -253,7 +253,7 @@ def test_a_training_run_in_parts_logs_the_losses_of_one_in_a_piece(
 ) -> None:
     from engine.rundir.events import read_events
     from tests.cli_helpers import train_in_process
-    from tests.test_causal_lm_run import _write, chat_rows
+    from tests.e2e.test_causal_lm_run import _write, chat_rows
     from tests.tiny_lm import make_tiny_decoder
 
     decoder = make_tiny_decoder(tmp_path / "m", "llama")

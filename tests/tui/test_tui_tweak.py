@@ -14,7 +14,7 @@ from engine.rundir.events import Checkpoint, Eval, EventWriter, Phase, Started, 
 from engine.runs import queue
 from tests.fakeruns import make_fake_run
 from tests.pilot_wait import wait_for
-from tests.test_tui_setup import field, type_into
+from tests.tui.test_tui_setup import field, type_into
 from tui.app import FinetuneApp
 from tui.screens.compare import CompareScreen
 from tui.screens.monitor import MonitorScreen

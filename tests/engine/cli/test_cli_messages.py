@@ -1,4 +1,4 @@
-"""The CLI side of a new user's first hour (issue 21): refusals up front, clean messages."""
+"""CLI refusals up front and clean messages: wrong task, bad numbers, progress lines, Ctrl-C."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_ctrl_c_says_how_to_resume_and_predict_is_quiet(tmp_path: Path) -> None:
     import subprocess
 
     from tests.cli_helpers import CLI, cli_env
-    from tests.test_causal_lm_run import _write, chat_rows
+    from tests.e2e.test_causal_lm_run import _write, chat_rows
     from tests.tiny_lm import make_tiny_decoder
 
     decoder = make_tiny_decoder(tmp_path / "tiny-llama", "llama")

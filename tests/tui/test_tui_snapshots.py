@@ -244,7 +244,7 @@ def test_compare(snap_compare: Callable, sweep_root: Path, size: tuple[int, int]
     assert snap_compare(FinetuneApp(sweep_root), terminal_size=size, run_before=compare_two)
 
 
-# -- a new user's first hour (issue 21): the screens it touched, at 80x24 and 160x50 -------------
+# -- keys and messages a new user meets first: those screens at 80x24 and 160x50 ----------------
 @pytest.mark.parametrize("size", [SMALL, WIDE], ids=["small", "wide"])
 def test_monitor_log_after_v_twice(
     snap_compare: Callable, fake_run: Callable[..., Path], runs_root: Path, size: tuple[int, int]
@@ -257,7 +257,7 @@ def test_monitor_log_after_v_twice(
 @pytest.mark.parametrize("size", [SMALL, WIDE], ids=["small", "wide"])
 def test_monitor_samples_panel(snap_compare: Callable, runs_root: Path, size: tuple[int, int]):
     """g on a causal-lm run with long prompts: the panel scrolls; the footer keeps ^q Quit."""
-    from tests.test_tui_firsthour import _lm_run
+    from tests.tui.test_tui_keys_and_messages import _lm_run
 
     app = FinetuneApp(runs_root, attach_to=_lm_run(runs_root))
     assert snap_compare(app, terminal_size=size, run_before=monitor_ready("g"))

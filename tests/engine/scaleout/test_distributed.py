@@ -196,7 +196,7 @@ def test_use_cpu_makes_torchrun_one_job(tmp_path: Path) -> None:
 
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[3]  # the repository
 
     def worlds(mode: str) -> list[str]:
         out = subprocess.run(
@@ -439,7 +439,7 @@ def test_two_nodes_on_localhost_train_and_resume_without_a_shared_folder(
         "--threads",
         "1",
     ]
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[3]  # the repository
 
     def both(resume: bool, stop: bool = False) -> list:
         joiner = subprocess.Popen(
@@ -485,7 +485,7 @@ def test_causal_lm_on_two_processes_trains_like_one(runs_root: Path, tmp_path: P
     """The shared Trainer setup serves every task: a causal-LM (its loss does take
     num_items_in_batch, summed over the ranks) gives one process's loss on two."""
     from engine.training.train import run_training
-    from tests.test_causal_lm_run import _write, chat_rows
+    from tests.e2e.test_causal_lm_run import _write, chat_rows
     from tests.tiny_lm import make_tiny_decoder
 
     decoder = make_tiny_decoder(tmp_path / "tiny-llama", "llama")

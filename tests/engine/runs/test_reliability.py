@@ -1,4 +1,4 @@
-"""Issue 15: nothing lost, nothing hung. One group of tests per numbered item."""
+"""Nothing lost, nothing hung: output folders, atomic writes, the run lock, Ctrl-C, stops."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ from tests.fakeruns import BAD_EVENTS, REPO, engine_env, make_fake_run, malforme
 from tests.reliability_helpers import enospc, leftovers, mount_tmpfs, tiny_cfg, typed
 
 
-# -- 1. output folders -------------------------------------------------------------------------
+# -- output folders -------------------------------------------------------------------------
 def test_output_folder_rules(tmp_path: Path) -> None:
     run_a, run_b = tmp_path / "runs" / "a", tmp_path / "runs" / "b"
     for r in (run_a, run_b):
@@ -139,7 +139,7 @@ def test_overwrite_writes_by_rename_and_keeps_other_files(
         check_output_dir(mine, run_dir=runs_root / "other")
 
 
-# -- 2. run state written atomically; an empty config is an error -----------------------------
+# -- run state written atomically; an empty config is an error -----------------------------
 def test_empty_config_is_an_error_never_the_defaults(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text("")
@@ -184,7 +184,7 @@ def test_status_falls_back_to_rewriting_in_place(
     assert sorted(p.name for p in tmp_path.iterdir()) == [STATUS_FILE]
 
 
-# -- 3. one engine per run ---------------------------------------------------------------------
+# -- one engine per run ---------------------------------------------------------------------
 def test_the_run_lock_is_exclusive_and_marks_the_engine_alive(tmp_path: Path) -> None:
     lock = acquire_run_lock(tmp_path)
     try:
@@ -226,7 +226,7 @@ def test_two_resumes_at_once_exactly_one_trains(tiny_model: Path, tmp_path: Path
     assert run_info(run_dir).state == "finished"
 
 
-# -- 4. threads: take a share, say so ------------------------------------------------------------
+# -- threads: take a share, say so ------------------------------------------------------------
 def test_plan_threads_rules() -> None:
     from engine.training.cores import plan_threads
 
@@ -281,7 +281,7 @@ def test_a_running_engine_gives_cores_back_and_takes_them_again(
         torch.set_num_threads(before)
 
 
-# -- 6. one bad run directory never hides the others ----------------------------------------------
+# -- one bad run directory never hides the others ----------------------------------------------
 @pytest.mark.parametrize("line", BAD_EVENTS)
 def test_a_malformed_event_never_raises(line: str) -> None:
     event = parse_line(line)
@@ -313,7 +313,7 @@ def test_the_run_list_survives_malformed_runs(tmp_path: Path, capsys) -> None:
         assert err == "" and good.name[:40] in out
 
 
-# -- 7. max_length bounded by the model's positions ------------------------------------------------
+# -- max_length bounded by the model's positions ------------------------------------------------
 def test_max_length_beyond_positions_is_refused_up_front(tiny_model: Path) -> None:
     from types import SimpleNamespace
 
@@ -332,7 +332,7 @@ def test_max_length_beyond_positions_is_refused_up_front(tiny_model: Path) -> No
     assert model_positions(SimpleNamespace(model_type="gpt2", n_positions=1024)) == 1024
 
 
-# -- 9. predict on pickle weights: the right reason --------------------------------------------------
+# -- predict on pickle weights: the right reason --------------------------------------------------
 def test_a_pickle_base_of_a_run_trained_with_allow_pickle_says_so(
     tmp_path: Path, tiny_model: Path
 ) -> None:
@@ -356,7 +356,7 @@ def test_a_pickle_base_of_a_run_trained_with_allow_pickle_says_so(
     assert info.value.where == str(base)
 
 
-# -- 10. kill -9 then resume: readers drop the lost steps -------------------------------------------
+# -- kill -9 then resume: readers drop the lost steps -------------------------------------------
 def _segment(start: int, stop: int, t0: float, resumed: int = 0) -> list:
     events: list = [Started(time=t0, resumed_from_step=resumed, total_steps=20)]
     for s in range(start, stop + 1):
@@ -395,7 +395,7 @@ def test_readers_drop_the_killed_engines_steps_after_the_checkpoint(tmp_path: Pa
     assert run_info(run_dir).best_metric == pytest.approx(0.20)
 
 
-# -- 11. stop mid-epoch: save at once, no end-of-epoch evaluation; a second Ctrl-C exits --------------
+# -- stop mid-epoch: save at once, no end-of-epoch evaluation; a second Ctrl-C exits --------------
 def test_stop_mid_epoch_saves_without_evaluating(tiny_model: Path, runs_root: Path) -> None:
     cfg = tiny_cfg(tiny_model, max_steps=0, epochs=1, eval_strategy="epoch", save_strategy="epoch")
     run_dir = new_run_dir(cfg, runs_root)
@@ -443,7 +443,7 @@ def test_a_second_interrupt_forces_the_exit(
     assert read_status(tmp_path)["state"] == "failed"
 
 
-# -- 12. resume a finished run: refused, nothing written ----------------------------------------
+# -- resume a finished run: refused, nothing written ----------------------------------------
 def test_resume_of_a_finished_run_is_refused(tiny_model: Path, runs_root: Path) -> None:
     from engine.runs.launch import resume
 

@@ -36,8 +36,7 @@ def model_dir(request, tmp_path_factory) -> Path:
     try:
         return Path(request.getfixturevalue("tiny_model"))
     except pytest.FixtureLookupError:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from tiny import make_tiny_bert
+        from tests.tiny import make_tiny_bert
 
         return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
 
@@ -383,3 +382,17 @@ def test_final_score_reuses_the_evaluation_of_the_kept_model(trained):
     # No second evaluation of the same model after training.
     after = trained.events[trained.events.index(evals[-1]) :]
     assert not [e for e in after if e.type == "phase" and e.name == "evaluating"]
+
+
+def test_every_command_help_prints_its_help_texts_whole() -> None:
+    """A '%' in a setting's help text must not break argparse's help formatting."""
+    import argparse
+
+    from engine.cli.parser import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        text = sub.format_help()
+        assert "option_strings" not in text, name
+    assert "~10% slower" in commands.choices["train"].format_help()
