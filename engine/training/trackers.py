@@ -172,7 +172,7 @@ class WandbTracker(Tracker):
     def __init__(self, project: str) -> None:
         self.project = project
         self.run: Any = None
-        self.mode = ""
+        self.mode: Any = ""  # wandb's Literal of modes
 
     def open(self, run_dir: Path, started: Started, state: dict[str, Any]) -> None:
         """wandb.init with the kept id and resume='allow'; offline where no key is set."""
