@@ -247,9 +247,11 @@ def main() -> None:
         child(a)
         return
     if a.shape:
-        from sft_scale import make_model
+        import sft_scale
+        from sft_real import shared
 
-        a.model = str(make_model(a.shape))
+        sft_scale.SHARED = shared("sst2").parent  # also from a worktree
+        a.model = str(sft_scale.make_model(a.shape))
         print(f"{a.shape} shape, random weights: the accuracies mean nothing here", flush=True)
     folder = Path(tempfile.mkdtemp(prefix="pref-bench-"))
     train_file = write_jsonl(folder / "train.jsonl", sst2_pairs("train", a.train))
