@@ -16,7 +16,7 @@ length and precision; TRL keeps its other defaults (e.g. gradient checkpointing 
   with the adapter off) of chosen above rejected; ORPO's reward (mean token log-prob);
   and the share of reviews whose right word the tuned model finds likelier (label accuracy);
 - training samples/s (pairs a second of the training loop alone: no loading or tokenizing);
-- peak RSS of the side's whole process (ru_maxrss).
+- peak RSS of the side's whole process (ru_maxrss) up to the end of training (before scoring).
 """
 
 from __future__ import annotations
@@ -139,6 +139,7 @@ def ours(a: argparse.Namespace) -> dict[str, Any]:
     finished = next(e for e in events if e.type == "finished")
     started = next(e for e in events if e.type == "started")
     seconds = finished.elapsed_s
+    trained_rss = peak_rss_gb()  # before the scorer loads the adapter on a second base copy
     from engine.tasks.causal_lm.modeling import load_generator
 
     model, tok = load_generator(Path(finished.output_dir))
@@ -148,6 +149,7 @@ def ours(a: argparse.Namespace) -> dict[str, Any]:
         "train_s": seconds,
         "accuracy": pref,
         "label_accuracy": label,
+        "peak_rss_gb": trained_rss,
     }
 
 
@@ -200,13 +202,20 @@ def trl_side(a: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
     trainer.train()
     seconds = time.monotonic() - t0
+    trained_rss = peak_rss_gb()
     pref, label = score(trainer.model, tok, a.eval_file, a.loss, a.beta, a.max_length)
     return {
         "pairs_per_s": len(train) * a.epochs / seconds,
         "train_s": seconds,
         "accuracy": pref,
         "label_accuracy": label,
+        "peak_rss_gb": trained_rss,
     }
+
+
+def peak_rss_gb() -> float:
+    """This process's peak RSS so far (GB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def child(a: argparse.Namespace) -> None:
@@ -215,7 +224,6 @@ def child(a: argparse.Namespace) -> None:
 
     warnings.filterwarnings("ignore")
     out = ours(a) if a.side == "ours" else trl_side(a)
-    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -247,9 +255,11 @@ def main() -> None:
         child(a)
         return
     if a.shape:
-        from sft_scale import make_model
+        import sft_scale
+        from sft_real import shared
 
-        a.model = str(make_model(a.shape))
+        sft_scale.SHARED = shared("sst2").parent  # also from a worktree
+        a.model = str(sft_scale.make_model(a.shape))
         print(f"{a.shape} shape, random weights: the accuracies mean nothing here", flush=True)
     folder = Path(tempfile.mkdtemp(prefix="pref-bench-"))
     train_file = write_jsonl(folder / "train.jsonl", sst2_pairs("train", a.train))

@@ -117,7 +117,9 @@ def config_problems(cfg: RunConfig) -> dict[str, str]:
         )
     if not 0 < t.beta <= 100:
         p["training.beta"] = "beta must be positive (0.1 is typical for DPO and ORPO)"
-    if lo.init_adapter.strip():
+    if lo.init_adapter.strip() and cfg.task == "classification":
+        p["lora.init_adapter"] = "init_adapter is for causal-lm and preference runs: clear it"
+    elif lo.init_adapter.strip():
         problem = init_adapter_problem(lo.init_adapter)
         if problem:
             p["lora.init_adapter"] = problem
