@@ -91,7 +91,7 @@ PLACEHOLDERS = {
     "eval_file_path": "empty = hold out a share of the training data",
     "output_dir": "empty = inside the run folder",
     "run_name": "empty = from model and data names",
-    "nproc": "1; 2 or more = several processes (torchrun); auto = one per 8 cores",
+    "nproc": "1; 2 or more = several processes (torchrun); auto = one per 8 physical cores",
 }
 
 
