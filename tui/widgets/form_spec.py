@@ -108,10 +108,7 @@ def field_options() -> dict[str, dict[str, Any]]:
             ],
             "help": f"auto here = {describe_auto_precision()}; fp16 does not train on a CPU",
         },
-        "threads": {
-            "help": f"Torch threads (0 = auto: the fastest count up to {available_cores()} "
-            "cores, timed in the first steps)"
-        },
+        "threads": {"help": f"Torch threads (0 = auto: timed, up to {available_cores()} cores)"},
         "overwrite": {"help": "Write into an output folder that holds other files"},
         "text_column": {"options": [("auto", "")]},
         "label_column": {"options": [("auto", "")]},
