@@ -218,7 +218,7 @@ class DistributedConfig:
     """Several processes (torchrun, gloo) on this machine and, optionally, several machines."""
 
     # A string so a config can say "auto" (TOML ints are accepted and kept as their text).
-    nproc: str = _f("1", "Processes on this machine (torchrun); auto = 1 per 8 cores")
+    nproc: str = _f("1", "Processes here (torchrun); auto = 1 per 8 physical cores")
     nnodes: int = _f(1, "Machines taking part (the others join with 'finetune-tui join')")
     node_rank: int = _f(0, "This machine's number: 0 runs the run, 1..nnodes-1 join it")
     master_addr: str = _f("127.0.0.1", "Address of machine 0 that the other machines reach")

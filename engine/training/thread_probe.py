@@ -23,7 +23,7 @@ from typing import Any
 
 from engine.core.words import plural
 
-PROBES_FILE = "thread-probes.json"
+PROBES_FILE = ".thread-probes.json"  # hidden, as .cache: the run list is the folders
 PROBE_STEPS = 5  # timed steps per candidate count (the median resists a burst of load)
 WARMUP_STEPS = 1  # the first step builds kernels and fills the allocator: not timed
 # A run shorter than this many probes' length trains at the first count without probing.

@@ -336,7 +336,11 @@ class _Session:
 
         share = self.threads
         lengths = getattr(self.encoded.train, "lengths", None)
-        mean = float(lengths().mean()) if callable(lengths) else float(self.cfg.model.max_length)
+        mean = float(self.cfg.model.max_length)
+        if callable(lengths):
+            found = lengths()
+            count = len(found)
+            mean = float(found.mean()) if hasattr(found, "mean") else sum(found) / max(1, count)
         key = tp.probe_key(
             tp.model_shape(self.loaded.model),
             self.cfg.task,

@@ -97,7 +97,7 @@ PLACEHOLDERS = {
     "eval_file_path": "empty = hold out a share of the training data",
     "output_dir": "empty = inside the run folder",
     "run_name": "empty = from model and data names",
-    "nproc": "1; 2 or more = several processes (torchrun); auto = one per 8 cores",
+    "nproc": "1; 2 or more = several processes (torchrun); auto = one per 8 physical cores",
 }
 
 
@@ -118,10 +118,7 @@ def field_options() -> dict[str, dict[str, Any]]:
             "options": [(name, name) for name in ("auto", "fp32", "bf16", "int8", "int4")],
             "help": base_precision_help(),
         },
-        "threads": {
-            "help": f"Torch threads (0 = auto: the fastest count up to {available_cores()} "
-            "cores, timed in the first steps)"
-        },
+        "threads": {"help": f"Torch threads (0 = auto: timed, up to {available_cores()} cores)"},
         "overwrite": {"help": "Write into an output folder that holds other files"},
         "text_column": {"options": [("auto", "")]},
         "label_column": {"options": [("auto", "")]},
