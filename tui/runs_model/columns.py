@@ -9,8 +9,8 @@ from rich.text import Text
 from engine.config import RunConfig
 from engine.models.loading import model_label
 from engine.runs.queue import short_value
-from tui.widgets.runfmt import STATE_STYLES, best_text, clock, run_name, short, started, state_text
-from tui.widgets.runlist import RunRow
+from tui.format import STATE_STYLES, best_text, clock, run_name, short, started, state_text
+from tui.runs_model.run_rows import RunRow
 
 # Settings first: at 80 columns they tell runs of one model and data apart; model and data
 # get their columns when the terminal is wide enough (the detail line always names them).

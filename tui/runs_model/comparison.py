@@ -11,7 +11,7 @@ from typing import Any
 from engine.config import ZERO_MEANS_AUTO, RunConfig, all_fields
 from engine.rundir.events import Eval, Finished, Step
 from engine.runs.queue import QueueEntry, short_value
-from tui.widgets.runfmt import STAMP, run_name
+from tui.format import STAMP, run_name
 
 # Settings that name or place a run rather than change how it trains.
 NOT_SETTINGS = {"run_name", "sweep_id", "output_dir", "notify"}

@@ -15,8 +15,9 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from engine.runs.queue import QueueEntry
-from tui.widgets.axes import integer_steps
-from tui.widgets.compare import (
+from tui.format import STATE_STYLES, metric, metric_tag
+from tui.plot_axes import integer_steps
+from tui.runs_model.comparison import (
     COLOURS,
     SHORT_NAMES,
     RunSeries,
@@ -28,7 +29,6 @@ from tui.widgets.compare import (
     setting_text,
     sweep_members,
 )
-from tui.widgets.runfmt import STATE_STYLES, metric, metric_tag
 
 REFRESH_S = 2.0
 

@@ -14,11 +14,11 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
+from tui.runs_model.columns import column_widths, row_cells
+from tui.runs_model.run_rows import RunRow, RunScanner
 from tui.screens.runs_actions import RunActionsMixin
 from tui.screens.runs_control import RunControlMixin
 from tui.screens.runs_keys import RunKeysMixin
-from tui.screens.runs_table import column_widths, row_cells
-from tui.widgets.runlist import RunRow, RunScanner
 
 SCAN_SECONDS = 2.0
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tui.key_reasons import ExplainsKeys
 from tui.screens.runs_selection import SelectedRunMixin
-from tui.widgets.why_not import ExplainsKeys
 
 
 class RunKeysMixin(ExplainsKeys, SelectedRunMixin):

@@ -9,8 +9,8 @@ from rich.text import Text
 from textual.widgets import DataTable, Static
 
 from engine.models.loading import model_label
-from tui.widgets.runfmt import STATE_STYLES, metric, state_text
-from tui.widgets.runlist import RunRow
+from tui.format import STATE_STYLES, metric, state_text
+from tui.runs_model.run_rows import RunRow
 
 
 class SelectedRunMixin:

@@ -25,6 +25,8 @@ from textual.widgets import (
 )
 
 from engine.config import TASK_NAMES, RunConfig
+from tui.forms.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
+from tui.forms.inspection import InspectionMixin
 from tui.screens.setup_estimate import EstimateMixin
 from tui.screens.setup_files import SettingsFilesMixin
 from tui.screens.setup_form import FormMixin
@@ -32,8 +34,6 @@ from tui.screens.setup_launch import LaunchMixin
 from tui.widgets.data_preview import DataPreview
 from tui.widgets.deferred import Deferred
 from tui.widgets.form_field import FormField, field_label
-from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
-from tui.widgets.inspection import InspectionMixin
 from tui.widgets.target_modules import TargetModules
 
 DEFERRED_TABS = ("lora", "training")

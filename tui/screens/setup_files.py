@@ -6,8 +6,8 @@ from pathlib import Path
 
 from engine.config import RunConfig
 from engine.core.errors import ConfigError, UserError
+from tui.paths import display_path
 from tui.screens.setup_form import FormMixin
-from tui.widgets.paths import display_path
 
 
 class SettingsFilesMixin(FormMixin):
@@ -15,8 +15,8 @@ class SettingsFilesMixin(FormMixin):
 
     def action_save(self) -> None:
         """Save the form as a TOML config."""
+        from tui.paths import confirm_overwrite, free_path
         from tui.widgets.dialogs import PathPrompt
-        from tui.widgets.paths import confirm_overwrite, free_path
 
         def save(path: str | None) -> None:
             if not path:

@@ -7,9 +7,9 @@ from typing import Any
 from textual.widgets import Button, Collapsible, Select, Static, TabbedContent
 
 from engine.config import TASK_NAMES, RunConfig, coerce
+from tui.forms.form_spec import TAB_OF, TABS
 from tui.validators import sweep_parts
 from tui.widgets.form_field import FIELDS, SECTION_OF, FormField, field_label
-from tui.widgets.form_spec import TAB_OF, TABS
 from tui.widgets.target_modules import TargetModules
 
 

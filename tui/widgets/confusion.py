@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from tui.widgets.runfmt import short
+from tui.format import short
 
 
 def confusion_table(metrics: dict[str, Any]) -> Table | None:

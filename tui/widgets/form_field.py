@@ -16,8 +16,8 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
 
 from engine.config import RunConfig, all_fields
+from tui.forms.form_spec import TAB_OF, TABS
 from tui.validators import ConfigFieldValidator
-from tui.widgets.form_spec import TAB_OF, TABS
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for _, f in all_fields()}
 SECTION_OF: dict[str, str] = {f.name: section for section, f in all_fields()}

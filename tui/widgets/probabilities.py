@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.widgets.runfmt import short
+from tui.format import short
 
 BAR_WIDTH = 24
 MAX_CLASSES = 8
