@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import DataTable, Static
 
 from engine.models.loading import model_label
-from tui.format import STATE_STYLES, metric, state_text
+from tui.format import STATE_STYLES, number, state_text
 from tui.runs_model.run_rows import RunRow
 
 
@@ -67,7 +67,7 @@ class SelectedRunMixin:
             f" (max_steps {row.config.training.max_steps})"
             if row.config is not None and row.config.training.max_steps
             else "",
-            f"  best {info.metric_name} {metric(info.best_metric)}" if info.best_metric else "",
+            f"  best {info.metric_name} {number(info.best_metric)}" if info.best_metric else "",
             where,
             ("  marked" if row.run_id in self.marked else "", "bold"),
         )
