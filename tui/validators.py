@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
 
 from textual.validation import ValidationResult, Validator
 
-from engine.config import SECTIONS, RunConfig, field_path
+from engine.config import RunConfig, field_path
 from engine.core.errors import ConfigError
-
-
-def sweepable(name: str) -> bool:
-    """True for number settings, which take several comma-separated values (a sweep)."""
-    section, fname = field_path(name)
-    fdef = next(f for f in fields(SECTIONS[section]) if f.name == fname)
-    kind = fdef.type if isinstance(fdef.type, str) else fdef.type.__name__
-    return kind in ("int", "float")
-
-
-def sweep_parts(name: str, text: str) -> list[str]:
-    """The values of a sweep typed into a number field ('3e-4, 1e-3' -> two); [] when one."""
-    if "," not in str(text) or not sweepable(name):
-        return []
-    return [p.strip() for p in str(text).split(",") if p.strip()]
+from tui.forms.field_text import sweep_parts, sweepable  # noqa: F401 - used by the form
 
 
 def field_problem(config: RunConfig, name: str, text: str) -> str | None:

@@ -333,7 +333,7 @@ async def test_nothing_is_cut_silently_at_80_columns(runs_root: Path) -> None:
 
 def test_long_setting_values_are_cut_with_a_mark() -> None:
     """The sweep / compare table cuts a long value visibly instead of at the screen's edge."""
-    from tui.widgets.compare import setting_text
+    from tui.runs_model.comparison import setting_text
 
     config = RunConfig()
     config.data.label_names = "negative,positive,neutral"
@@ -413,8 +413,8 @@ async def test_a_new_form_draws_before_its_later_tabs_are_built(runs_root: Path)
 
 def test_a_sweep_of_losses_lists_the_lowest_first() -> None:
     """'best loss' sorts low to high (the best run on top), 'best acc' high to low."""
+    from tui.runs_model.comparison import RunSeries
     from tui.screens.compare import CompareScreen
-    from tui.widgets.compare import RunSeries
 
     screen = CompareScreen([], sweep_id="s")
     screen.series = [

@@ -234,7 +234,7 @@ async def test_confusion_view_shows_per_class_scores_and_the_matrix() -> None:
 
 def test_scanner_rereads_only_changed_runs(root: Path) -> None:
     from engine.rundir.events import EventWriter, Log
-    from tui.widgets.runlist import RunScanner
+    from tui.runs_model.run_rows import RunScanner
 
     scanner = RunScanner(root)
     first = {r.run_id: r for r in scanner.scan()}

@@ -53,7 +53,7 @@ async def test_monitor_header_shows_machines(tmp_path: Path, runs_root: Path) ->
 async def test_nproc_is_a_training_field(runs_root: Path) -> None:
     """nproc sits under Training (More settings) and refuses a bad count inline."""
     from tests.tui.test_tui_setup import error_text, field
-    from tui.widgets.form_spec import TAB_OF
+    from tui.forms.form_spec import TAB_OF
 
     assert TAB_OF["nproc"] == "training"
     app = FinetuneApp(runs_root)

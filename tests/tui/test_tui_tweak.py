@@ -343,7 +343,7 @@ async def test_ring_sends_osc9_to_the_terminal(tmp_path: Path) -> None:
 
 
 def test_free_path_counts_on_instead_of_stacking_suffixes(tmp_path: Path) -> None:
-    from tui.widgets.paths import free_path
+    from tui.paths import free_path
 
     (tmp_path / "x-adapter").mkdir()
     assert free_path(tmp_path / "x-adapter").name == "x-adapter-2"

@@ -15,12 +15,12 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from engine.runs.queue import QueueEntry
-from tui.widgets.axes import integer_steps
-from tui.widgets.compare import (
+from tui.format import STATE_STYLES, clock, metric_tag, number
+from tui.plot_axes import integer_steps
+from tui.runs_model.comparison import (
     COLOURS,
     SHORT_NAMES,
     RunSeries,
-    clock_of,
     differing,
     distinct_names,
     load_series,
@@ -28,7 +28,6 @@ from tui.widgets.compare import (
     setting_text,
     sweep_members,
 )
-from tui.widgets.runfmt import STATE_STYLES, metric, metric_tag
 
 REFRESH_S = 2.0
 
@@ -239,17 +238,17 @@ class CompareScreen(Screen[None]):
             (s.name, Text.assemble(("━━ ", colour), s.name)),
             (s.state, Text(s.state, style=STATE_STYLES.get(s.state, ""))),
         ]
-        cells.append((s.best, metric(s.best)))
+        cells.append((s.best, number(s.best)))
         for name in diff:
             value = s.config.get(name) if s.config is not None else None
             sortable = value if isinstance(value, (int, float)) else str(value)
             cells.append((sortable, setting_text(s.config, name)))
         for k in finals:
             v = s.final.get(k)
-            cells.append((v, metric(v)))
-        cells.append((s.duration_s or None, clock_of(s.duration_s)))
+            cells.append((v, number(v)))
+        cells.append((s.duration_s or None, clock(s.duration_s or None)))
         speed = s.samples_per_s
-        cells.append((speed, f"{speed:.0f}" if speed else "-"))
+        cells.append((speed, number(speed or None, ".0f")))
         return cells
 
     # -- keys ----------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from textual.validation import Length
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
 
 from engine.core.errors import UserError
-from tui.widgets.paths import confirm_overwrite, display_path, free_path, in_use
+from tui.paths import confirm_overwrite, display_path, free_path, in_use
 
 EXPORTS = "finetune-exports"
 GGUF_TYPES = [("bf16", "bf16"), ("f16", "f16"), ("q8_0", "q8_0"), ("q4_k_m", "q4_k_m")]

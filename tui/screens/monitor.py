@@ -16,6 +16,7 @@ from textual.worker import get_current_worker
 
 from engine.config.tasks import GENERATIVE_TASKS
 from engine.rundir.events import Finished, Stopped
+from tui.key_reasons import ExplainsKeys
 from tui.messages import RunEvents
 from tui.watcher import RunProgress, RunWatcher
 from tui.widgets.confusion import ConfusionView
@@ -24,7 +25,6 @@ from tui.widgets.loss_plot import LossPlot
 from tui.widgets.metric_tables import EvalTable, StepTable
 from tui.widgets.run_header import RunHeader
 from tui.widgets.samples import SamplesView
-from tui.widgets.why_not import ExplainsKeys
 
 SPARK_POINTS = 120
 TICK_S = 1.0  # at most one frame a second while a run trains: drawing costs it CPU

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -25,15 +28,15 @@ from textual.widgets import (
 )
 
 from engine.config import TASK_NAMES, RunConfig
-from tui.screens.setup_estimate import EstimateMixin
-from tui.screens.setup_files import SettingsFilesMixin
-from tui.screens.setup_form import FormMixin
-from tui.screens.setup_launch import LaunchMixin
+from engine.core.errors import ConfigError, UserError
+from tui.forms.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
+from tui.forms.inspection import InspectionMixin
+from tui.forms.setup_form import FormCheck, SetupForm
+from tui.messages import PreflightDone, RunLaunched
+from tui.paths import display_path
 from tui.widgets.data_preview import DataPreview
 from tui.widgets.deferred import Deferred
-from tui.widgets.form_field import FormField, field_label
-from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
-from tui.widgets.inspection import InspectionMixin
+from tui.widgets.form_field import FormField, field_label, form_words
 from tui.widgets.target_modules import TargetModules
 
 DEFERRED_TABS = ("lora", "training")
@@ -49,9 +52,7 @@ def task_help(task: str) -> str:
     return TASK_HELP.get(task, task)
 
 
-class SetupScreen(
-    LaunchMixin, InspectionMixin, EstimateMixin, SettingsFilesMixin, FormMixin, Screen[None]
-):
+class SetupScreen(InspectionMixin, Screen[None]):
     """Set up a run: every field is checked as you type and Start stays greyed until all pass."""
 
     CSS_PATH = "setup.tcss"
@@ -87,6 +88,7 @@ class SetupScreen(
         super().__init__()
         self.queue_entry = queue_entry  # editing this queued run (ctrl+g saves it back)
         self.initial = config.copy() if config is not None else RunConfig()
+        self.form = SetupForm(task=self.initial.task)
         special = field_options()
         self.fields: dict[str, FormField] = {}
         self.targets = TargetModules(self.initial.lora.target_modules)
@@ -100,10 +102,8 @@ class SetupScreen(
                 )
         self.model_key: tuple[Any, ...] = ()
         self.data_key: tuple[Any, ...] = ()
-        self.model_modules: list[str] = []
         self._check_timer: Timer | None = None
         self._revalidate_pending = False
-        self.loaded_text: dict[str, Any] = {}
         self._refused_with: dict[str, Any] | None = None  # the form a refused Start had
 
     # -- layout ----------------------------------------------------------------------------------
@@ -308,4 +308,278 @@ class SetupScreen(
         self.app.push_screen(
             Confirm("Drop the changes made in this form?", yes="Drop", no="Keep editing"),
             answered,
+        )
+
+    # -- the form's contents and checks ---------------------------------------------------------
+    @property
+    def model_modules(self) -> list[str]:
+        """The linear modules of the inspected model (LoRA's possible targets)."""
+        return self.form.model_modules
+
+    @model_modules.setter
+    def model_modules(self, modules: list[str]) -> None:
+        self.form.model_modules = modules
+
+    def _sync_form(self) -> SetupForm:
+        """The form's state with what every editor holds now."""
+        self.form.values = {name: f.value for name, f in self.fields.items()}
+        self.form.target_modules = self.targets.value
+        for select in self.query("#in-task").results(Select):
+            self.form.task = str(select.value)
+        return self.form
+
+    def form_config(self, skip: str | None = None) -> RunConfig:
+        """The config the form shows (fields that do not convert keep their defaults)."""
+        return self._sync_form().config(skip)
+
+    def sweep_values(self) -> dict[str, list[Any]]:
+        """The settings given several values (field name -> values): the grid of a sweep."""
+        return self._sync_form().sweep_values()
+
+    def load_config(self, config: RunConfig) -> None:
+        """Show a config in every field (e.g. a loaded file or a previous run's settings)."""
+        self.initial = config.copy()
+        for name, field in self.fields.items():
+            if name in ("text_column", "label_column"):
+                self._set_column_options(field, [], config.get(name))
+            field.set_value(config.get(name))
+        self.targets.set_value(config.lora.target_modules)
+        if self.is_mounted and config.task in TASK_NAMES:
+            self.query_one("#in-task", Select).value = config.task
+        self._sync_form().loaded = self.form.snapshot()
+        self.revalidate()
+        self.schedule_checks(delay=0.0)
+
+    def edited(self) -> bool:
+        """True when the form differs from the settings it was opened (or last loaded) with."""
+        return self._sync_form().edited()
+
+    def _form_text(self) -> dict[str, Any]:
+        """What every editor holds now (text as typed, so a sweep or a typo counts as a change)."""
+        return self._sync_form().snapshot()
+
+    # -- validation --------------------------------------------------------------------------------
+    def revalidate(self) -> None:
+        """Check every field against the rest of the form; update messages, tabs and Start."""
+        self._revalidate_pending = False
+        form = self._sync_form()
+        cfg, problems = form.read()
+        rules = cfg.problems()
+        if "validation_fraction" in self.fields:  # an eval file replaces the held-out share
+            self.fields["validation_fraction"].disabled = bool(cfg.data.eval_file_path.strip())
+        for name, field in self.fields.items():
+            message = field.show_problem(problems.get(name) or rules.get(field.path))
+            if message:
+                problems[name] = message
+        target_problem = form.target_problem(rules)
+        self.targets.show_error(target_problem)
+        if target_problem:
+            problems["target_modules"] = target_problem
+        check = FormCheck(problems, form.sweep_values())
+        tabs = self.query_one(TabbedContent)
+        for tab, (title, _, _) in TABS.items():
+            label = title + (" !" if tab in check.tabs_with_problems() else "")
+            if tabs.get_tab(f"tab-{tab}").label_text != label:
+                tabs.get_tab(f"tab-{tab}").label = label
+        for more in self.query(Collapsible):
+            if more.collapsed and more.query(".form-field.-invalid"):
+                more.collapsed = False
+        self.valid = not problems
+        status = self.query_one("#setup-status", Static)
+        status.set_class(bool(problems), "-invalid")
+        self.query_one("#setup-bar").set_class(bool(problems), "-invalid")
+        self.query_one("#start-button", Button).label = (
+            "Queue sweep ^r" if check.sweep else "Start ^r"
+        )
+        self.query_one("#queue-button", Button).label = (
+            "Save to queue ^g" if self.queue_entry else "Add to queue ^g"
+        )
+        for button in self.query("#setup-bar Button").results(Button):
+            button.disabled = bool(problems)
+        status.update(check.status(self.queue_entry))
+
+    # -- Start and Queue: the run in a new engine, or in the queue (a sweep too) -----------------
+    def action_start(self) -> None:
+        """Launch the engine with the form's config, then open the monitor (a sweep is queued)."""
+        self.revalidate()
+        if not self.valid or self.starting:
+            return
+        if self.sweep_values() or self.queue_entry:
+            self.action_queue()
+            return
+        self.starting = True
+        self.query_one("#setup-status", Static).update("Starting the engine…")
+        self.launch_run(self.form_config())
+
+    @work(thread=True, exit_on_error=False, group="launch")
+    def launch_run(self, config: RunConfig) -> None:
+        """Create the run directory and start the engine process."""
+        from engine.runs.launch import launch
+
+        try:
+            run_dir = launch(config, self.app.runs_root)
+        except UserError as exc:
+            self.post_message(RunLaunched(error=exc))
+        except OSError as exc:
+            self.post_message(RunLaunched(error=UserError(f"cannot start the engine: {exc}")))
+        else:
+            self.post_message(RunLaunched(run_dir=run_dir))
+
+    def on_run_launched(self, message: RunLaunched) -> None:
+        """Open the monitor, or show why the run could not start."""
+        self.starting = False
+        if message.queued:
+            self.queue_entry = ""
+            self.revalidate()
+            self.app.clear_notifications()
+            self.app.open_runs()
+            self.app.notify(message.queued, title="Queue")
+            return
+        if message.run_dir is not None:
+            self.revalidate()
+            self.app.clear_notifications()  # an estimate's toast would sit on the new run's log
+            self.app.open_monitor(message.run_dir)
+            return
+        exc = message.error
+        assert exc is not None
+        if isinstance(exc, ConfigError):
+            problems = exc.problems
+        else:
+            problems = {exc.field: exc.message + (f" ({exc.hint})" if exc.hint else "")}
+        for path, text in problems.items():
+            field = self.fields.get(path.split(".")[-1])
+            if field is not None:
+                field.set_external(text, until_changed=True)
+        self._refused_with = self._form_text()
+        self.revalidate()
+        self.notify(form_words(exc.one_line()), title="Could not start", severity="error")
+
+    def action_queue(self) -> None:
+        """Add the form's run (or every run of its sweep) to the queue; it starts when its turn
+        comes, at once when nothing is training. Editing a queued run saves it back instead."""
+        self.revalidate()
+        if not self.valid or self.starting:
+            return
+        self.starting = True
+        self.query_one("#setup-status", Static).update("Queueing…")
+        self.queue_runs(self.form_config(), self.sweep_values(), self.queue_entry)
+
+    @work(thread=True, exit_on_error=False, group="launch")
+    def queue_runs(self, config: RunConfig, sweep: dict[str, list[Any]], entry: str) -> None:
+        """Write the queue entries (and start the first when no engine is busy)."""
+        from engine.runs import queue
+
+        root = self.app.runs_root
+        try:
+            if entry:
+                queue.update(root, entry, config)
+                text = f"saved the queued run {config.output.run_name or entry}"
+            else:
+                added = queue.add_sweep(root, config, sweep) if sweep else [queue.add(root, config)]
+                text = f"queued {len(added)} run{'s' if len(added) > 1 else ''}"
+            started = queue.start_next(root)
+            if started is not None:
+                text += f"; started {started.name}"
+        except UserError as exc:
+            self.post_message(RunLaunched(error=exc))
+        except OSError as exc:
+            self.post_message(RunLaunched(error=UserError(f"cannot queue: {exc}")))
+        else:
+            self.post_message(RunLaunched(queued=text))
+
+    # -- Estimate: a preflight in its own process, shown in the status line --------------------
+    def action_estimate(self) -> None:
+        """Time a few real training steps: speed, run time and peak memory, before starting."""
+        self.revalidate()
+        if not self.valid or self.estimating:
+            return
+        self.estimating = True
+        self.query_one("#setup-status", Static).update("Estimating: timing a few steps…")
+        self.run_preflight(self.form_config())
+
+    @work(thread=True, exit_on_error=False, group="preflight")
+    def run_preflight(self, config: RunConfig) -> None:
+        """Run `finetune-tui preflight` in its own process (torch stays out of the UI)."""
+        from engine.rundir.runs import list_runs
+
+        if any(r.active for r in list_runs(self.app.runs_root)):
+            # Two trainings on the same cores slow each other badly and skew the estimate.
+            self.post_message(PreflightDone(error="a run is training now: estimate once it ends"))
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "preflight.toml"
+            config.save(path)
+            proc = subprocess.run(
+                [sys.executable, "-m", "engine.cli", "preflight", "--config", str(path)],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+            )
+        if proc.returncode:
+            error = (proc.stderr.strip().splitlines() or ["the estimate failed"])[-1]
+            self.post_message(PreflightDone(error=error.removeprefix("error: ")))
+        else:
+            self.post_message(PreflightDone(lines=proc.stdout.strip().splitlines()))
+
+    def on_preflight_done(self, message: PreflightDone) -> None:
+        """Show the estimate in the status line (and as a notification)."""
+        self.estimating = False
+        status = self.query_one("#setup-status", Static)
+        if message.error:
+            status.update(f"Estimate: {message.error}")
+            self.notify(message.error, title="Estimate", severity="warning")
+            return
+        status.update("Estimate: " + " · ".join(message.lines[:2]))
+        self.notify("\n".join(message.lines), title="Estimate", timeout=15)
+
+    # -- Save and Load: the form's settings to and from a TOML file -----------------------------
+    def action_save(self) -> None:
+        """Save the form as a TOML config."""
+        from tui.paths import confirm_overwrite, free_path
+        from tui.widgets.dialogs import PathPrompt
+
+        def save(path: str | None) -> None:
+            if not path:
+                return
+            target = Path(path).expanduser()
+
+            def write(yes: bool | None = True) -> None:
+                if yes:
+                    self.form_config().save(target)
+                    self.notify(f"config saved to {target}")
+
+            confirm_overwrite(self.app, target, write)
+
+        def check(path: str) -> str | None:
+            parent = Path(path).expanduser().parent
+            return None if parent.is_dir() else f"no such folder: {parent}"
+
+        name = self.form_config().output.run_name or "finetune"
+        suggestion = free_path(Path.home() / f"{name}.toml")
+        self.app.push_screen(
+            PathPrompt("Save the settings as TOML", display_path(suggestion), check), save
+        )
+
+    def action_load(self) -> None:
+        """Fill the form from a TOML config."""
+        from tui.widgets.dialogs import PathPrompt
+
+        loaded: list[RunConfig] = []
+
+        def check(path: str) -> str | None:
+            try:
+                loaded.append(RunConfig.load(Path(path).expanduser()))
+            except ConfigError as exc:
+                return "; ".join(f"{k}: {v}" for k, v in exc.problems.items())
+            except UserError as exc:
+                return exc.one_line()
+            return None
+
+        def apply(path: str | None) -> None:
+            if path and loaded:
+                self.load_config(loaded[-1])
+                self.notify(f"settings loaded from {path}")
+
+        self.app.push_screen(
+            PathPrompt("Load settings from a TOML file", "finetune.toml", check), apply
         )

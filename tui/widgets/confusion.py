@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from tui.widgets.runfmt import short
+from tui.format import clip
 
 
 def confusion_table(metrics: dict[str, Any]) -> Table | None:
@@ -24,7 +24,7 @@ def confusion_table(metrics: dict[str, Any]) -> Table | None:
     table = Table(box=None, padding=(0, 1), pad_edge=False, expand=False)
     table.add_column("true \\ pred", style="bold", no_wrap=True)
     for i, label in enumerate(labels):
-        table.add_column(str(i) if many else short(label, 8), justify="right", no_wrap=True)
+        table.add_column(str(i) if many else clip(label, 8), justify="right", no_wrap=True)
     peak = max((max(row) for row in matrix if row), default=0) or 1
     for i, (label, row) in enumerate(zip(labels, matrix, strict=True)):
         cells = []
@@ -36,7 +36,7 @@ def confusion_table(metrics: dict[str, Any]) -> Table | None:
             else:
                 style = "dim"
             cells.append(Text(str(count), style=style))
-        name = f"{i} {short(label)}" if many else short(label)
+        name = f"{i} {clip(label)}" if many else clip(label)
         table.add_row(name, *cells)
     return table
 
@@ -59,7 +59,7 @@ def per_class_table(metrics: dict[str, Any]) -> Table | None:
         f1 = float(scores.get("f1", 0.0))
         style = "green" if f1 >= 0.8 else "yellow" if f1 >= 0.5 else "red"
         table.add_row(
-            short(str(label)),
+            clip(str(label)),
             f"{float(scores.get('precision', 0.0)):.3f}",
             f"{float(scores.get('recall', 0.0)):.3f}",
             Text(f"{f1:.3f}", style=style),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual_plotext import PlotextPlot
 
 from engine.rundir.events import Eval, Step
-from tui.widgets.axes import integer_steps
+from tui.plot_axes import integer_steps
 
 MAX_POINTS = 400
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.widgets import DataTable
 
 from engine.rundir.events import Eval, Step
+from tui.format import number
 
 STEP_ROWS = 30
 # Fixed widths: the table does not jump about as numbers grow, and snapshots stay stable.
@@ -18,10 +19,6 @@ STEP_COLUMNS = [
     ("tokens/s", 8),
 ]
 EVAL_COLUMNS = [("epoch", 5), ("step", 6), ("accuracy", 8), ("F1", 6), ("eval loss", 9)]
-
-
-def _num(value: float | None, fmt: str) -> str:
-    return "–" if value is None else format(value, fmt)
 
 
 def _count(n: int) -> str:
@@ -63,11 +60,11 @@ class StepTable(DataTable):
             self.add_row(
                 step_text(s.step, s.total_steps),
                 epoch_text(s.epoch),
-                _num(s.loss, ".4f"),
-                _num(s.learning_rate, ".2e"),
-                _num(s.grad_norm, ".3f"),
-                _num(s.samples_per_s, ".1f"),
-                _num(s.tokens_per_s, ".0f"),
+                number(s.loss, ".4f"),
+                number(s.learning_rate, ".2e"),
+                number(s.grad_norm, ".3f"),
+                number(s.samples_per_s, ".1f"),
+                number(s.tokens_per_s, ".0f"),
             )
 
 
@@ -98,11 +95,11 @@ class EvalTable(DataTable):
             self.add_row(
                 epoch_text(e.epoch),
                 str(e.step) if len(str(e.step)) <= EVAL_COLUMNS[1][1] else _count(e.step),
-                _num(m.get("accuracy"), ".4f"),
-                _num(m.get("perplexity"), ".1f")
+                number(m.get("accuracy"), ".4f"),
+                number(m.get("perplexity"), ".1f")
                 if ppl
-                else _num(m.get("margin"), ".3f")
+                else number(m.get("margin"), ".3f")
                 if margin
-                else _num(m.get("f1"), ".4f"),
-                _num(m.get("loss"), ".4f"),
+                else number(m.get("f1"), ".4f"),
+                number(m.get("loss"), ".4f"),
             )

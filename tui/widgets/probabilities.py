@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.widgets.runfmt import short
+from tui.format import clip
 
 BAR_WIDTH = 24
 MAX_CLASSES = 8
@@ -32,17 +32,13 @@ def probability_table(probabilities: dict[str, float], best: str) -> Table:
     for label, p in ranked[:MAX_CLASSES]:
         style = "bold green" if label == best else ""
         table.add_row(
-            Text(short(label, 16), style=style),
+            Text(clip(label, 16), style=style),
             Text(bar(p), style=style or "blue"),
             Text(f"{p * 100:5.1f}%", style=style),
         )
     if len(ranked) > MAX_CLASSES:
         table.add_row(Text(f"+{len(ranked) - MAX_CLASSES} more", style="dim"), "", "")
     return table
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class PredictionView(Static):
@@ -71,7 +67,7 @@ class PredictionView(Static):
             ("→ ", "dim"),
             (self.label, "bold green"),
             ("  ", ""),
-            (_clip(self.source_text), "italic"),
+            (clip(self.source_text, 200), "italic"),
         )
         header.no_wrap = True
         header.overflow = "ellipsis"

@@ -11,6 +11,7 @@ from textual.widgets import ProgressBar, Static
 
 from engine.models.loading import model_label
 from engine.rundir.events import Failed, Finished, Stopped
+from tui.format import clock
 from tui.watcher import RunProgress
 
 STATE_TEXT = {
@@ -21,16 +22,6 @@ STATE_TEXT = {
     "failed": "failed",
     "crashed": "engine gone",
 }
-
-
-def clock(seconds: float | None) -> str:
-    """Seconds as m:ss or h:mm:ss ('–' when unknown)."""
-    if seconds is None:
-        return "–"
-    s = int(seconds)
-    return (
-        f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-    )
 
 
 def scale_text(p: RunProgress) -> str:

@@ -6,18 +6,12 @@ from rich.text import Text
 from textual.widgets import Static
 
 from engine.rundir.events import Sample
+from tui.format import clip
 
 MAX_CHARS = 400
 
 
 PROMPT_CHARS = 160  # the end of a long prompt (the question) matters most
-
-
-def _clip(text: str, limit: int = MAX_CHARS, end: bool = False) -> str:
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    return "…" + text[-(limit - 1) :] if end else text[: limit - 1] + "…"
 
 
 def render_samples(samples: list[Sample]) -> Text:
@@ -27,10 +21,15 @@ def render_samples(samples: list[Sample]) -> Text:
     out = Text(f"samples at step {samples[0].step}\n", style="bold")
     for s in samples:
         same = s.generated.strip() == s.reference.strip()
-        out.append("prompt    ", "dim").append(_clip(s.prompt, PROMPT_CHARS, end=True) + "\n")
-        out.append("reference ", "dim").append(_clip(s.reference) + "\n", "cyan")
+        out.append("prompt    ", "dim").append(
+            clip(s.prompt.strip(), PROMPT_CHARS, from_end=True) + "\n"
+        )
+        out.append("reference ", "dim").append(clip(s.reference.strip(), MAX_CHARS) + "\n", "cyan")
         out.append("generated ", "dim")
-        out.append((_clip(s.generated) or "(empty)") + "\n\n", "green" if same else "yellow")
+        out.append(
+            (clip(s.generated.strip(), MAX_CHARS) or "(empty)") + "\n\n",
+            "green" if same else "yellow",
+        )
     return out
 
 

@@ -135,8 +135,8 @@ def test_one_elapsed_time_everywhere(tmp_path: Path) -> None:
         training_elapsed,
     )
     from engine.rundir.runs import run_info
+    from tui.runs_model.comparison import load_series
     from tui.watcher import RunProgress
-    from tui.widgets.compare import load_series
 
     t = 1_000.0
     events = [

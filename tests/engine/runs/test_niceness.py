@@ -13,8 +13,8 @@ import pytest
 from engine.rundir.runs import read_status
 from tests.pilot_wait import wait_for
 from tui.app import FinetuneApp
+from tui.forms.inspection import run_lowered
 from tui.screens.setup import SetupScreen
-from tui.widgets.inspection import run_lowered
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "getpriority"), reason="needs os.getpriority")
 

@@ -13,10 +13,10 @@ from textual.widgets import Input, Select, Static
 
 from engine.config import RunConfig
 from engine.core.errors import UserError
+from tui.forms.form_spec import DATA_KEYS, MODEL_KEYS
 from tui.messages import DataChecked, ModelChecked
 from tui.widgets.data_preview import DataPreview
 from tui.widgets.form_field import FormField, field_label
-from tui.widgets.form_spec import DATA_KEYS, MODEL_KEYS
 
 if TYPE_CHECKING:
     from tui.widgets.target_modules import TargetModules

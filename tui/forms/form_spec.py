@@ -76,21 +76,8 @@ TABS = {
 TAB_OF = {name: tab for tab, (_, main, more) in TABS.items() for name in main + more}
 TAB_OF["target_modules"] = "lora"
 MODEL_KEYS = ("model_name", "trust_remote_code", "allow_pickle_weights")
-DATA_KEYS = (
-    "data_file_path",
-    "eval_file_path",
-    "text_column",
-    "label_column",
-    "validation_fraction",
-    "max_train_rows",
-    "max_eval_rows",
-    "data_split",
-    "eval_split",
-    "data_config",
-    "label_names",
-    "column_map",
-    "seed",
-)
+# Every data-tab setting (and the seed, which draws the held-out share) re-reads the data.
+DATA_KEYS = (*TABS["data"][1], *TABS["data"][2], "seed")
 PLACEHOLDERS = {
     "model_name": "empty = the built-in default (all-MiniLM-L6-v2)",
     "data_file_path": "path or Hub id (empty = example)",

@@ -1,4 +1,7 @@
-"""How runs are written on screen: names, durations, start times and state colours."""
+"""How the TUI writes things: clocks, numbers, clipped text, run names, start times, states.
+
+Every screen and widget formats through here, so one value reads the same everywhere.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import time
 
 from rich.text import Text
 
+UNKNOWN = "-"
+"""The mark for a value not known (yet): a clock, a metric, a setting."""
 STAMP = re.compile(r"^\d{8}-\d{6}-")
 STATE_STYLES = {
     "queued": "magenta",
@@ -20,9 +25,12 @@ STATE_STYLES = {
 }
 
 
-def short(label: str, width: int = 12) -> str:
-    """A label cut to `width` characters (with an ellipsis when cut)."""
-    return label if len(label) <= width else label[: width - 1] + "…"
+def clip(text: str, width: int = 12, from_end: bool = False) -> str:
+    """`text` cut to `width` characters with an ellipsis where it was cut (its end kept with
+    `from_end`: the question at the end of a long prompt matters most)."""
+    if len(text) <= width:
+        return text
+    return "…" + text[-(width - 1) :] if from_end else text[: width - 1] + "…"
 
 
 def run_name(run_id: str) -> str:
@@ -31,19 +39,29 @@ def run_name(run_id: str) -> str:
 
 
 def clock(seconds: float | None) -> str:
-    """`m:ss` or `h:mm:ss`; `-` when unknown."""
-    if seconds is None or seconds <= 0:
-        return "-"
+    """`m:ss` or `h:mm:ss`; UNKNOWN when not known (None or negative)."""
+    if seconds is None or seconds < 0:
+        return UNKNOWN
     s = int(seconds)
     if s >= 3600:
         return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
     return f"{s // 60}:{s % 60:02d}"
 
 
+def number(value: float | None, fmt: str = ".3f") -> str:
+    """A number in `fmt` (three decimals by default); UNKNOWN when missing."""
+    return UNKNOWN if value is None else format(value, fmt)
+
+
+def as_number(value: object) -> float | None:
+    """`value` as a float when it is a number (an int or a float), else None."""
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def started(ts: float, wide: bool = False, now: float | None = None) -> str:
     """A start time: `HH:MM` today, else `DD Mon` (with the time too when `wide`)."""
     if not ts:
-        return "-"
+        return UNKNOWN
     now = time.time() if now is None else now
     local = time.localtime(ts)
     same_day = time.strftime("%Y%m%d", local) == time.strftime("%Y%m%d", time.localtime(now))
@@ -69,7 +87,7 @@ def metric_tag(name: str) -> str:
 def best_text(name: str, value: float | None) -> str:
     """The best metric with its name, e.g. 'acc .858' or 'loss 6.83' (at most 9 characters)."""
     if value is None:
-        return "-"
+        return UNKNOWN
     if 0 <= value < 1:
         number = f"{value:.3f}".removeprefix("0")
     elif abs(value) < 100:
@@ -77,8 +95,3 @@ def best_text(name: str, value: float | None) -> str:
     else:
         number = f"{value:.0f}"
     return f"{metric_tag(name)} {number}"
-
-
-def metric(value: float | None) -> str:
-    """A metric with three decimals, `-` when missing."""
-    return "-" if value is None else f"{value:.3f}"

@@ -11,7 +11,7 @@ from typing import Any
 from engine.config import ZERO_MEANS_AUTO, RunConfig, all_fields
 from engine.rundir.events import Eval, Finished, Step
 from engine.runs.queue import QueueEntry, short_value
-from tui.widgets.runfmt import STAMP, run_name
+from tui.format import STAMP, UNKNOWN, as_number, clip, run_name
 
 # Settings that name or place a run rather than change how it trains.
 NOT_SETTINGS = {
@@ -140,8 +140,8 @@ def load_series(run_dir: Path) -> RunSeries:
     s.steps = sorted(by_step)
     s.losses = [by_step[k] for k in s.steps]
     s.eval_steps = sorted(evals)
-    s.eval_losses = [_num(evals[k].get("loss")) for k in s.eval_steps]
-    s.eval_metric = [_num(evals[k].get(s.metric_name)) for k in s.eval_steps]
+    s.eval_losses = [as_number(evals[k].get("loss")) for k in s.eval_steps]
+    s.eval_metric = [as_number(evals[k].get(s.metric_name)) for k in s.eval_steps]
     if not s.final and s.eval_steps:
         last = evals[s.eval_steps[-1]]
         s.final = {k: v for k, v in last.items() if isinstance(v, (int, float))}
@@ -177,10 +177,6 @@ def sweep_members(root: Path, sweep_id: str) -> tuple[list[Path], list[QueueEntr
     return runs, [e for e in entries(root) if e.sweep_id == sweep_id]
 
 
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) else None
-
-
 def differing(configs: list[RunConfig | None]) -> list[str]:
     """The flat names of the settings whose values differ between the configs."""
     known = [c for c in configs if c is not None]
@@ -202,7 +198,7 @@ SETTING_CHARS = 14
 def setting_text(config: RunConfig | None, name: str) -> str:
     """A setting's value, short, for a table cell."""
     if config is None:
-        return "-"
+        return UNKNOWN
     value = config.get(name)
     if name.endswith("_path") or name == "model_name":
         text = Path(str(value)).name or "default"
@@ -212,17 +208,7 @@ def setting_text(config: RunConfig | None, name: str) -> str:
         text = short_value(value)
     # Cut visibly: at 80 columns a long value (label names, a path) pushed the table's later
     # columns off screen and was itself cut without a mark ("negative,p").
-    return text if len(text) <= SETTING_CHARS else text[: SETTING_CHARS - 1] + "…"
-
-
-def clock_of(seconds: float) -> str:
-    """m:ss or h:mm:ss; '-' when zero."""
-    if not seconds:
-        return "-"
-    s = int(seconds)
-    return (
-        f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-    )
+    return clip(text, SETTING_CHARS)
 
 
 def now() -> float:

@@ -9,8 +9,17 @@ from rich.text import Text
 from engine.config import RunConfig
 from engine.models.loading import model_label
 from engine.runs.queue import short_value
-from tui.widgets.runfmt import STATE_STYLES, best_text, clock, run_name, short, started, state_text
-from tui.widgets.runlist import RunRow
+from tui.format import (
+    STATE_STYLES,
+    UNKNOWN,
+    best_text,
+    clip,
+    clock,
+    run_name,
+    started,
+    state_text,
+)
+from tui.runs_model.run_rows import RunRow
 
 # Settings first: at 80 columns they tell runs of one model and data apart; model and data
 # get their columns when the terminal is wide enough (the detail line always names them).
@@ -50,7 +59,7 @@ def column_widths(width: int) -> dict[str, int]:
 def settings_cells(config: RunConfig | None) -> dict[str, str]:
     """The settings columns of a run: learning rate, epochs, batch size, LoRA rank."""
     if config is None:
-        return {"lr": "-", "ep": "-", "bs": "-", "r": "-"}
+        return dict.fromkeys(("lr", "ep", "bs", "r"), UNKNOWN)
     t = config.training
     return {
         "lr": short_value(t.learning_rate),
@@ -72,13 +81,13 @@ def row_cells(row: RunRow, widths: dict[str, int], marked: list[str]) -> list[An
         else state_text(info.state, info.step, info.total_steps)
     )
     cells: dict[str, Any] = {
-        "name": Text(f"{mark} {short(name, w['name'] - 2)}", style="bold" if mark != " " else ""),
+        "name": Text(f"{mark} {clip(name, w['name'] - 2)}", style="bold" if mark != " " else ""),
         "status": status,
         "best": best_text(info.metric_name, info.best_metric),
         **settings_cells(row.config),
-        "time": clock(info.duration_s),
+        "time": clock(info.duration_s or None),
         "started": started(info.started_at, wide=w["started"] > 8),
-        "model": short(model_label(info.model), w.get("model", 0)),
-        "data": short(info.data or "-", w.get("data", 0)),
+        "model": clip(model_label(info.model), w.get("model", 0)),
+        "data": clip(info.data or UNKNOWN, w.get("data", 0)),
     }
     return [cells[name] for name in w]

@@ -1,0 +1,1 @@
+"""The setup form without Textual: its tabs, state, conversion and the model/data inspection."""
