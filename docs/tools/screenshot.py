@@ -1,6 +1,6 @@
 """Write the README's picture: the monitor of a (fake) finished run, as the SVG Textual draws.
 
-Run from the repository root: `python tools/screenshot.py` -> docs/images/monitor.svg.
+Run from the repository root: `python docs/tools/screenshot.py` -> docs/images/monitor.svg.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from engine.rundir.events import Finished, Log, Started  # noqa: E402
