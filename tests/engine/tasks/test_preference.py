@@ -309,8 +309,8 @@ def test_a_preference_run_resumes_after_kill_9(
 ) -> None:
     from engine.rundir.runs import engine_alive, read_status, run_info
     from engine.runs.launch import launch, resume
-    from tests.fakeruns import engine_env
     from tests.engine.runs.test_runs_lifecycle import wait_for
+    from tests.fakeruns import engine_env
 
     root = tmp_path / "runs"
     for key, value in engine_env(root).items():
