@@ -106,11 +106,12 @@ def quant_linear_class() -> type:
                 (out_features,) if kind == "int8" else (out_features, in_features // self.group)
             )
             self.register_buffer("scale", torch.empty(groups, device="meta"))
-            self.bias = (
+            bias_value: Any = (  # nn.Linear's bias may be None too
                 torch.nn.Parameter(torch.empty(out_features, device="meta"), requires_grad=False)
                 if bias
                 else None
             )
+            self.bias = bias_value
 
         def set_weight(self, weight: Any) -> None:
             """Quantise a full-precision [out, in] weight into this layer."""

@@ -83,7 +83,7 @@ def choose_base_precision(
     bound = FREE_SHARE * free_bytes
     gb = 1024**3
     full = "bf16" if compute == "bf16" else "fp32"
-    tried = []
+    tried: list[str] = []
     for base in (full, *QUANTISED):
         need = step_bytes(base)
         if need <= bound:
