@@ -148,6 +148,8 @@ def test_layer_plan_in_a_loaded_model_follows_each_batch(
     cfg = RunConfig(task="causal-lm")
     cfg.model.model_name, cfg.model.max_length = str(folder), 64
     cfg.training.batch_size = 4
+    # so little RAM would make auto quantise the base; this test is about the layer plan
+    cfg.model.base_precision = "bf16"
     monkeypatch.setattr("engine.core.hardware.free_memory_bytes", lambda: 10 * 1024**2)
     loaded = load_causal_model(cfg, "bf16")
     assert any("skips their recomputation" in n for n in loaded.notes)
