@@ -346,7 +346,8 @@ class SetupScreen(InspectionMixin, Screen[None]):
         self.targets.set_value(config.lora.target_modules)
         if self.is_mounted and config.task in TASK_NAMES:
             self.query_one("#in-task", Select).value = config.task
-        self._sync_form().loaded = self.form.snapshot()
+        form = self._sync_form()  # first: the right side of an assignment runs before its target
+        form.loaded = form.snapshot()
         self.revalidate()
         self.schedule_checks(delay=0.0)
 
