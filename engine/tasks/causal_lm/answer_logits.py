@@ -149,33 +149,7 @@ def is_plain_head(head: Any) -> bool:
 
 def answer_loss_sum(head: Any, hidden: Any, targets: Any) -> Any:
     """Summed cross-entropy of `head(hidden)` against `targets`, never holding all the logits."""
-    import torch
-
-    if hidden.shape[0] == 0:
-        return hidden.sum() * 0.0
-    rows = chunk_rows(head.weight.shape[0])
-    if is_plain_head(head):
-        return _fused()(hidden, head.weight, targets, rows)
-    from torch.utils.checkpoint import checkpoint
-
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for start in range(0, hidden.shape[0], rows):
-        part = checkpoint(
-            _chunk_loss,
-            head,
-            hidden[start : start + rows],
-            targets[start : start + rows],
-            use_reentrant=False,
-        )
-        total = total + part
-    return total
-
-
-def _chunk_loss(head: Any, hidden: Any, targets: Any) -> Any:
-    import torch
-
-    logits = head(hidden).float()
-    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+    return answer_token_nll(head, hidden, targets).sum()
 
 
 def answer_scores(head: Any, hidden: Any, targets: Any) -> tuple[Any, Any, Any]:
@@ -195,47 +169,6 @@ def answer_scores(head: Any, hidden: Any, targets: Any) -> tuple[Any, Any, Any]:
         return empty.sum(), empty.long(), empty
     nll = torch.cat(nlls)
     return nll.sum(), torch.cat(preds), nll
-
-
-_FN: Any = None
-
-
-def _fused() -> Any:
-    """The fused head + cross-entropy autograd Function (built on first use)."""
-    global _FN
-    if _FN is not None:
-        return _FN.apply
-    import torch
-
-    class HeadCrossEntropy(torch.autograd.Function):
-        """sum CE(hidden @ W^T, targets); d/d hidden computed chunk by chunk in forward."""
-
-        @staticmethod
-        def forward(ctx: Any, hidden: Any, weight: Any, targets: Any, rows: int) -> Any:  # noqa: D102
-            dtype = weight.dtype  # bf16 storage under bf16 training: autocast's compute dtype
-            total = torch.zeros((), dtype=torch.float32)
-            grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
-            with torch.autocast("cpu", enabled=False):
-                for start in range(0, hidden.shape[0], rows):
-                    h = hidden[start : start + rows].to(dtype)
-                    t = targets[start : start + rows]
-                    logits = (h @ weight.t()).float()
-                    lse = logits.logsumexp(-1, keepdim=True)
-                    total += (lse.squeeze(1) - logits.gather(1, t[:, None]).squeeze(1)).sum()
-                    if grad is not None:
-                        probs = logits.sub_(lse).exp_()  # softmax, in place of the logits
-                        probs[torch.arange(len(t)), t] -= 1.0
-                        grad[start : start + rows] = (probs.to(dtype) @ weight).to(grad.dtype)
-            ctx.save_for_backward(grad)
-            return total
-
-        @staticmethod
-        def backward(ctx: Any, out_grad: Any) -> Any:  # noqa: D102
-            (grad,) = ctx.saved_tensors
-            return grad * out_grad.to(grad.dtype), None, None, None
-
-    _FN = HeadCrossEntropy
-    return _FN.apply
 
 
 def answer_token_nll(head: Any, hidden: Any, targets: Any) -> Any:

@@ -87,7 +87,7 @@ def load_causal_model(
         model.name_or_path = model.config._name_or_path = name
         weights: int | None = quantized_bytes(model)
     else:
-        model, attention = _load_full(name, config, mcfg, precision, attention)
+        model, attention = _load_full(name, config, cfg, precision, attention)
         weights = None
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -274,40 +274,17 @@ def local_folder(name: str, allow_pickle: bool) -> Path:
         raise _offline_error(name, exc) from None
 
 
-def _load_full(name: str, config: Any, mcfg: Any, precision: str, attention: str) -> Any:
+def _load_full(name: str, config: Any, cfg: Any, precision: str, attention: str) -> Any:
     """(model, attention) through from_pretrained at the compute precision (fp32 or bf16)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from engine.models.loading import _offline_error
+    from engine.models.loading import load_pretrained
 
-    kwargs: dict[str, Any] = {
-        "config": config,
-        "trust_remote_code": mcfg.trust_remote_code,
-        "use_safetensors": None if mcfg.allow_pickle_weights else True,
-        "attn_implementation": attention,
-        # bf16 training loads bf16 straight away: one copy of the weights, never fp32 first
-        # (LoRA weights are still made in fp32 by peft; trained rows are upcast below).
-        "dtype": torch.bfloat16 if precision == "bf16" else torch.float32,
-    }
-    try:
-        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
-    except OSError as exc:
-        if "safetensors" in str(exc).lower() and not mcfg.allow_pickle_weights:
-            raise UserError(
-                "this model has no safetensors weights",
-                where=name,
-                hint="convert it, or allow pickle weights if you trust it",
-                field="model.allow_pickle_weights",
-            ) from None
-        raise _offline_error(name, exc) from None
-    except ValueError as exc:
-        if "attn_implementation" not in str(exc) and "attention" not in str(exc).lower():
-            raise
-        kwargs["attn_implementation"] = None
-        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
-        attention = "default"
-    return model, attention
+    # bf16 training loads bf16 straight away: one copy of the weights, never fp32 first
+    # (LoRA weights are still made in fp32 by peft; trained rows are upcast below).
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    return load_pretrained(AutoModelForCausalLM, name, config, cfg, attention, dtype=dtype)
 
 
 def upcast_trainable(model: Any) -> None:
