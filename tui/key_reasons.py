@@ -2,36 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual import events
 from textual.binding import Binding
+from textual.screen import Screen
 
 
-class ExplainsKeys:
-    """Mixed into a Screen: pressing a key whose action `check_action` turns off shows why.
+def explain_turned_off_key(
+    screen: Screen[None],
+    event: events.Key,
+    why_not: Callable[[str], str],
+    explain: Callable[[str, str], None] | None = None,
+) -> None:
+    """For a key that reached `screen` unused: when `check_action` turns its action off, say why.
 
-    The screen says why in `why_not(action)`; an empty answer keeps the key silent.
+    `why_not(action)` gives the reason ('' keeps the key silent); `explain(reason, title)` shows
+    it (default: a notification).
     """
-
-    BINDINGS: list[Binding]
-
-    def why_not(self, action: str) -> str:
-        """Why `action` does nothing right now ('' when there is nothing to say)."""
-        return ""
-
-    def on_key(self, event: events.Key) -> None:
-        """A key that reached the screen unused: explain it when its action is turned off."""
-        for binding in self.BINDINGS:
-            if event.key not in binding.key.split(",") or "." in binding.action:
-                continue
-            action = binding.action.split("(")[0]
-            if self.check_action(action, ()) is True:  # type: ignore[attr-defined]
-                return
-            reason = self.why_not(action)
-            if reason:
-                event.stop()
-                self.explain(reason, binding.description)
+    for binding in screen.BINDINGS:
+        assert isinstance(binding, Binding)  # the screens that explain keys use Binding objects
+        if event.key not in binding.key.split(",") or "." in binding.action:
+            continue
+        name = binding.action.split("(")[0]
+        if screen.check_action(name, ()) is True:
             return
-
-    def explain(self, reason: str, title: str) -> None:
-        """Show why a key did nothing (a notification; a screen may have a line of its own)."""
-        self.notify(reason, title=title, timeout=5)  # type: ignore[attr-defined]
+        reason = why_not(name)
+        if reason:
+            event.stop()
+            if explain is not None:
+                explain(reason, binding.description)
+            else:
+                screen.notify(reason, title=binding.description, timeout=5)
+        return

@@ -23,6 +23,13 @@ class RunEvents(Message):
 
 
 @dataclass
+class ModelsFound(Message):
+    """Models that work offline here (the default folder, the local Hugging Face cache)."""
+
+    names: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ModelChecked(Message):
     """The result of inspecting a model: its info, or the error to show next to the field."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -16,7 +16,7 @@ from textual.worker import get_current_worker
 
 from engine.config.tasks import GENERATIVE_TASKS
 from engine.rundir.events import Finished, Stopped
-from tui.key_reasons import ExplainsKeys
+from tui.key_reasons import explain_turned_off_key
 from tui.messages import RunEvents
 from tui.watcher import RunProgress, RunWatcher
 from tui.widgets.confusion import ConfusionView
@@ -30,7 +30,7 @@ SPARK_POINTS = 120
 TICK_S = 1.0  # at most one frame a second while a run trains: drawing costs it CPU
 
 
-class MonitorScreen(ExplainsKeys, Screen[None]):
+class MonitorScreen(Screen[None]):
     """Watch a run live (or its history): the run keeps going whatever this screen does."""
 
     CSS_PATH = "monitor.tcss"
@@ -178,6 +178,10 @@ class MonitorScreen(ExplainsKeys, Screen[None]):
         if action == "toggle_view":  # only a small terminal shows the log or the plot, not both
             return True if self.has_class("-narrow") and self.has_class("-short") else None
         return True
+
+    def on_key(self, event: events.Key) -> None:
+        """A key whose action is turned off, pressed, says why."""
+        explain_turned_off_key(self, event, self.why_not)
 
     def why_not(self, action: str) -> str:
         """Why a key does nothing now (shown when it is pressed)."""

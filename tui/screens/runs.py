@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -17,14 +17,14 @@ from textual.worker import get_current_worker
 from engine.core.errors import UserError
 from engine.models.loading import model_label
 from tui.format import STATE_STYLES, number, state_text
-from tui.key_reasons import ExplainsKeys
+from tui.key_reasons import explain_turned_off_key
 from tui.runs_model.columns import column_widths, row_cells
 from tui.runs_model.run_rows import RunRow, RunScanner
 
 SCAN_SECONDS = 2.0
 
 
-class RunsScreen(ExplainsKeys, Screen[None]):
+class RunsScreen(Screen[None]):
     """Every run under the runs root; open, stop, resume, try, export, delete or compare them."""
 
     CSS_PATH = "runs.tcss"
@@ -459,6 +459,10 @@ class RunsScreen(ExplainsKeys, Screen[None]):
     def explain(self, reason: str, title: str) -> None:
         """Say why a key did nothing on the notice line under the table."""
         self.notice(reason)
+
+    def on_key(self, event: events.Key) -> None:
+        """A key whose action is turned off, pressed, says why."""
+        explain_turned_off_key(self, event, self.why_not, self.explain)
 
     def why_not(self, action: str) -> str:
         """Why a key does nothing for the selected row (one line under the table at 80 columns)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.suggester import SuggestFromList
 from textual.timer import Timer
 from textual.widgets import (
     Button,
     Collapsible,
     Footer,
+    Input,
     Label,
     Select,
     Static,
@@ -30,9 +33,9 @@ from textual.widgets import (
 from engine.config import TASK_NAMES, RunConfig
 from engine.core.errors import ConfigError, UserError
 from tui.forms.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
-from tui.forms.inspection import InspectionMixin
 from tui.forms.setup_form import FormCheck, SetupForm
-from tui.messages import PreflightDone, RunLaunched
+from tui.inspector import Inspector
+from tui.messages import DataChecked, ModelChecked, ModelsFound, PreflightDone, RunLaunched
 from tui.paths import display_path
 from tui.widgets.data_preview import DataPreview
 from tui.widgets.deferred import Deferred
@@ -52,7 +55,7 @@ def task_help(task: str) -> str:
     return TASK_HELP.get(task, task)
 
 
-class SetupScreen(InspectionMixin, Screen[None]):
+class SetupScreen(Screen[None]):
     """Set up a run: every field is checked as you type and Start stays greyed until all pass."""
 
     CSS_PATH = "setup.tcss"
@@ -103,6 +106,8 @@ class SetupScreen(InspectionMixin, Screen[None]):
         self.model_key: tuple[Any, ...] = ()
         self.data_key: tuple[Any, ...] = ()
         self._check_timer: Timer | None = None
+        self._new_file = False  # the data file changed since the last check
+        self.inspector = Inspector(self)
         self._revalidate_pending = False
         self._refused_with: dict[str, Any] | None = None  # the form a refused Start had
 
@@ -170,7 +175,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
     def on_mount(self) -> None:
         """Fill the form, then look at the model and data in the background."""
         self.load_config(self.initial)
-        self.find_models()
+        self.inspector.find_models()
 
     def on_deferred_mounted(self) -> None:
         """The deferred tabs are there: check their fields too."""
@@ -359,6 +364,106 @@ class SetupScreen(InspectionMixin, Screen[None]):
         """What every editor holds now (text as typed, so a sweep or a typo counts as a change)."""
         return self._sync_form().snapshot()
 
+    def schedule_checks(self, delay: float) -> None:
+        """Re-inspect the model and the data once the user pauses typing."""
+        if self._check_timer is not None:
+            self._check_timer.stop()
+        self._check_timer = self.set_timer(max(delay, 0.01), self._run_checks)
+
+    def _run_checks(self) -> None:
+        cfg = self.form_config()
+        model_key = (
+            cfg.model.model_name,
+            cfg.model.trust_remote_code,
+            cfg.model.allow_pickle_weights,
+            cfg.task,
+        )
+        if model_key != self.model_key and "model_name" not in self._bad_fields():
+            self.model_key = model_key
+            self.query_one("#model-info", Static).update("checking the model…")
+            self.inspector.check_model(*model_key)
+        data_key = (*(cfg.get(name) for name in DATA_KEYS), cfg.task, cfg.model.model_name)
+        if data_key != self.data_key:
+            # A new data file: a column chosen for the old one gives way to auto-detect.
+            self._new_file = self.data_key[:1] != data_key[:1] and bool(self.data_key)
+            self.data_key = data_key
+            self.inspector.check_data(data_key, cfg)
+
+    def _bad_fields(self) -> set[str]:
+        return {name for name, f in self.fields.items() if f.problem}
+
+    # -- what the inspector found ------------------------------------------------------------------
+    def on_models_found(self, message: ModelsFound) -> None:
+        """Suggest the models that work offline as the user types a model name."""
+        editor = self.fields["model_name"].editor
+        if isinstance(editor, Input):
+            editor.suggester = SuggestFromList(message.names, case_sensitive=False)
+
+    def on_model_checked(self, message: ModelChecked) -> None:
+        """Show the model's summary, or its error next to the field it concerns."""
+        if message.name != repr(self.model_key):
+            return
+        info_line = self.query_one("#model-info", Static)
+        for name in MODEL_KEYS:
+            self.fields[name].set_external(None)
+        if message.error is not None:
+            exc = message.error
+            name = (exc.field or "model.model_name").split(".")[-1]
+            target = self.fields.get(name, self.fields["model_name"])
+            target.set_external(exc.message + (f" ({exc.hint})" if exc.hint else ""))
+            info_line.update("")
+            self.model_modules = []
+        else:
+            info = message.info
+            assert info is not None
+            info_line.update(f"{info.summary()}\nLoRA can adapt: {', '.join(info.linear_modules)}")
+            self.model_modules = info.linear_modules
+            self.targets.set_modules(info.linear_modules, info.auto_targets)
+        self.revalidate()
+
+    def on_data_checked(self, message: DataChecked) -> None:
+        """Show the data preview and put any data error next to its field."""
+        if message.key != self.data_key:
+            return
+        for name in DATA_KEYS:
+            if name in self.fields:
+                self.fields[name].set_external(None)
+        info = message.info
+        error = message.error or (info.error if info else None)
+        if error is not None:
+            name = (error.field or "data.data_file_path").split(".")[-1]
+            target = self.fields.get(name, self.fields["data_file_path"])
+            where = f"{Path(error.where).name}: " if error.where and "/" in error.where else ""
+            target.set_external(where + error.message + (f" ({error.hint})" if error.hint else ""))
+        if info is not None:
+            for name in ("text_column", "label_column"):
+                field = self.fields[name]
+                value = field.value
+                if value and info.columns and value not in info.columns and self._new_file:
+                    # A column named for another file: back to auto-detect for this one.
+                    self.notify(
+                        f"{field_label(name)}: this file has no column '{value}', "
+                        "back to auto-detect",
+                        timeout=6,
+                    )
+                    value = ""
+                    field.set_value("")
+                self._set_column_options(field, info.columns, value, getattr(info, name))
+            self._new_file = False
+        self.query_one(DataPreview).show(info)
+        self.revalidate()
+
+    def _set_column_options(
+        self, field: FormField, columns: list[str], value: str, detected: str = ""
+    ) -> None:
+        select = field.editor
+        assert isinstance(select, Select)
+        names = list(columns) + ([value] if value and value not in columns else [])
+        options = [(f"auto ({detected})" if detected else "auto", "")] + [(c, c) for c in names]
+        with select.prevent(Select.Changed):
+            select.set_options(options)
+            select.value = value
+
     # -- validation --------------------------------------------------------------------------------
     def revalidate(self) -> None:
         """Check every field against the rest of the form; update messages, tabs and Start."""
@@ -402,29 +507,41 @@ class SetupScreen(InspectionMixin, Screen[None]):
     # -- Start and Queue: the run in a new engine, or in the queue (a sweep too) -----------------
     def action_start(self) -> None:
         """Launch the engine with the form's config, then open the monitor (a sweep is queued)."""
-        self.revalidate()
-        if not self.valid or self.starting:
+        if not self._can_begin(self.starting):
             return
         if self.sweep_values() or self.queue_entry:
             self.action_queue()
             return
         self.starting = True
-        self.query_one("#setup-status", Static).update("Starting the engine…")
+        self._status("Starting the engine…")
         self.launch_run(self.form_config())
+
+    def _can_begin(self, busy: bool) -> bool:
+        """Check the form once more: True when it is valid and the same job is not running."""
+        self.revalidate()
+        return self.valid and not busy
+
+    def _status(self, text: str) -> None:
+        self.query_one("#setup-status", Static).update(text)
 
     @work(thread=True, exit_on_error=False, group="launch")
     def launch_run(self, config: RunConfig) -> None:
         """Create the run directory and start the engine process."""
         from engine.runs.launch import launch
 
+        self._post_launched(
+            "start the engine", lambda: RunLaunched(run_dir=launch(config, self.app.runs_root))
+        )
+
+    def _post_launched(self, doing: str, job: Callable[[], RunLaunched]) -> None:
+        """Post what `job` returns, or its error as a RunLaunched (a worker's last step)."""
         try:
-            run_dir = launch(config, self.app.runs_root)
+            message = job()
         except UserError as exc:
-            self.post_message(RunLaunched(error=exc))
+            message = RunLaunched(error=exc)
         except OSError as exc:
-            self.post_message(RunLaunched(error=UserError(f"cannot start the engine: {exc}")))
-        else:
-            self.post_message(RunLaunched(run_dir=run_dir))
+            message = RunLaunched(error=UserError(f"cannot {doing}: {exc}"))
+        self.post_message(message)
 
     def on_run_launched(self, message: RunLaunched) -> None:
         """Open the monitor, or show why the run could not start."""
@@ -462,7 +579,7 @@ class SetupScreen(InspectionMixin, Screen[None]):
         if not self.valid or self.starting:
             return
         self.starting = True
-        self.query_one("#setup-status", Static).update("Queueing…")
+        self._status("Queueing…")
         self.queue_runs(self.form_config(), self.sweep_values(), self.queue_entry)
 
     @work(thread=True, exit_on_error=False, group="launch")
@@ -471,7 +588,8 @@ class SetupScreen(InspectionMixin, Screen[None]):
         from engine.runs import queue
 
         root = self.app.runs_root
-        try:
+
+        def write() -> RunLaunched:
             if entry:
                 queue.update(root, entry, config)
                 text = f"saved the queued run {config.output.run_name or entry}"
@@ -481,21 +599,17 @@ class SetupScreen(InspectionMixin, Screen[None]):
             started = queue.start_next(root)
             if started is not None:
                 text += f"; started {started.name}"
-        except UserError as exc:
-            self.post_message(RunLaunched(error=exc))
-        except OSError as exc:
-            self.post_message(RunLaunched(error=UserError(f"cannot queue: {exc}")))
-        else:
-            self.post_message(RunLaunched(queued=text))
+            return RunLaunched(queued=text)
+
+        self._post_launched("queue", write)
 
     # -- Estimate: a preflight in its own process, shown in the status line --------------------
     def action_estimate(self) -> None:
         """Time a few real training steps: speed, run time and peak memory, before starting."""
-        self.revalidate()
-        if not self.valid or self.estimating:
+        if not self._can_begin(self.estimating):
             return
         self.estimating = True
-        self.query_one("#setup-status", Static).update("Estimating: timing a few steps…")
+        self._status("Estimating: timing a few steps…")
         self.run_preflight(self.form_config())
 
     @work(thread=True, exit_on_error=False, group="preflight")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.widgets import DataTable
 
 from engine.rundir.events import Eval, Step
@@ -43,15 +45,23 @@ def epoch_text(epoch: float) -> str:
     return f"{epoch:.2f}" if epoch < 10 else f"{epoch:.1f}" if epoch < 100 else f"{epoch:.0f}"
 
 
-class StepTable(DataTable):
-    """The latest logged steps, newest first: step, epoch, loss, lr, grad norm, throughput."""
+class FiguresTable(DataTable):
+    """A read-only striped table with fixed columns (COLUMNS: label and width)."""
+
+    COLUMNS: ClassVar[list[tuple[str, int]]] = []
 
     def on_mount(self) -> None:
         """Set up the columns."""
         self.cursor_type = "none"
         self.zebra_stripes = True
-        for label, width in STEP_COLUMNS:
+        for label, width in self.COLUMNS:
             self.add_column(label, width=width)
+
+
+class StepTable(FiguresTable):
+    """The latest logged steps, newest first: step, epoch, loss, lr, grad norm, throughput."""
+
+    COLUMNS = STEP_COLUMNS
 
     def show(self, steps: list[Step]) -> None:
         """Show the last rows of `steps` (called once per batch of events)."""
@@ -68,15 +78,10 @@ class StepTable(DataTable):
             )
 
 
-class EvalTable(DataTable):
+class EvalTable(FiguresTable):
     """One row per evaluation, newest first: epoch, step, accuracy, F1, eval loss."""
 
-    def on_mount(self) -> None:
-        """Set up the columns."""
-        self.cursor_type = "none"
-        self.zebra_stripes = True
-        for label, width in EVAL_COLUMNS:
-            self.add_column(label, width=width)
+    COLUMNS = EVAL_COLUMNS
 
     def show(self, evals: list[Eval]) -> None:
         """Show every evaluation so far (a language model's perplexity, or a preference run's
