@@ -44,6 +44,7 @@ def step_metrics(event: Step) -> dict[str, float]:
         for k, v in vars(event).items()
         if k not in _NOT_METRICS and _is_number(v)
     }
+    found.update(eval_metrics(event.metrics, "train"))  # a task's own figures (preference)
     found["train/peak_rss_gb"] = peak_rss_gb()
     return found
 

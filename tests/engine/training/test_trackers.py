@@ -140,3 +140,16 @@ def test_cli_refuses_a_tracker_that_is_not_installed(tmp_path: Path):
     proc = run_cli("train", "--report_to", "trackio", "--max_steps", "1", runs_root=tmp_path / "r")
     assert_user_error(proc, "trackio is not installed", "pip install 'finetune-tui[trackio]'")
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_every_numeric_figure_of_a_step_is_reported_with_the_tasks_own():
+    from engine.training.trackers import step_metrics
+
+    step = Step(step=7, total_steps=9, loss=0.5, samples_per_s=3.0, metrics={"margin": 0.25})
+    step.metrics["note"] = "text"  # not a number: left out
+    found = step_metrics(step)
+    assert found["train/loss"] == 0.5 and found["train/samples_per_s"] == 3.0
+    assert found["train/margin"] == 0.25
+    assert "train/note" not in found and "train/step" not in found
+    assert "train/grad_norm" not in found  # None: not logged
+    assert found["train/peak_rss_gb"] > 0
