@@ -5,6 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 
+APP_COMMANDS = ("attach", "serve")
+
+
+def unknown_command(word: str, known: list[str]) -> str:
+    """One line for a command we do not have: the close one, if any, and every command."""
+    import difflib
+
+    close = difflib.get_close_matches(word, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return (
+        f"error: finetune-tui has no command '{word}': {hint}the commands are "
+        f"{', '.join(known)} (finetune-tui COMMAND --help); list the runs with 'finetune-tui runs'"
+    )
+
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch: `finetune-tui [attach [RUN]]` opens the app, `serve` in a browser; train/... headless."""
@@ -20,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         from engine.cli.commands import main as engine_main
 
         return engine_main(args)
+    if positional and positional[0] not in APP_COMMANDS:
+        print(unknown_command(positional[0], [*APP_COMMANDS, *COMMANDS]), file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(
         prog="finetune-tui",
         description="Fine-tune Hugging Face models with LoRA on a CPU, in the terminal. "

@@ -175,3 +175,11 @@ def test_one_elapsed_time_everywhere(tmp_path: Path) -> None:
     proc = run_cli("runs", runs_root=tmp_path / "runs")
     assert "1:06" in proc.stdout, proc.stdout
     assert load_series(run).duration_s == 66.0
+
+
+def test_an_unknown_command_is_one_line_that_names_the_close_one_and_all(tmp_path: Path) -> None:
+    proc = run_cli("rnus", runs_root=tmp_path / "runs")
+    line = assert_user_error(proc, "no command 'rnus'", "did you mean 'runs'?", "train", "attach")
+    assert "finetune-tui runs" in line
+    proc = run_cli("list", runs_root=tmp_path / "runs")
+    assert_user_error(proc, "no command 'list'", "list the runs with 'finetune-tui runs'")

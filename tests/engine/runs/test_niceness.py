@@ -9,11 +9,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from tui.inspector import run_lowered
 
 from engine.rundir.runs import read_status
 from tests.pilot_wait import wait_for
 from tui.app import FinetuneApp
+from tui.inspector import run_lowered
 from tui.screens.setup import SetupScreen
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "getpriority"), reason="needs os.getpriority")
