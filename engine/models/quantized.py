@@ -15,6 +15,8 @@ from functools import lru_cache
 from typing import Any
 
 QUANT_PRECISIONS = ("int8", "int4")
+# set_weight quantises blocks of rows of at most this many values (64 MB of fp32 a block)
+SET_WEIGHT_ELEMENTS = 16 * 1024 * 1024
 GROUP = 64  # int4 columns per scale (the group is halved until it divides the layer's width)
 
 
@@ -114,11 +116,21 @@ def quant_linear_class() -> type:
             self.bias = bias_value
 
         def set_weight(self, weight: Any) -> None:
-            """Quantise a full-precision [out, in] weight into this layer."""
-            if self.kind == "int8":
-                q, scale = quantize_int8(weight)
-            else:
-                q, scale = quantize_int4(weight, self.group)
+            """Quantise a full-precision [out, in] weight into this layer, a block of rows at a
+            time (each row's scales are its own), so a big output layer never has several fp32
+            copies alive at once."""
+            rows = max(1, SET_WEIGHT_ELEMENTS // max(1, weight.shape[1]))
+            qs, scales = [], []
+            for start in range(0, weight.shape[0], rows):
+                block = weight[start : start + rows]
+                if self.kind == "int8":
+                    q, scale = quantize_int8(block)
+                else:
+                    q, scale = quantize_int4(block, self.group)
+                qs.append(q)
+                scales.append(scale)
+            q = qs[0] if len(qs) == 1 else torch.cat(qs)
+            scale = scales[0] if len(scales) == 1 else torch.cat(scales)
             self.weight = torch.nn.Parameter(q, requires_grad=False)
             self.scale = scale
 

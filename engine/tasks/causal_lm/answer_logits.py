@@ -147,6 +147,27 @@ def is_plain_head(head: Any) -> bool:
     return type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad
 
 
+def frozen_head_weight(head: Any, hidden: Any) -> Any | None:
+    """The weight the fused path multiplies by, or None when the head needs its own forward.
+
+    A plain frozen head gives its weight; a quantised head (a quantised base's untied output
+    layer) is dequantised once per call into the compute dtype, so its chunks do not each
+    dequantise the whole [vocabulary x hidden] weight again, forward and backward.
+    """
+    import torch
+
+    from engine.models.quantized import is_quant_linear
+
+    if is_plain_head(head):
+        return head.weight
+    if is_quant_linear(head) and head.bias is None:
+        dtype = hidden.dtype
+        if torch.is_autocast_enabled("cpu"):
+            dtype = torch.get_autocast_dtype("cpu")
+        return head.dequantized(dtype)
+    return None
+
+
 def answer_loss_sum(head: Any, hidden: Any, targets: Any) -> Any:
     """Summed cross-entropy of `head(hidden)` against `targets`, never holding all the logits."""
     return answer_token_nll(head, hidden, targets).sum()
@@ -159,8 +180,12 @@ def answer_scores(head: Any, hidden: Any, targets: Any) -> tuple[Any, Any, Any]:
     rows = chunk_rows(head.weight.shape[0])
     preds, nlls = [], []
     with torch.no_grad():
+        weight = frozen_head_weight(head, hidden)
+        project = head
+        if weight is not None and weight is not head.weight:  # a quantised head, dequantised once
+            project = lambda h: torch.nn.functional.linear(h.to(weight.dtype), weight)  # noqa: E731
         for start in range(0, hidden.shape[0], rows):
-            logits = head(hidden[start : start + rows]).float()
+            logits = project(hidden[start : start + rows]).float()
             t = targets[start : start + rows]
             nlls.append(logits.logsumexp(-1) - logits.gather(1, t[:, None]).squeeze(1))
             preds.append(logits.argmax(-1))
@@ -183,8 +208,9 @@ def answer_token_nll(head: Any, hidden: Any, targets: Any) -> Any:
     if hidden.shape[0] == 0:
         return hidden.new_zeros((0,), dtype=torch.float32) + hidden.sum() * 0.0
     rows = chunk_rows(head.weight.shape[0])
-    if is_plain_head(head):
-        return _fused_positions()(hidden, head.weight, targets, rows)
+    weight = frozen_head_weight(head, hidden)
+    if weight is not None:
+        return _fused_positions()(hidden, weight, targets, rows)
     from torch.utils.checkpoint import checkpoint
 
     parts = []

@@ -24,6 +24,58 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_quantising_in_blocks_of_rows_stores_what_one_piece_does(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from engine.models import quantized
+
+    torch.manual_seed(0)
+    weight = torch.randn(50, 128)
+    whole = quantized.quant_linear_class()(128, 50, False, kind)
+    whole.set_weight(weight)
+    monkeypatch.setattr(quantized, "SET_WEIGHT_ELEMENTS", 128 * 7)  # 7 rows a block, 8 blocks
+    blocks = quantized.quant_linear_class()(128, 50, False, kind)
+    blocks.set_weight(weight)
+    assert torch.equal(blocks.weight, whole.weight) and torch.equal(blocks.scale, whole.scale)
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_a_quantised_output_head_gives_the_answer_loss_of_its_dequantised_weights(
+    kind: str,
+) -> None:
+    """The answer-logits path dequantises a quantised head once and runs the fused loss."""
+    import torch
+
+    from engine.models.quantized import quant_linear_class
+    from engine.tasks.causal_lm.answer_logits import answer_scores, answer_token_nll
+
+    torch.manual_seed(0)
+    head = quant_linear_class()(64, 300, False, kind)
+    head.set_weight(torch.randn(300, 64) * 0.1)
+    plain = torch.nn.Linear(64, 300, bias=False)
+    plain.weight = torch.nn.Parameter(head.dequantized(torch.float32), requires_grad=False)
+    hidden = torch.randn(40, 64)
+    targets = torch.randint(0, 300, (40,))
+
+    def whole_forward(*args: object) -> None:
+        raise AssertionError("the head's own forward dequantises it chunk by chunk")
+
+    head.forward = whole_forward  # type: ignore[method-assign]
+    h1, h2 = hidden.clone().requires_grad_(True), hidden.clone().requires_grad_(True)
+    quant_nll, plain_nll = answer_token_nll(head, h1, targets), answer_token_nll(plain, h2, targets)
+    assert torch.allclose(quant_nll, plain_nll, atol=1e-5)
+    weights = torch.rand(40)
+    (quant_nll * weights).sum().backward()
+    (plain_nll * weights).sum().backward()
+    assert torch.allclose(h1.grad, h2.grad, atol=1e-5)
+    total, preds, nll = answer_scores(head, hidden, targets)
+    assert torch.allclose(nll, plain_nll.detach(), atol=1e-5)
+    assert torch.equal(preds, (hidden @ plain.weight.t()).argmax(-1))
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
 def test_quant_linear_input_gradient_is_the_dequantised_weights(kind: str) -> None:
     import torch
 
