@@ -13,11 +13,12 @@ from typing import Any
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import (
     Button,
     Collapsible,
@@ -40,6 +41,7 @@ from tui.paths import display_path
 from tui.widgets.data_preview import DataPreview
 from tui.widgets.deferred import Deferred
 from tui.widgets.form_field import FormField, field_label, form_words
+from tui.widgets.settings_tab import SettingsTab
 from tui.widgets.target_modules import TargetModules
 
 DEFERRED_TABS = ("lora", "training")
@@ -114,18 +116,23 @@ class SetupScreen(Screen[None]):
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         """Four tabs of fields, a status line and the keys."""
+        more_open = self.app.size.height >= 34  # room for everything: the extra settings open
+        after = self._after_fields()
         with TabbedContent(id="setup-tabs"):
             for tab, (title, main, more) in TABS.items():
-                # The scroll area takes no focus of its own: tab from the tab bar goes straight to
-                # the first field (a focused VerticalScroll shows nothing and swallows typing), and
-                # shift+tab from the first field goes straight back to the tab bar. Focusing a
-                # field still scrolls it into view; the mouse wheel still scrolls.
-                form = VerticalScroll(classes="form", can_focus=False)
-                # The LoRA and Training tabs (most of the widgets) are mounted after the first
-                # frame: the form shows at once instead of after ~2 s of styling every field.
-                body = Deferred(form) if tab in DEFERRED_TABS else form
-                with TabPane(title, id=f"tab-{tab}"), body:
-                    yield from self._tab_body(tab, main, more)
+                body = SettingsTab(
+                    title,
+                    [self.fields[name] for name in main],
+                    [self.fields[name] for name in more],
+                    after=after,
+                    # below the settings: at 80x24 the eval file stays one key away
+                    below=[DataPreview(id="data-preview")] if tab == "data" else [],
+                    more_open=more_open,
+                )
+                with TabPane(title, id=f"tab-{tab}"):
+                    # The LoRA and Training tabs (most of the widgets) are mounted after the
+                    # first frame: the form shows at once instead of after ~2 s of styling.
+                    yield Deferred(body) if tab in DEFERRED_TABS else body
         yield Static("", id="help-line", markup=False)
         with Horizontal(id="setup-bar"):
             yield Static("", id="setup-status", markup=False)
@@ -133,44 +140,23 @@ class SetupScreen(Screen[None]):
             yield Button("Add to queue ^g", id="queue-button", compact=True)
         yield Footer(compact=True)
 
-    def _tab_body(self, tab: str, main: list[str], more: list[str]) -> ComposeResult:
-        for name in main:
-            if name in ("data_file_path", "eval_file_path"):
-                with Horizontal(classes="path-row"):
-                    yield self.fields[name]
-                    yield Button("Browse…", id=f"browse-{name}", classes="browse", compact=True)
-            else:
-                yield self.fields[name]
-            if name == "model_name":
-                yield Static("checking the model…", id="model-info", markup=False)
-                with Horizontal(classes="field-row form-field"):
-                    yield Label("task", classes="field-label")
-                    yield Select(
-                        [(name, name) for name in TASK_NAMES],
-                        value=self.initial.task
-                        if self.initial.task in TASK_NAMES
-                        else TASK_NAMES[0],
-                        allow_blank=False,
-                        compact=True,
-                        id="in-task",
-                    )
-                    yield Static(task_help(self.initial.task), classes="field-help", id="task-help")
-            elif name == "lora_dropout":
-                yield self.targets
-        tall = self.app.size.height >= 34  # room for everything: the extra settings open
-        more_box = Collapsible(
-            title=f"More {TABS[tab][0]} settings", classes="more", collapsed=not tall
+    def _after_fields(self) -> dict[str, list[Widget]]:
+        """What stands right below a field: the model's summary and the task; the targets."""
+        task = self.initial.task if self.initial.task in TASK_NAMES else TASK_NAMES[0]
+        task_row = Horizontal(
+            Label("task", classes="field-label"),
+            Select(
+                [(name, name) for name in TASK_NAMES],
+                value=task,
+                allow_blank=False,
+                compact=True,
+                id="in-task",
+            ),
+            Static(task_help(self.initial.task), classes="field-help", id="task-help"),
+            classes="field-row form-field",
         )
-        with more_box:
-            for name in more:
-                if name == "eval_file_path":
-                    with Horizontal(classes="path-row"):
-                        yield self.fields[name]
-                        yield Button("Browse…", id=f"browse-{name}", classes="browse", compact=True)
-                else:
-                    yield self.fields[name]
-        if tab == "data":  # below the settings: at 80x24 the eval file stays one key away
-            yield DataPreview(id="data-preview")
+        model_info = Static("checking the model…", id="model-info", markup=False)
+        return {"model_name": [model_info, task_row], "lora_dropout": [self.targets]}
 
     def on_mount(self) -> None:
         """Fill the form, then look at the model and data in the background."""
