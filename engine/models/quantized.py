@@ -138,6 +138,10 @@ def quant_linear_class() -> type:
             """The weight in `dtype`."""
             return dequantize(self.kind, self.weight, self.scale, dtype)
 
+        def dequantized_rows(self, start: int, stop: int, dtype: Any) -> Any:
+            """Output rows start..stop of the weight in `dtype` (each row has its own scales)."""
+            return dequantize(self.kind, self.weight[start:stop], self.scale[start:stop], dtype)
+
         def bias_in(self, dtype: Any) -> Any:
             """The bias in `dtype` (or None)."""
             return None if self.bias is None else self.bias.to(dtype)

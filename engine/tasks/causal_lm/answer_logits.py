@@ -147,25 +147,89 @@ def is_plain_head(head: Any) -> bool:
     return type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad
 
 
-def frozen_head_weight(head: Any, hidden: Any) -> Any | None:
-    """The weight the fused path multiplies by, or None when the head needs its own forward.
-
-    A plain frozen head gives its weight; a quantised head (a quantised base's untied output
-    layer) is dequantised once per call into the compute dtype, so its chunks do not each
-    dequantise the whole [vocabulary x hidden] weight again, forward and backward.
-    """
-    import torch
-
+def is_quant_head(head: Any) -> bool:
+    """A quantised base's output layer (int8 / int4, no bias): scored a block of vocabulary at a
+    time, never dequantised whole."""
     from engine.models.quantized import is_quant_linear
 
-    if is_plain_head(head):
-        return head.weight
-    if is_quant_linear(head) and head.bias is None:
-        dtype = hidden.dtype
-        if torch.is_autocast_enabled("cpu"):
-            dtype = torch.get_autocast_dtype("cpu")
-        return head.dequantized(dtype)
-    return None
+    return is_quant_linear(head) and head.bias is None
+
+
+def _compute_dtype(hidden: Any) -> Any:
+    import torch
+
+    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else hidden.dtype
+
+
+def _vocab_blocks(head: Any, positions: int) -> int:
+    """Vocabulary rows per block: ~CHUNK_ELEMENTS logits and ~CHUNK_ELEMENTS weight values."""
+    return max(16, CHUNK_ELEMENTS // max(positions, head.in_features, 1))
+
+
+def quant_head_scores(head: Any, hidden: Any, targets: Any) -> tuple[Any, Any, Any]:
+    """(log-sum-exp, target logit, argmax) of each position under a quantised head, one block of
+    the vocabulary at a time (an online log-sum-exp), without a graph."""
+    import torch
+
+    n, dtype = hidden.shape[0], _compute_dtype(hidden)
+    h = hidden.detach().to(dtype)
+    top = torch.full((n,), -torch.inf)
+    best = torch.zeros(n, dtype=torch.long)
+    total = torch.zeros(n)
+    target_logit = torch.zeros(n)
+    block = _vocab_blocks(head, n)
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):
+        for start in range(0, head.out_features, block):
+            logits = (h @ head.dequantized_rows(start, start + block, dtype).t()).float()
+            block_top, block_best = logits.max(1)
+            higher = block_top > top
+            best = torch.where(higher, block_best + start, best)
+            new_top = torch.maximum(top, block_top)
+            total = total * torch.exp(top - new_top) + torch.exp(logits - new_top[:, None]).sum(1)
+            top = new_top
+            inside = ((targets >= start) & (targets < start + logits.shape[1])).nonzero()[:, 0]
+            target_logit[inside] = logits[inside, targets[inside] - start]
+    return top + total.log(), target_logit, best
+
+
+_QUANT_HEAD_FN: Any = None
+
+
+def _quant_head_nll() -> Any:
+    """Per-position cross-entropy through a quantised head, block by block (built on first use)."""
+    global _QUANT_HEAD_FN
+    if _QUANT_HEAD_FN is not None:
+        return _QUANT_HEAD_FN.apply
+    import torch
+
+    class QuantHeadTokenNll(torch.autograd.Function):
+        """CE(hidden @ dequant(W)^T, targets) per position; backward walks the blocks again."""
+
+        @staticmethod
+        def forward(ctx: Any, hidden: Any, head: Any, targets: Any) -> Any:  # noqa: D102
+            lse, target_logit, _ = quant_head_scores(head, hidden, targets)
+            ctx.save_for_backward(hidden, targets, lse)
+            ctx.head = head
+            return lse - target_logit
+
+        @staticmethod
+        def backward(ctx: Any, out_grad: Any) -> Any:  # noqa: D102
+            hidden, targets, lse = ctx.saved_tensors
+            head, dtype = ctx.head, _compute_dtype(hidden)
+            h, weights = hidden.to(dtype), out_grad.float()[:, None]
+            grad = torch.zeros(hidden.shape, dtype=torch.float32)
+            block = _vocab_blocks(head, hidden.shape[0])
+            with torch.autocast("cpu", enabled=False):
+                for start in range(0, head.out_features, block):
+                    w = head.dequantized_rows(start, start + block, dtype)
+                    probs = (h @ w.t()).float().sub_(lse[:, None]).exp_()  # softmax of the block
+                    inside = ((targets >= start) & (targets < start + w.shape[0])).nonzero()[:, 0]
+                    probs[inside, targets[inside] - start] -= 1.0
+                    grad += (probs.mul_(weights).to(dtype) @ w).float()
+            return grad.to(hidden.dtype), None, None
+
+    _QUANT_HEAD_FN = QuantHeadTokenNll
+    return _QUANT_HEAD_FN.apply
 
 
 def answer_loss_sum(head: Any, hidden: Any, targets: Any) -> Any:
@@ -177,15 +241,15 @@ def answer_scores(head: Any, hidden: Any, targets: Any) -> tuple[Any, Any, Any]:
     """(summed loss, argmax ids, per-position loss) without a graph, a chunk at a time."""
     import torch
 
+    if is_quant_head(head) and hidden.shape[0]:
+        lse, target_logit, best = quant_head_scores(head, hidden, targets)
+        nll = lse - target_logit
+        return nll.sum(), best, nll
     rows = chunk_rows(head.weight.shape[0])
     preds, nlls = [], []
     with torch.no_grad():
-        weight = frozen_head_weight(head, hidden)
-        project = head
-        if weight is not None and weight is not head.weight:  # a quantised head, dequantised once
-            project = lambda h: torch.nn.functional.linear(h.to(weight.dtype), weight)  # noqa: E731
         for start in range(0, hidden.shape[0], rows):
-            logits = project(hidden[start : start + rows]).float()
+            logits = head(hidden[start : start + rows]).float()
             t = targets[start : start + rows]
             nlls.append(logits.logsumexp(-1) - logits.gather(1, t[:, None]).squeeze(1))
             preds.append(logits.argmax(-1))
@@ -207,10 +271,11 @@ def answer_token_nll(head: Any, hidden: Any, targets: Any) -> Any:
 
     if hidden.shape[0] == 0:
         return hidden.new_zeros((0,), dtype=torch.float32) + hidden.sum() * 0.0
+    if is_quant_head(head):
+        return _quant_head_nll()(hidden, head, targets)
     rows = chunk_rows(head.weight.shape[0])
-    weight = frozen_head_weight(head, hidden)
-    if weight is not None:
-        return _fused_positions()(hidden, weight, targets, rows)
+    if is_plain_head(head):
+        return _fused_positions()(hidden, head.weight, targets, rows)
     from torch.utils.checkpoint import checkpoint
 
     parts = []

@@ -41,15 +41,22 @@ def test_quantising_in_blocks_of_rows_stores_what_one_piece_does(
     assert torch.equal(blocks.weight, whole.weight) and torch.equal(blocks.scale, whole.scale)
 
 
+@pytest.mark.parametrize("blocks", [1, 43])
 @pytest.mark.parametrize("kind", ["int8", "int4"])
 def test_a_quantised_output_head_gives_the_answer_loss_of_its_dequantised_weights(
-    kind: str,
+    kind: str, blocks: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The answer-logits path dequantises a quantised head once and runs the fused loss."""
+    """The answer-logits path scores a quantised head a block of vocabulary at a time (an online
+    log-sum-exp), with the loss, gradient and argmax of its dequantised plain head."""
     import torch
 
     from engine.models.quantized import quant_linear_class
+    from engine.tasks.causal_lm import answer_logits
     from engine.tasks.causal_lm.answer_logits import answer_scores, answer_token_nll
+
+    if blocks > 1:  # 7 vocabulary rows a block: 43 blocks, the last one short
+        monkeypatch.setattr(answer_logits, "CHUNK_ELEMENTS", 7 * 64)
+        monkeypatch.setattr(answer_logits, "_vocab_blocks", lambda head, n: 7)
 
     torch.manual_seed(0)
     head = quant_linear_class()(64, 300, False, kind)
