@@ -2,13 +2,15 @@
 
     python bench/pretrain_decoder.py --out bench/out/sst2-decoder     # the small decoder, first
     python bench/preference.py --model bench/out/sst2-decoder         # both losses, both sides
+    python bench/preference.py --pairs fluency                        # pairs both sides learn
     python bench/preference.py --shape smollm2-135m --train 96 --eval 32   # speed and memory at a
                                                         # real model's shape (random weights)
 
 Pairs from SST-2: the prompt is a review (a user turn: "<review>\\nSentiment:"), chosen the right
 label word, rejected the wrong one (assistant turns; the decoder's chat template renders both
-sides' rows alike). Training rows are whole SST-2 sentences, balanced; held-out pairs are SST-2
-dev reviews. Each side trains in its own subprocess (one after the other, the same threads) with
+sides' rows alike); `--pairs fluency` instead cuts each sentence in two: the prompt is its first
+half, chosen its real second half, rejected the same words shuffled. Training rows are whole
+SST-2 sentences (balanced for sentiment); held-out pairs are SST-2 dev reviews. Each side trains in its own subprocess (one after the other, the same threads) with
 the same LoRA (rank, alpha, dropout 0, all linear layers), learning rate, epochs, batch, max
 length and precision; TRL keeps its other defaults (e.g. gradient checkpointing on). Printed:
 - held-out preference accuracy, scored the same way for both sides after training (engine's
@@ -62,6 +64,39 @@ def sst2_pairs(split: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
                 "rejected": [{"role": "assistant", "content": wrong}],
             }
         )
+    return pairs
+
+
+def fluency_pairs(split: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """SST-2 sentences cut in two: the prompt is the first half, chosen the real second half,
+    rejected the same words shuffled (a preference a small LM can learn in one epoch)."""
+    from sft_real import QUESTION, sst2_rows, whole_sentences
+
+    rows = sst2_rows(split)
+    if split == "train":
+        rows = whole_sentences(rows)
+    rng = random.Random(seed)
+    if split == "train":
+        rng.shuffle(rows)
+    pairs = []
+    for r in rows:
+        words = r["prompt"][len(QUESTION) + 2 :].split()
+        if len(words) < 8:
+            continue
+        cut = len(words) // 2
+        rest = words[cut:]
+        shuffled = rest[:]
+        while shuffled == rest:
+            rng.shuffle(shuffled)
+        pairs.append(
+            {
+                "prompt": [{"role": "user", "content": "Continue: " + " ".join(words[:cut])}],
+                "chosen": [{"role": "assistant", "content": " ".join(rest)}],
+                "rejected": [{"role": "assistant", "content": " ".join(shuffled)}],
+            }
+        )
+        if n and len(pairs) >= n:
+            break
     return pairs
 
 
@@ -243,6 +278,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--sides", default="ours,trl")
     ap.add_argument(
+        "--pairs",
+        default="sentiment",
+        choices=["sentiment", "fluency"],
+        help="sentiment: the right label word over the wrong one; fluency: a sentence's real "
+        "second half over its words shuffled",
+    )
+    ap.add_argument(
         "--shape", default="", help="a random-weight model of this shape (bench/sft_scale.py)"
     )
     # child mode
@@ -262,10 +304,11 @@ def main() -> None:
         a.model = str(sft_scale.make_model(a.shape))
         print(f"{a.shape} shape, random weights: the accuracies mean nothing here", flush=True)
     folder = Path(tempfile.mkdtemp(prefix="pref-bench-"))
-    train_file = write_jsonl(folder / "train.jsonl", sst2_pairs("train", a.train))
-    eval_file = write_jsonl(folder / "eval.jsonl", sst2_pairs("dev", a.eval))
+    make = fluency_pairs if a.pairs == "fluency" else sst2_pairs
+    train_file = write_jsonl(folder / "train.jsonl", make("train", a.train))
+    eval_file = write_jsonl(folder / "eval.jsonl", make("dev", a.eval))
     print(
-        f"{a.train} training pairs, {a.eval} held-out; {a.epochs:g} epoch, batch {a.batch}, "
+        f"{a.pairs} pairs: {a.train} training, {a.eval} held-out; {a.epochs:g} epoch, batch {a.batch}, "
         f"lr {a.lr:g}, beta {a.beta:g}, LoRA r {a.rank}, max_length {a.max_length}, "
         f"{a.precision}, {a.threads} thread(s); load: {os.getloadavg()[0]:.2f}",
         flush=True,
