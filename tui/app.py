@@ -6,9 +6,9 @@ from pathlib import Path
 
 from textual import work
 from textual.app import App
-from textual.binding import Binding
 
 from engine.config import RunConfig
+from tui import keymap
 from tui.endings import EndingWatcher
 
 ENDINGS_S = 3.0
@@ -19,9 +19,7 @@ class FinetuneApp(App[None]):
 
     TITLE = "finetune-tui"
     CSS_PATH = "app.tcss"
-    BINDINGS = [
-        Binding("ctrl+q", "quit", "Quit", priority=True),
-    ]
+    BINDINGS = keymap.keys("app")
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
 

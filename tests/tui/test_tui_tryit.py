@@ -113,7 +113,7 @@ async def test_predicts_on_one_thread_while_an_engine_trains(trained: Path) -> N
             screen = await open_tryit(pilot, trained)
             await until(pilot, lambda: "ready" in status_text(screen), "the model to load")
             assert "1 thread" in str(screen.query_one("#source", Static).render())
-            assert screen.threads_used == 1
+            assert screen.weights.threads_used == 1
     finally:
         import shutil
 

@@ -10,41 +10,40 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.validation import Number
 from textual.widgets import Footer, Input, Label, Static
 
 from engine.core.errors import UserError
-from tui.screens.tryit import describe, set_threads, training_engine_alive
+from tui import keymap
+from tui.run_weights import NewestWeights, describe
 
 EXAMPLES_FILE = "chat_examples.jsonl"
+
+
+def _generator(weights: Path, threads: int) -> Any:
+    """The model and tokenizer of the weights, quantised for a fast CPU chat."""
+    from engine.tasks.causal_lm.modeling import load_generator
+
+    return load_generator(weights, threads, quantised=True)
 
 
 class ChatScreen(Screen[None]):
     """A chat with the run's newest weights, with sampling settings and a system prompt."""
 
     CSS_PATH = "chat.tcss"
-    BINDINGS = [
-        Binding("ctrl+l", "clear", "Clear"),
-        Binding("ctrl+s", "save", "Save as example"),
-        Binding("ctrl+x", "stop", "Stop answer", show=False),
-        Binding("escape", "back", "Back"),
-    ]
+    BINDINGS = keymap.keys("chat")
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self.turns: list[dict[str, str]] = []
         self.streaming = False
-        self._model: Any = None
-        self._loaded: tuple[Path, float, int] | None = None
-        self._lock = threading.Lock()
+        self.weights: NewestWeights[Any] = NewestWeights(self.run_dir, _generator)
         self._stop = threading.Event()
         self._answer: Static | None = None
         self._answer_text = ""
-        self.threads_used = 0
 
     def compose(self) -> ComposeResult:
         """Weights line, settings row, transcript, message box."""
@@ -158,27 +157,13 @@ class ChatScreen(Screen[None]):
         self.app.pop_screen()
 
     # -- the model lives in worker threads ----------------------------------------------------------
-    def _load(self) -> tuple[Any, Any, Path, int]:
-        from engine.rundir.weights import find_weights
-        from engine.tasks.causal_lm.modeling import load_generator
-
-        weights = find_weights(self.run_dir)
-        threads = set_threads(training_engine_alive(self.run_dir.parent))
-        self.threads_used = threads
-        stamp = max((p.stat().st_mtime for p in weights.iterdir()), default=0.0)
-        key = (weights, stamp, threads)
-        if self._model is None or self._loaded != key:
-            self._model = load_generator(weights, threads, quantised=True)
-            self._loaded = key
-        return (*self._model, weights, threads)
-
     @work(thread=True, group="chat-load", exit_on_error=False)
     def load_model(self) -> None:
         """Load the newest weights in a thread."""
         call = self.app.call_from_thread
         try:
-            with self._lock:
-                _, _, weights, threads = self._load()
+            with self.weights.lock:
+                _, weights, threads = self.weights.get()
         except UserError as exc:
             call(self.set_status, exc.one_line(), "error")
             return
@@ -197,8 +182,8 @@ class ChatScreen(Screen[None]):
         call = self.app.call_from_thread
         chat = Chat(([{"role": "system", "content": system}] if system else []) + turns)
         try:
-            with self._lock:
-                model, tokenizer, weights, threads = self._load()
+            with self.weights.lock:
+                (model, tokenizer), weights, threads = self.weights.get()
                 call(self._show_source, describe(weights, self.run_dir), threads)
                 for piece in stream(model, tokenizer, chat, sampling):
                     call(self._append, piece)

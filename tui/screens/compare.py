@@ -8,13 +8,13 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from engine.runs.queue import QueueEntry
+from tui import keymap
 from tui.format import STATE_STYLES, clock, metric_tag, number
 from tui.plot_axes import integer_steps
 from tui.runs_model.comparison import (
@@ -86,14 +86,7 @@ class CompareScreen(Screen[None]):
     """
 
     CSS_PATH = "compare.tcss"
-    BINDINGS = [
-        Binding("escape,q", "close", "Close"),
-        Binding("enter", "open", "Open"),
-        Binding("o", "sort", "Sort"),
-        Binding("O", "reverse", "Reverse", show=False),
-        Binding("t", "tryit", "Try"),
-        Binding("e", "export", "Export"),
-    ]
+    BINDINGS = keymap.keys("compare")
 
     def __init__(
         self,

@@ -7,14 +7,15 @@ from pathlib import Path
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.validation import Length
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
 
 from engine.core.errors import UserError
+from tui import keymap
 from tui.paths import confirm_overwrite, display_path, free_path, in_use
+from tui.run_weights import threads_beside_training
 
 EXPORTS = "finetune-exports"
 GGUF_TYPES = [("bf16", "bf16"), ("f16", "f16"), ("q8_0", "q8_0"), ("q4_k_m", "q4_k_m")]
@@ -31,7 +32,7 @@ class ExportScreen(ModalScreen[None]):
     a language model) write a GGUF for llama.cpp and Ollama, with progress."""
 
     CSS_PATH = "export.tcss"
-    BINDINGS = [Binding("escape", "close", "Close")]
+    BINDINGS = keymap.keys("export")
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
@@ -183,14 +184,13 @@ class ExportScreen(ModalScreen[None]):
     def export(self, kind: str, weights: Path, out: Path, gguf_type: str = "") -> None:
         """Run the copy, the merge or the GGUF; post the outcome (or the one-line error)."""
         from engine.tasks.export import copy_adapter, export_merged
-        from tui.screens.tryit import set_threads, training_engine_alive
 
         try:
             if kind == "adapter":
                 done = copy_adapter(weights, out)
                 message = f"adapter copied to {done.resolve()}"
             elif kind == "merged":
-                threads = set_threads(training_engine_alive(self.run_dir.parent))
+                threads = threads_beside_training(self.run_dir)
                 done = export_merged(weights, out, threads=threads)
                 message = f"merged model written to {done.resolve()}"
             else:
@@ -206,9 +206,8 @@ class ExportScreen(ModalScreen[None]):
     def _gguf(self, kind: str, weights: Path, out: Path, gguf_type: str) -> str:
         """Write the GGUF in this worker thread, moving the progress bar as tensors convert."""
         from engine.tasks.causal_lm.gguf_export import export_gguf, export_gguf_lora
-        from tui.screens.tryit import set_threads, training_engine_alive
 
-        threads = set_threads(training_engine_alive(self.run_dir.parent))
+        threads = threads_beside_training(self.run_dir)
 
         def report(fraction: float, note: str) -> None:
             self.app.call_from_thread(self._progress, fraction, note)

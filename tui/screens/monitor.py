@@ -7,7 +7,6 @@ from pathlib import Path
 
 from textual import events, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -16,6 +15,7 @@ from textual.worker import get_current_worker
 
 from engine.config.tasks import GENERATIVE_TASKS
 from engine.rundir.events import Finished, Stopped
+from tui import keymap
 from tui.key_reasons import explain_turned_off_key
 from tui.messages import RunEvents
 from tui.watcher import RunProgress, RunWatcher
@@ -34,18 +34,7 @@ class MonitorScreen(Screen[None]):
     """Watch a run live (or its history): the run keeps going whatever this screen does."""
 
     CSS_PATH = "monitor.tcss"
-    BINDINGS = [
-        Binding("s", "stop", "Stop"),
-        Binding("u", "resume", "Resume"),
-        Binding("n", "setup", "Tweak"),
-        Binding("v", "toggle_view", "Plot"),
-        Binding("m", "toggle_metrics", "Matrix"),
-        Binding("g", "toggle_samples", "Samples"),
-        Binding("t", "tryit", "Try"),
-        Binding("e", "export", "Export"),
-        Binding("l", "runs", "Runs"),
-        Binding("q", "app.quit", "Quit", show=False),
-    ]
+    BINDINGS = keymap.keys("monitor")
 
     state: reactive[str] = reactive("", bindings=True)
     stop_sent: reactive[bool] = reactive(False, bindings=True)

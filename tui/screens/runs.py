@@ -8,7 +8,6 @@ from typing import Any
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static
@@ -16,6 +15,7 @@ from textual.worker import get_current_worker
 
 from engine.core.errors import UserError
 from engine.models.loading import model_label
+from tui import keymap
 from tui.format import STATE_STYLES, number, state_text
 from tui.key_reasons import explain_turned_off_key
 from tui.runs_model.columns import column_widths, row_cells
@@ -30,22 +30,7 @@ class RunsScreen(Screen[None]):
     CSS_PATH = "runs.tcss"
     # Keys that do nothing for the selected row are hidden (not greyed), so that the footer
     # fits 80 columns with ^q Quit; the detail line says what enter and space do.
-    BINDINGS = [
-        Binding("enter", "open", "Open", show=False),
-        Binding("n", "new", "New"),
-        Binding("space", "mark", "Mark", key_display="spc"),
-        Binding("c", "compare", "Compare"),
-        Binding("w", "sweep", "Sweep"),
-        Binding("t", "tryit", "Try"),
-        Binding("e", "export", "Export"),
-        Binding("s", "stop", "Stop"),
-        Binding("u", "resume", "Resume"),
-        Binding("g", "start_queue", "Go"),
-        Binding("shift+up", "move(-1)", "Move", key_display="⇧↑↓"),
-        Binding("shift+down", "move(1)", "Move", show=False),
-        Binding("d", "delete", "Delete"),
-        Binding("r", "rescan", "Refresh", show=False),
-    ]
+    BINDINGS = keymap.keys("runs")
 
     def __init__(self, runs_root: Path | None = None) -> None:
         super().__init__()

@@ -12,7 +12,6 @@ from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -33,6 +32,7 @@ from textual.widgets import (
 
 from engine.config import TASK_NAMES, RunConfig
 from engine.core.errors import ConfigError, UserError
+from tui import keymap
 from tui.forms.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
 from tui.forms.setup_form import FormCheck, SetupForm
 from tui.inspector import Inspector
@@ -62,25 +62,7 @@ class SetupScreen(Screen[None]):
 
     CSS_PATH = "setup.tcss"
     AUTO_FOCUS = "#in-model_name"  # type straight away; shift+tab reaches the tab bar
-    BINDINGS = [
-        # Start and Queue are buttons in the status bar (with their keys), so the footer keeps
-        # room for ^q Quit at 80 columns.
-        Binding("ctrl+r", "start", "Start", priority=True, show=False),
-        Binding("ctrl+g", "queue", "Queue", priority=True, show=False),
-        # priority: an Input would otherwise take ctrl+e as "end of line"
-        Binding("ctrl+e", "estimate", "Estimate", priority=True),
-        Binding("ctrl+o", "load", "Load"),
-        Binding("ctrl+s", "save", "Save"),
-        Binding("ctrl+t", "browse", "Pick data file", show=False),
-        Binding("ctrl+l", "runs", "Runs"),
-        Binding("escape", "back", "Back"),
-        # The tabs from anywhere in the form; the cursor lands in the tab's first field. (alt+digit
-        # arrives as a symbol from many terminals, so it is not used.)
-        Binding(
-            "ctrl+pagedown,alt+right", "next_tab(1)", "Next tab", key_display="^PgDn", priority=True
-        ),
-        Binding("ctrl+pageup,alt+left", "next_tab(-1)", "Previous tab", show=False, priority=True),
-    ]
+    BINDINGS = keymap.keys("setup")
 
     valid: reactive[bool] = reactive(False, bindings=True)
     """True when every field passes its checks (Start and Estimate are enabled)."""

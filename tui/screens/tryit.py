@@ -2,76 +2,42 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static, TextArea
 
 from engine.core.errors import UserError
 from engine.tasks.classification.predict import Prediction
+from tui import keymap
+from tui.run_weights import NewestWeights, describe
 from tui.widgets.probabilities import PredictionView
 
 MAX_LINES = 100
-_default_threads: int | None = None
 
 
-def training_engine_alive(root: Path) -> bool:
-    """True when any run under `root` has a live engine (reads the disk: call in a worker)."""
-    from engine.rundir.runs import STATUS_FILE, engine_alive
+def _predictor(weights: Path, threads: int) -> Any:
+    from engine.tasks.classification.predict import Predictor
 
-    if not root.is_dir():
-        return False
-    return any(engine_alive(p) for p in root.iterdir() if (p / STATUS_FILE).is_file())
-
-
-def set_threads(busy: bool) -> int:
-    """Cap torch to 1 thread while an engine trains (no oversubscription), else the default.
-
-    Torch's intra-op thread count is per calling thread: call this in the thread that predicts.
-    """
-    global _default_threads
-    import torch
-
-    if _default_threads is None:
-        _default_threads = torch.get_num_threads()
-    wanted = 1 if busy else _default_threads
-    if torch.get_num_threads() != wanted:
-        torch.set_num_threads(wanted)
-    return wanted
-
-
-def describe(weights: Path, run_dir: Path) -> str:
-    """Where the weights come from, in words."""
-    if weights.parent.name == "checkpoints":
-        return f"newest checkpoint ({weights.name}) of a run still training"
-    return f"final adapter in {weights}" if weights.parent != run_dir else "final adapter"
+    return Predictor(weights, threads=threads)
 
 
 class TryItScreen(Screen[None]):
     """Type texts (one per line) and see the predicted label and class probabilities."""
 
     CSS_PATH = "tryit.tcss"
-    BINDINGS = [
-        Binding("ctrl+r", "predict", "Predict", priority=True),
-        Binding("ctrl+l", "clear", "Clear"),
-        Binding("escape", "back", "Back"),
-    ]
+    BINDINGS = keymap.keys("try_it")
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self.predictions: list[Prediction] = []
-        self._predictor: Any = None
-        self._loaded: tuple[Path, float, int] | None = None
-        self._lock = threading.Lock()
-        self.threads_used = 0
+        self.weights: NewestWeights[Any] = NewestWeights(self.run_dir, _predictor)
 
     def compose(self) -> ComposeResult:
         """Where the weights are, the text box, the predict button and the results."""
@@ -129,29 +95,13 @@ class TryItScreen(Screen[None]):
             status.set_class(kind == name, name)
 
     # -- loading and predicting happen in a thread ------------------------------------------------
-    def _load(self) -> tuple[Any, Path, int]:
-        """The predictor for the newest weights (reloaded when they change), and the thread cap."""
-        from engine.rundir.weights import find_weights
-        from engine.tasks.classification.predict import Predictor
-
-        weights = find_weights(self.run_dir)
-        busy = training_engine_alive(self.run_dir.parent)
-        threads = set_threads(busy)  # per thread: each worker thread sets its own
-        self.threads_used = threads
-        stamp = max((p.stat().st_mtime for p in weights.iterdir()), default=0.0)
-        key = (weights, stamp, threads)
-        if self._predictor is None or self._loaded != key:
-            self._predictor = Predictor(weights, threads=threads)
-            self._loaded = key
-        return self._predictor, weights, threads
-
     @work(thread=True, group="predict", exit_on_error=False)
     def run_predict(self, texts: list[str]) -> None:
         """Load (if needed) and predict in a thread; post the result to the UI thread."""
         call = self.app.call_from_thread
         try:
-            with self._lock:
-                predictor, weights, threads = self._load()
+            with self.weights.lock:
+                predictor, weights, threads = self.weights.get()
                 source = describe(weights, self.run_dir)
                 call(self._show_source, source, threads)
                 predictions = predictor.predict(texts) if texts else []

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+
+from tui import keymap
 
 
 class PathPrompt(ModalScreen[str | None]):
     """Ask for a file path; `check` may return an error message to keep the dialog open."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = keymap.keys("path_prompt")
 
     def __init__(
         self, title: str, value: str = "", check: Callable[[str], str | None] | None = None
@@ -71,10 +72,7 @@ class PathPrompt(ModalScreen[str | None]):
 class Confirm(ModalScreen[bool]):
     """A yes / no question."""
 
-    BINDINGS = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
-    ]
+    BINDINGS = keymap.keys("confirm")
 
     def __init__(self, question: str, yes: str = "Yes", no: str = "No") -> None:
         super().__init__()

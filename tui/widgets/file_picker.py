@@ -13,6 +13,7 @@ from textual.suggester import Suggester
 from textual.widgets import Button, DirectoryTree, Input, Label
 
 from engine.data.readers import FORMATS
+from tui import keymap
 
 
 class DataFileTree(DirectoryTree):
@@ -75,13 +76,7 @@ class FilePicker(ModalScreen[Path | None]):
     """Pick a data file: type a path (enter), jump home or to the last folder, or walk the tree."""
 
     AUTO_FOCUS = "#picker-tree"  # arrows walk the tree; / types a path; ~ and - jump
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel"),
-        Binding("backspace", "up", "Parent folder"),
-        Binding("tilde", "home", "Home"),
-        Binding("minus", "last", "Last folder"),
-        Binding("slash", "type_path", "Type a path"),
-    ]
+    BINDINGS = keymap.keys("file_picker")
 
     def __init__(self, start: Path | None = None, last: Path | None = None) -> None:
         super().__init__()
