@@ -12,9 +12,11 @@ to peft's own forward for anything else, so the adapter's weights and file forma
 from __future__ import annotations
 
 import types
+from functools import lru_cache
 from typing import Any
 
 
+@lru_cache(maxsize=1)
 def _function() -> Any:
     """The autograd Function (built on first use: torch is imported lazily)."""
     import torch
@@ -57,9 +59,6 @@ def _function() -> Any:
     return LoraLinear
 
 
-_FN: Any = None
-
-
 def _plain_dtypes(x: Any, weight: Any) -> bool:
     """bf16 weights under bf16 CPU autocast, or fp32 throughout with autocast off."""
     import torch
@@ -90,11 +89,8 @@ def _fused_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
             and not getattr(self, "use_dora", {}).get(name, False)
             and isinstance(self.lora_dropout[name], torch.nn.Identity)
         ):
-            global _FN
-            if _FN is None:
-                _FN = _function()
             with torch.autocast("cpu", enabled=False):
-                return _FN.apply(
+                return _function().apply(
                     x,
                     base.weight,
                     base.bias,

@@ -11,12 +11,14 @@ per-token 1/rms.
 from __future__ import annotations
 
 import types
+from functools import lru_cache
 from typing import Any
 
 # Norm classes whose forward is weight * (x32 * rsqrt(mean(x32^2) + eps)).to(dtype).
 NORM_CLASSES = frozenset({"LlamaRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm", "MistralRMSNorm"})
 
 
+@lru_cache(maxsize=1)
 def _function() -> Any:
     """The autograd Function (built on first use: torch is imported lazily)."""
     import torch
@@ -49,15 +51,9 @@ def _function() -> Any:
     return RMSNorm
 
 
-_FN: Any = None
-
-
 def _lean_forward(self: Any, hidden_states: Any) -> Any:
     """The norm's forward through the Function."""
-    global _FN
-    if _FN is None:
-        _FN = _function()
-    return _FN.apply(hidden_states, self.weight, self.variance_epsilon)
+    return _function().apply(hidden_states, self.weight, self.variance_epsilon)
 
 
 def use_lean_norms(model: Any) -> int:

@@ -23,6 +23,7 @@ what engine.tasks.causal_lm.metrics scores. Generation (no labels) takes the sto
 from __future__ import annotations
 
 import types
+from functools import lru_cache
 from typing import Any
 
 IGNORE = -100
@@ -192,14 +193,9 @@ def quant_head_scores(head: Any, hidden: Any, targets: Any) -> tuple[Any, Any, A
     return top + total.log(), target_logit, best
 
 
-_QUANT_HEAD_FN: Any = None
-
-
+@lru_cache(maxsize=1)  # built on first use: torch is imported lazily
 def _quant_head_nll() -> Any:
-    """Per-position cross-entropy through a quantised head, block by block (built on first use)."""
-    global _QUANT_HEAD_FN
-    if _QUANT_HEAD_FN is not None:
-        return _QUANT_HEAD_FN.apply
+    """Per-position cross-entropy through a quantised head, block by block."""
     import torch
 
     class QuantHeadTokenNll(torch.autograd.Function):
@@ -228,8 +224,7 @@ def _quant_head_nll() -> Any:
                     grad += (probs.mul_(weights).to(dtype) @ w).float()
             return grad.to(hidden.dtype), None, None
 
-    _QUANT_HEAD_FN = QuantHeadTokenNll
-    return _QUANT_HEAD_FN.apply
+    return QuantHeadTokenNll.apply
 
 
 def answer_loss_sum(head: Any, hidden: Any, targets: Any) -> Any:
@@ -295,14 +290,9 @@ def _chunk_nll(head: Any, hidden: Any, targets: Any) -> Any:
     return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
 
 
-_POSITIONS_FN: Any = None
-
-
+@lru_cache(maxsize=1)  # built on first use: torch is imported lazily
 def _fused_positions() -> Any:
-    """The fused head + per-position cross-entropy autograd Function (built on first use)."""
-    global _POSITIONS_FN
-    if _POSITIONS_FN is not None:
-        return _POSITIONS_FN.apply
+    """The fused head + per-position cross-entropy autograd Function."""
     import torch
 
     class HeadTokenNll(torch.autograd.Function):
@@ -334,5 +324,4 @@ def _fused_positions() -> Any:
             (grad,) = ctx.saved_tensors
             return grad * out_grad.to(grad.dtype)[:, None], None, None, None
 
-    _POSITIONS_FN = HeadTokenNll
-    return _POSITIONS_FN.apply
+    return HeadTokenNll.apply

@@ -234,7 +234,7 @@ def test_fused_lora_steps_aside_for_dropout(
             calls.append("LoraLinear")
             return real.apply(*args)
 
-    monkeypatch.setattr(fused_lora, "_FN", Spy)
+    monkeypatch.setattr(fused_lora, "_function", lambda: Spy)
     for dropout, fused_calls in ((0.0, True), (0.5, False)):
         calls.clear()
         loaded = load_seeded(tiny_model, "bf16", lora_dropout=dropout)
