@@ -74,3 +74,47 @@ def test_targets_the_model_lacks_are_a_problem_once_it_is_inspected() -> None:
     assert problem is not None and "nope" in problem and "query, value" in problem
     form.target_modules = "auto"
     assert form.target_problem({}) is None
+
+
+def test_settings_files_read_back_or_say_what_is_wrong(tmp_path) -> None:
+    """Load gets the settings or one line; Save refuses a folder that does not exist."""
+    from tui.forms.setup_form import read_settings, save_problem
+
+    good = tmp_path / "good.toml"
+    RunConfig().save(good)
+    assert isinstance(read_settings(str(good)), RunConfig)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[training]\nepochs = "many"\n')
+    assert read_settings(str(bad)) == (
+        "training.epochs: epochs must be a number such as 0.1 or 1e-3 (got 'many')"
+    )
+    bad.write_text("epochs = = 1")
+    assert read_settings(str(bad)).startswith(f"{bad}: not valid TOML")
+    assert save_problem(str(tmp_path / "x.toml")) is None
+    assert (
+        save_problem(str(tmp_path / "nowhere" / "x.toml"))
+        == f"no such folder: {tmp_path / 'nowhere'}"
+    )
+
+
+def test_a_refused_launch_becomes_field_problems() -> None:
+    """A ConfigError names each field; a single UserError its own field, hint included."""
+    from engine.core.errors import ConfigError, UserError
+    from tui.forms.setup_form import field_problems
+
+    both = ConfigError({"training.epochs": "must be > 0", "lora.lora_r": "must be > 0"})
+    assert field_problems(both) == {"training.epochs": "must be > 0", "lora.lora_r": "must be > 0"}
+    one = UserError("no such file", field="data.data_file_path", hint="pick another")
+    assert field_problems(one) == {"data.data_file_path": "no such file (pick another)"}
+
+
+def test_launch_outcomes_carry_errors_not_exceptions(tmp_path) -> None:
+    """An OS error while starting or queueing is a RunLaunched with a one-line error."""
+    from tui.forms.launching import outcome
+
+    def full_disk():
+        raise OSError(28, "No space left on device")
+
+    message = outcome("queue", full_disk)
+    assert message.run_dir is None and message.error is not None
+    assert message.error.one_line().startswith("cannot queue: ")

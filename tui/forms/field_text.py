@@ -89,3 +89,15 @@ def sweep_parts(name: str, text: str) -> list[str]:
     if "," not in str(text) or not sweepable(name):
         return []
     return [p.strip() for p in str(text).split(",") if p.strip()]
+
+
+TASK_HELP = {
+    "classification": "Text classification: texts with labels -> a classifier",
+    "causal-lm": "Instruction tuning: prompts/chats with answers -> an LLM adapter (loss on answers)",
+    "preference": "Preference tuning (DPO / ORPO): prompt, chosen, rejected -> an LLM adapter",
+}
+
+
+def task_help(task: str) -> str:
+    """One line about a task for the form."""
+    return TASK_HELP.get(task, task)

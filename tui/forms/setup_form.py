@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.config import TASK_NAMES, RunConfig, coerce
+from engine.core.errors import ConfigError, UserError
 from tui.forms.field_text import FIELDS, SECTION_OF, field_label, sweep_parts
 from tui.forms.form_spec import TAB_OF, TABS
 
@@ -154,3 +156,26 @@ class SetupForm:
                 f"not in this model: {', '.join(missing)} (it has {', '.join(self.model_modules)})"
             )
         return problem
+
+
+def read_settings(path: str) -> RunConfig | str:
+    """The settings in a TOML file for the form, or what is wrong with the file in one line."""
+    try:
+        return RunConfig.load(Path(path).expanduser())
+    except ConfigError as exc:
+        return "; ".join(f"{k}: {v}" for k, v in exc.problems.items())
+    except UserError as exc:
+        return exc.one_line()
+
+
+def save_problem(path: str) -> str | None:
+    """Why the settings cannot be saved to `path` (its folder does not exist), or None."""
+    parent = Path(path).expanduser().parent
+    return None if parent.is_dir() else f"no such folder: {parent}"
+
+
+def field_problems(exc: UserError) -> dict[str, str]:
+    """A refused run's problems by setting path (one, or a ConfigError's every one)."""
+    if isinstance(exc, ConfigError):
+        return dict(exc.problems)
+    return {exc.field: exc.message + (f" ({exc.hint})" if exc.hint else "")}

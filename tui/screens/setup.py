@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,10 +27,11 @@ from textual.widgets import (
 )
 
 from engine.config import TASK_NAMES, RunConfig
-from engine.core.errors import ConfigError, UserError
 from tui import keymap
+from tui.forms import launching
+from tui.forms.field_text import task_help
 from tui.forms.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
-from tui.forms.setup_form import FormCheck, SetupForm
+from tui.forms.setup_form import FormCheck, SetupForm, field_problems, read_settings, save_problem
 from tui.inspector import Inspector
 from tui.messages import DataChecked, ModelChecked, ModelsFound, PreflightDone, RunLaunched
 from tui.paths import display_path
@@ -45,16 +42,6 @@ from tui.widgets.settings_tab import SettingsTab
 from tui.widgets.target_modules import TargetModules
 
 DEFERRED_TABS = ("lora", "training")
-TASK_HELP = {
-    "classification": "Text classification: texts with labels -> a classifier",
-    "causal-lm": "Instruction tuning: prompts/chats with answers -> an LLM adapter (loss on answers)",
-    "preference": "Preference tuning (DPO / ORPO): prompt, chosen, rejected -> an LLM adapter",
-}
-
-
-def task_help(task: str) -> str:
-    """One line about a task for the form."""
-    return TASK_HELP.get(task, task)
 
 
 class SetupScreen(Screen[None]):
@@ -495,21 +482,7 @@ class SetupScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="launch")
     def launch_run(self, config: RunConfig) -> None:
         """Create the run directory and start the engine process."""
-        from engine.runs.launch import launch
-
-        self._post_launched(
-            "start the engine", lambda: RunLaunched(run_dir=launch(config, self.app.runs_root))
-        )
-
-    def _post_launched(self, doing: str, job: Callable[[], RunLaunched]) -> None:
-        """Post what `job` returns, or its error as a RunLaunched (a worker's last step)."""
-        try:
-            message = job()
-        except UserError as exc:
-            message = RunLaunched(error=exc)
-        except OSError as exc:
-            message = RunLaunched(error=UserError(f"cannot {doing}: {exc}"))
-        self.post_message(message)
+        self.post_message(launching.start_run(config, self.app.runs_root))
 
     def on_run_launched(self, message: RunLaunched) -> None:
         """Open the monitor, or show why the run could not start."""
@@ -528,11 +501,7 @@ class SetupScreen(Screen[None]):
             return
         exc = message.error
         assert exc is not None
-        if isinstance(exc, ConfigError):
-            problems = exc.problems
-        else:
-            problems = {exc.field: exc.message + (f" ({exc.hint})" if exc.hint else "")}
-        for path, text in problems.items():
+        for path, text in field_problems(exc).items():
             field = self.fields.get(path.split(".")[-1])
             if field is not None:
                 field.set_external(text, until_changed=True)
@@ -553,23 +522,7 @@ class SetupScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="launch")
     def queue_runs(self, config: RunConfig, sweep: dict[str, list[Any]], entry: str) -> None:
         """Write the queue entries (and start the first when no engine is busy)."""
-        from engine.runs import queue
-
-        root = self.app.runs_root
-
-        def write() -> RunLaunched:
-            if entry:
-                queue.update(root, entry, config)
-                text = f"saved the queued run {config.output.run_name or entry}"
-            else:
-                added = queue.add_sweep(root, config, sweep) if sweep else [queue.add(root, config)]
-                text = f"queued {len(added)} run{'s' if len(added) > 1 else ''}"
-            started = queue.start_next(root)
-            if started is not None:
-                text += f"; started {started.name}"
-            return RunLaunched(queued=text)
-
-        self._post_launched("queue", write)
+        self.post_message(launching.queue_runs(self.app.runs_root, config, sweep, entry))
 
     # -- Estimate: a preflight in its own process, shown in the status line --------------------
     def action_estimate(self) -> None:
@@ -583,26 +536,7 @@ class SetupScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="preflight")
     def run_preflight(self, config: RunConfig) -> None:
         """Run `finetune-tui preflight` in its own process (torch stays out of the UI)."""
-        from engine.rundir.runs import list_runs
-
-        if any(r.active for r in list_runs(self.app.runs_root)):
-            # Two trainings on the same cores slow each other badly and skew the estimate.
-            self.post_message(PreflightDone(error="a run is training now: estimate once it ends"))
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "preflight.toml"
-            config.save(path)
-            proc = subprocess.run(
-                [sys.executable, "-m", "engine.cli", "preflight", "--config", str(path)],
-                capture_output=True,
-                text=True,
-                stdin=subprocess.DEVNULL,
-            )
-        if proc.returncode:
-            error = (proc.stderr.strip().splitlines() or ["the estimate failed"])[-1]
-            self.post_message(PreflightDone(error=error.removeprefix("error: ")))
-        else:
-            self.post_message(PreflightDone(lines=proc.stdout.strip().splitlines()))
+        self.post_message(launching.estimate(config, self.app.runs_root))
 
     def on_preflight_done(self, message: PreflightDone) -> None:
         """Show the estimate in the status line (and as a notification)."""
@@ -633,14 +567,10 @@ class SetupScreen(Screen[None]):
 
             confirm_overwrite(self.app, target, write)
 
-        def check(path: str) -> str | None:
-            parent = Path(path).expanduser().parent
-            return None if parent.is_dir() else f"no such folder: {parent}"
-
         name = self.form_config().output.run_name or "finetune"
         suggestion = free_path(Path.home() / f"{name}.toml")
         self.app.push_screen(
-            PathPrompt("Save the settings as TOML", display_path(suggestion), check), save
+            PathPrompt("Save the settings as TOML", display_path(suggestion), save_problem), save
         )
 
     def action_load(self) -> None:
@@ -650,12 +580,10 @@ class SetupScreen(Screen[None]):
         loaded: list[RunConfig] = []
 
         def check(path: str) -> str | None:
-            try:
-                loaded.append(RunConfig.load(Path(path).expanduser()))
-            except ConfigError as exc:
-                return "; ".join(f"{k}: {v}" for k, v in exc.problems.items())
-            except UserError as exc:
-                return exc.one_line()
+            settings = read_settings(path)
+            if isinstance(settings, str):
+                return settings
+            loaded.append(settings)
             return None
 
         def apply(path: str | None) -> None:
