@@ -57,8 +57,6 @@ KEYS: list[tuple[str, str, str, str, str]] = [
     ("chat",         "ctrl+s",                   "save",            "Save as example",  ""),
     ("chat",         "ctrl+x",                   "stop",            "Stop answer",      "hidden"),
     ("chat",         "escape",                   "back",            "Back",             ""),
-    # Start and Queue are buttons in the status bar (with their keys), so the footer keeps
-    # room for ^q Quit at 80 columns.
     ("try_it",       "ctrl+r",                   "predict",         "Predict",          "priority"),
     ("try_it",       "ctrl+l",                   "clear",           "Clear",            ""),
     ("try_it",       "escape",                   "back",            "Back",             ""),

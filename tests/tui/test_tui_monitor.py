@@ -267,3 +267,26 @@ def test_long_runs_keep_their_step_and_epoch_whole_in_the_table() -> None:
     for step, total in ((1, 9), (99999, 99999), (123456, 7654321), (10**9, 10**9)):
         assert len(step_text(step, total)) <= width
     assert [epoch_text(e) for e in (0.5, 12.345, 650.8)] == ["0.50", "12.3", "651"]
+
+
+async def test_try_and_export_turn_on_with_a_checkpoint(
+    fake_run: Callable[..., Path], runs_root: Path
+) -> None:
+    """A run with a checkpoint on disk (no final adapter) can be tried and exported."""
+    run = fake_run("failed")
+    app = FinetuneApp(runs_root, attach_to=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.state == "failed")
+        assert screen.check_action("tryit", ()) is None
+        assert "No weights saved yet" in screen.why_not("tryit")
+    checkpoint = run / "checkpoints" / "checkpoint-50"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "adapter_config.json").write_text("{}")
+    (checkpoint / "trainer_state.json").write_text("{}")  # a complete checkpoint
+    app = FinetuneApp(runs_root, attach_to=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.state == "failed")
+        assert screen.check_action("tryit", ()) is True
+        assert screen.check_action("export", ()) is True

@@ -14,10 +14,11 @@ from textual.widgets import Footer, Label, Sparkline
 from textual.worker import get_current_worker
 
 from engine.config.tasks import GENERATIVE_TASKS
-from engine.rundir.events import Finished, Stopped
+from engine.rundir.events import Checkpoint, Finished, Stopped
 from tui import keymap
 from tui.key_reasons import explain_turned_off_key
 from tui.messages import RunEvents
+from tui.runs_model.run_rows import has_weights
 from tui.watcher import RunProgress, RunWatcher
 from tui.widgets.confusion import ConfusionView
 from tui.widgets.event_log import EventLog
@@ -43,7 +44,7 @@ class MonitorScreen(Screen[None]):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.progress = RunProgress()
-        self.has_adapter = False
+        self.has_weights = False  # a final adapter or a checkpoint: Try and Export work
         self._dirty = False
         self._samples_seen = False
 
@@ -94,7 +95,9 @@ class MonitorScreen(Screen[None]):
         changed = message.state != self.state
         if changed:
             self.state = message.state
-            self.has_adapter = self._adapter_saved()
+        if changed or any(isinstance(e, Checkpoint) for e in message.events):
+            self.has_weights = self._weights_saved()
+            self.refresh_bindings()
         log = self.query_one(EventLog)
         for line in lines:
             log.add(line.text, line.level)
@@ -143,11 +146,13 @@ class MonitorScreen(Screen[None]):
         elif self.progress.active:
             self.query_one(RunHeader).show(self.progress, self.run_dir, time.time())
 
-    def _adapter_saved(self) -> bool:
+    def _weights_saved(self) -> bool:
+        """A final adapter, or a checkpoint of a run still training (what Try and Export use)."""
         final = self.progress.final
-        if isinstance(final, (Finished, Stopped)) and final.output_dir:
-            return (Path(final.output_dir) / "adapter_config.json").is_file()
-        return (self.run_dir / "adapter" / "adapter_config.json").is_file()
+        finished_with = final.output_dir if isinstance(final, (Finished, Stopped)) else ""
+        if finished_with and (Path(finished_with) / "adapter_config.json").is_file():
+            return True
+        return has_weights(self.run_dir)
 
     # -- keys --------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -163,7 +168,7 @@ class MonitorScreen(Screen[None]):
         if action == "toggle_samples":  # hidden for tasks without sample generations
             return bool(self.progress.samples)
         if action in ("tryit", "export"):
-            return True if self.has_adapter else None
+            return True if self.has_weights else None
         if action == "toggle_view":  # only a small terminal shows the log or the plot, not both
             return True if self.has_class("-narrow") and self.has_class("-short") else None
         return True
@@ -194,7 +199,7 @@ class MonitorScreen(Screen[None]):
                 return "No sample answers yet: they come with the first evaluation."
             return "Sample answers are for causal-lm runs; m shows this run's confusion matrix."
         if action in ("tryit", "export"):
-            return "No adapter saved yet: it is written when the run ends (or stops)."
+            return "No weights saved yet: the first checkpoint (or the end of the run) writes them."
         if action == "toggle_view":
             return "The plot and the log are both on screen at this size (v switches at 80x24)."
         return ""
