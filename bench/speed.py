@@ -264,11 +264,16 @@ def run_plain(model: str, rows: int, out: Path, precision: str, seed: int) -> di
 
 def run_ours(model: str, rows: int, out: Path, precision: str, seed: int, extra: list[str]) -> dict:
     """`finetune-tui train` with its defaults (in this process, via the engine)."""
+    # First, as a CLI run's engine does before torch loads: OpenMP's wait policy from the machine's
+    # load (engine.training.cores.claim_threads). Timing Trainer.train means importing transformers
+    # (and torch) before the engine's own claim, which then finds the policy already fixed.
+    from engine.core.hardware import settle_wait_policy
+    from engine.training.cores import cpu_readings
+
+    settle_wait_policy(cpu_readings()[0] or 0.0)
     from transformers import Trainer
 
-    from engine.cli.commands import (
-        main as cli_main,  # first: the engine sets up threads before torch loads
-    )
+    from engine.cli.commands import main as cli_main
     from engine.rundir.events import Finished, read_events
 
     timing: list[float] = []

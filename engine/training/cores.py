@@ -86,6 +86,11 @@ def load_average() -> float:
     half-second sample catches a burst (a compile, a page of the TUI) as if it would last.
     Work that shows in both is work that is there.
     """
+    return busy_cores(*cpu_readings())
+
+
+def cpu_readings() -> tuple[float | None, float | None]:
+    """(cores busy over the next half second, the one-minute load average); None where unknown."""
     now = minute = None
     try:
         import psutil
@@ -95,7 +100,7 @@ def load_average() -> float:
         pass
     with contextlib.suppress(OSError):  # not on every platform
         minute = os.getloadavg()[0]
-    return busy_cores(now, minute)
+    return now, minute
 
 
 def busy_cores(now: float | None, minute: float | None) -> float:
@@ -129,19 +134,25 @@ class _RootLock:
             os.close(self.fd)
 
 
-def claim_threads(requested: int, run_dir: Path) -> ThreadPlan:
-    """Decide this engine's threads and record them in its status, under the root's lock."""
-    from engine.core.hardware import available_cores, set_engine_threads
+def claim_threads(requested: int, run_dir: Path) -> tuple[ThreadPlan, str]:
+    """Decide this engine's threads and record them in its status, under the root's lock.
+
+    Also settles how waiting OpenMP threads behave (engine.core.hardware.settle_wait_policy)
+    from what other programs, not engines, do right now; returns the plan and that log line.
+    """
+    from engine.core.hardware import available_cores, set_engine_threads, settle_wait_policy
     from engine.rundir.runs import write_status
 
     root = run_dir.parent
     with _RootLock(root):
-        plan = plan_threads(
-            requested, available_cores(), other_engine_threads(root, run_dir), load_average()
-        )
+        others = other_engine_threads(root, run_dir)
+        now, minute = cpu_readings()
+        plan = plan_threads(requested, available_cores(), others, busy_cores(now, minute))
         write_status(run_dir, threads=plan.threads)
     set_engine_threads(plan.threads)
-    return plan
+    # Other engines share the cores by plan (the Rebalancer); only other programs make spinning cost.
+    wait_note = settle_wait_policy(max(0.0, (now or 0.0) - sum(others)))
+    return plan, wait_note
 
 
 def record_threads(run_dir: Path, threads: int) -> None:

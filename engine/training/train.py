@@ -185,9 +185,11 @@ def _claim_threads(run_dir: Path, writer: EventWriter) -> None:
         requested = RunConfig.load(run_dir / CONFIG_FILE).training.threads
     except UserError:
         return  # _train reports the config
-    plan = claim_threads(requested, run_dir)
+    plan, wait_note = claim_threads(requested, run_dir)
     if plan.note:
         writer.emit(Log(level="warning", message=plan.note))
+    if wait_note:
+        writer.emit(Log(level="info", message=wait_note))
 
 
 def _fail(run_dir: Path, writer: EventWriter, event: Failed) -> None:

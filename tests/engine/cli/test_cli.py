@@ -145,6 +145,9 @@ def test_train_writes_the_events(trained):
     phases = [e.name for e in events if e.type == "phase"]
     for name in ("loading model", "tokenizing", "training", "evaluating", "saving"):
         assert name in phases
+    # the engine chose how its OpenMP threads wait before torch loaded (so the choice took)
+    logs = [e.message for e in events if e.type == "log"]
+    assert any(m.startswith("waiting threads ") for m in logs), logs
 
 
 def test_run_directory_holds_the_config(trained):

@@ -245,7 +245,7 @@ def test_a_new_engine_takes_its_share(
     tiny_model: Path, runs_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("engine.core.hardware.available_cores", lambda: 2)
-    monkeypatch.setattr("engine.training.cores.load_average", lambda: 0.0)
+    monkeypatch.setattr("engine.training.cores.cpu_readings", lambda: (0.0, 0.0))
     other = make_fake_run(runs_root, "other", "running")  # this test process plays the engine
     write_status(other, threads=2)
     run_dir = new_run_dir(tiny_cfg(tiny_model, threads=0, max_steps=2), runs_root)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.hardware import SPIN_COUNT, WAIT_POLICY_MARK, wait_policy_for
 from engine.core.topology import parse_cpu_list, read_topology
 from engine.rundir.events import Log, Started
 from engine.rundir.runs import new_run_dir, read_status
@@ -164,6 +165,59 @@ def test_a_lagging_load_average_does_not_decide_alone() -> None:
     assert plan_threads(0, 2, [2], busy_cores(2.0, 2.0)).threads == 1  # a second engine: a share
 
 
+# -- how waiting threads wait ------------------------------------------------------------------
+def test_waiting_threads_spin_briefly_on_idle_cores_and_sleep_on_busy_ones() -> None:
+    env, why = wait_policy_for(0.2)
+    assert env == {"GOMP_SPINCOUNT": str(SPIN_COUNT)} and "idle" in why
+    env, why = wait_policy_for(1.4)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"} and "1.4 core(s) busy" in why
+
+
+SETTLE = """
+import json, os, sys
+{before}
+import engine
+from engine.core.hardware import settle_wait_policy
+first = settle_wait_policy({outside})
+again = settle_wait_policy(0.0 if {outside} else 5.0)  # decided once
+print(json.dumps([first, again, os.environ.get("OMP_WAIT_POLICY"), os.environ.get("GOMP_SPINCOUNT")]))
+"""
+
+
+def _settle(outside: float, before: str = "", **env: str) -> list:
+    """settle_wait_policy in a fresh process (it acts before torch loads, once per process)."""
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    clean.pop(WAIT_POLICY_MARK, None)
+    code = SETTLE.format(before=before, outside=outside)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_engine_settles_the_wait_policy_once_before_torch_loads() -> None:
+    note, again, policy, spin = _settle(0.0)
+    assert "spin briefly" in note and again == note and (policy, spin) == (None, str(SPIN_COUNT))
+    note, _, policy, spin = _settle(1.5)
+    assert "sleep" in note and (policy, spin) == ("PASSIVE", None)
+    # the processes we start (the TUI's engines) inherit our default and may still settle it
+    note, _, policy, spin = _settle(0.0, OMP_WAIT_POLICY="PASSIVE", **{WAIT_POLICY_MARK: "1"})
+    assert "spin briefly" in note and (policy, spin) == (None, str(SPIN_COUNT))
+
+
+def test_the_users_wait_policy_and_a_loaded_torch_are_left_alone() -> None:
+    assert _settle(0.0, OMP_WAIT_POLICY="ACTIVE")[::2] == ["", "ACTIVE"]
+    assert _settle(0.0, GOMP_SPINCOUNT="5")[::3] == ["", "5"]
+    # torch has read its environment already: changing it now would only mislead the log
+    note, _, _, spin = _settle(0.0, before="import torch")
+    assert (note, spin) == ("", None)
+
+
 # -- the probe ----------------------------------------------------------------------------------
 def test_candidate_counts_by_share() -> None:
     assert candidate_counts(1) == [1]
@@ -304,7 +358,7 @@ def test_a_tiny_run_logs_its_thread_choice_and_the_next_reuses_it(
     from engine.training.train import run_training
 
     monkeypatch.setattr("engine.core.hardware.available_cores", lambda: 2)
-    monkeypatch.setattr("engine.training.cores.load_average", lambda: 0.0)
+    monkeypatch.setattr("engine.training.cores.cpu_readings", lambda: (0.0, 0.0))
     # the shared machine's other work must not keep the choice out of the cache here
     monkeypatch.setattr("engine.training.thread_probe.cpu_seconds", lambda: (0.0, 0.0))
     monkeypatch.setattr("engine.training.thread_probe.MIN_RUN_PROBES", 1)  # a short run probes
