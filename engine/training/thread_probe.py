@@ -116,15 +116,28 @@ class ThreadProbe:
         self.position += 1
 
     def speeds(self) -> dict[int, float]:
-        """Tokens per second at each count timed so far: the median step's.
+        """Tokens per second at each count timed so far, on the same work for every count.
 
-        The median, not the mean: on a shared machine one step in a few meets a burst of
-        someone else's work (measured: a 45 ms MiniLM step took 330 ms once in seven).
+        A step's time is a fixed part (per-op overhead, the optimiser) plus a part per token,
+        and length-bucketed batches differ in tokens several-fold: so each count's steps are
+        fitted to `seconds = fixed + per_token * tokens` and every count is scored on all the
+        probe's batches. Comparing each count's median tokens/s instead let the batches a count
+        happened to draw decide (MiniLM, AVX2: 2 threads 0.9x-2.45x of 1 over eight probes;
+        fitted, 1.26x-1.34x). The fit is robust (medians of pairwise slopes): on a shared machine
+        one step in a few meets a burst of someone else's work (a 45 ms MiniLM step took
+        330 ms once in seven). Steps all of one length need no fit: their median tokens/s.
         """
+        work = [tokens for rows in self.timed.values() for _, tokens in rows]
         out = {}
         for count, rows in self.timed.items():
-            if rows:
+            if not rows:
+                continue
+            fit = _robust_line(rows)
+            if fit is None:
                 out[count] = statistics.median(t / s for s, t in rows)
+            else:
+                fixed, per_token = fit
+                out[count] = sum(work) / max(sum(fixed + per_token * t for t in work), 1e-9)
         return out
 
     def choice(self) -> ProbeResult:
@@ -148,6 +161,26 @@ class ThreadProbe:
         if speeds[best] < fastest:
             why += f" (within {SMALLER_WITHIN:.0%} of the fastest: leaves cores free)"
         return ProbeResult(best, why, speeds)
+
+
+def _robust_line(rows: list[tuple[float, int]]) -> tuple[float, float] | None:
+    """(fixed seconds, seconds per token) through (seconds, tokens) rows: Theil-Sen, both >= 0.
+
+    None when the rows have fewer than two distinct token counts (no slope to fit).
+    """
+    slopes = [
+        (s2 - s1) / (t2 - t1)
+        for i, (s1, t1) in enumerate(rows)
+        for s2, t2 in rows[i + 1 :]
+        if t2 != t1
+    ]
+    if not slopes:
+        return None
+    per_token = max(0.0, statistics.median(slopes))
+    fixed = max(0.0, statistics.median(s - per_token * t for s, t in rows))
+    if fixed == 0.0 and per_token == 0.0:
+        return None
+    return fixed, per_token
 
 
 # -- the cache ------------------------------------------------------------------------------------

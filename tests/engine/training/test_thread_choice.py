@@ -303,6 +303,24 @@ def test_a_burst_of_load_in_one_step_does_not_decide() -> None:
     assert probe.choice().threads == 2
 
 
+def test_batches_of_other_lengths_do_not_decide() -> None:
+    # a step = a fixed part + a part per token (MiniLM on AVX2: about 25 ms + 0.21 / 0.13 ms a
+    # token at 1 / 2 threads). 1 thread draws the long batches, 2 the short ones: by median
+    # tokens/s 1 thread looks 2x faster; on the same work 2 threads are 1.3x faster.
+    def step(threads: int, tokens: int) -> float:
+        return 0.025 + tokens * (0.00021 if threads == 1 else 0.00013)
+
+    probe = ThreadProbe([1, 2], steps=5, warmup=0)
+    long, short = [240, 228, 276, 204, 216], [48, 72, 60, 48, 84]
+    for threads in probe.schedule:
+        tokens = (long if threads == 1 else short).pop()
+        burst = 8.0 if tokens == 84 else 1.0  # and one step meets someone else's work
+        probe.record(step(threads, tokens) * burst, tokens)
+    speeds = probe.speeds()
+    assert probe.choice().threads == 2
+    assert 1.2 < speeds[2] / speeds[1] < 1.45
+
+
 def test_the_warm_up_step_is_not_timed() -> None:
     probe = ThreadProbe([1, 2], steps=1)
     probe.record(100.0, 10)  # the warm-up: kernels built, heap grown
