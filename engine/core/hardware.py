@@ -25,8 +25,21 @@ def cpu_flags() -> frozenset[str]:
 
 
 def native_bf16() -> bool:
-    """True when the CPU has native bf16 matmul (AMX or AVX512-BF16)."""
-    return any(flag in cpu_flags() for flag in BF16_FLAGS)
+    """True when the CPU has native bf16 matmul (AMX or AVX512-BF16) and torch may use it."""
+    return any(flag in cpu_flags() for flag in BF16_FLAGS) and not isa_capped_below_avx512()
+
+
+def isa_capped_below_avx512() -> bool:
+    """True when ATEN_CPU_CAPABILITY or ONEDNN_MAX_CPU_ISA keep torch's kernels below AVX512.
+
+    Then bf16 matmuls are emulated (~2 GFLOP/s against fp32's hundreds) even where the CPU's
+    flags list AVX512-BF16 or AMX, so `precision auto` must not pick bf16.
+    """
+    aten = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    return aten in ("default", "avx2") or (
+        bool(onednn) and onednn != "ALL" and not onednn.startswith(("AVX512", "AVX10", "AMX"))
+    )
 
 
 def bf16_kind() -> str:

@@ -165,6 +165,29 @@ def test_a_lagging_load_average_does_not_decide_alone() -> None:
     assert plan_threads(0, 2, [2], busy_cores(2.0, 2.0)).threads == 1  # a second engine: a share
 
 
+@pytest.mark.parametrize(
+    "env, native",
+    [
+        ({}, True),
+        ({"ATEN_CPU_CAPABILITY": "avx2"}, False),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, True),
+        ({"ATEN_CPU_CAPABILITY": "avx512"}, True),
+    ],
+)
+def test_an_isa_capped_below_avx512_has_no_native_bf16(
+    env: dict[str, str], native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.core import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
+    for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert hardware.native_bf16() is native
+
+
 # -- how waiting threads wait ------------------------------------------------------------------
 def test_waiting_threads_spin_briefly_on_idle_cores_and_sleep_on_busy_ones() -> None:
     env, why = wait_policy_for(0.2)
