@@ -78,17 +78,6 @@ def other_engine_threads(root: Path, run_dir: Path) -> list[int]:
     return found
 
 
-def load_average() -> float:
-    """Cores other work keeps busy, as two clocks agree: now (half a second) and the last minute.
-
-    Neither decides alone. The one-minute load average lags: a run that ended seconds ago (a
-    test, the previous training) still holds it up and would halve a new run's threads. A
-    half-second sample catches a burst (a compile, a page of the TUI) as if it would last.
-    Work that shows in both is work that is there.
-    """
-    return busy_cores(*cpu_readings())
-
-
 def cpu_readings() -> tuple[float | None, float | None]:
     """(cores busy over the next half second, the one-minute load average); None where unknown."""
     now = minute = None
@@ -104,7 +93,14 @@ def cpu_readings() -> tuple[float | None, float | None]:
 
 
 def busy_cores(now: float | None, minute: float | None) -> float:
-    """Pure rule of load_average: the lower of the two readings (one alone when only one exists)."""
+    """Cores other work keeps busy, as two clocks agree: the lower of the half-second sample and
+    the one-minute load average (one alone when only one exists).
+
+    Neither decides alone. The one-minute load average lags: a run that ended seconds ago (a
+    test, the previous training) still holds it up and would halve a new run's threads. A
+    half-second sample catches a burst (a compile, a page of the TUI) as if it would last.
+    Work that shows in both is work that is there.
+    """
     known = [x for x in (now, minute) if x is not None]
     return min(known) if known else 0.0
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.config import RunConfig
 from engine.core.errors import UserError
+from engine.core.words import plural
 from engine.rundir.events import (
     Event,
     EventWriter,
@@ -356,6 +357,8 @@ class _Session:
         if cached is not None:
             self._use_threads(run_dir, min(cached.threads, share))
             callback.threads_cap = cached.threads
+            if cached.threads > share:  # other engines run: the cached count waits for them
+                return [f"{plural(share, 'thread')}, this engine's share ({cached.message()})"]
             return [cached.message()]
         topo = machine_topology()
         logical = topo.usable_logical if share >= topo.usable else 0
@@ -407,8 +410,6 @@ class _Session:
         )
 
     def _describe(self) -> str:
-        from engine.core.words import plural
-
         loaded = self.loaded
         saved = ", ".join(loaded.modules_to_save) or "no extra modules"
         return (

@@ -10,7 +10,7 @@ import pytest
 from engine.core.hardware import SPIN_COUNT, WAIT_POLICY_MARK, wait_policy_for
 from engine.core.topology import parse_cpu_list, read_topology
 from engine.rundir.events import Log, Started
-from engine.rundir.runs import new_run_dir, read_status
+from engine.rundir.runs import new_run_dir, read_status, write_status
 from engine.scaleout.distributed import auto_nproc
 from engine.training.cores import busy_cores, plan_threads
 from engine.training.thread_probe import (
@@ -22,6 +22,7 @@ from engine.training.thread_probe import (
     candidate_counts,
     probe_key,
 )
+from tests.fakeruns import make_fake_run
 from tests.reliability_helpers import tiny_cfg, typed
 
 
@@ -435,5 +436,18 @@ def test_a_tiny_run_logs_its_thread_choice_and_the_next_reuses_it(
         asked = new_run_dir(tiny_cfg(tiny_model, threads=1, max_steps=12), runs_root)
         assert run_training(asked) == 0
         assert not any("thread" in e.message and "cached" in e.message for e in typed(asked, Log))
+
+        # a cached 2 while another engine holds a core: the run takes its share and says so
+        stored_all = json.loads((runs_root / PROBES_FILE).read_text())
+        for entry in stored_all.values():
+            entry["threads"] = 2
+        (runs_root / PROBES_FILE).write_text(json.dumps(stored_all))
+        other = make_fake_run(runs_root, "other", "running")  # this process plays the engine
+        write_status(other, threads=1)
+        shared = new_run_dir(tiny_cfg(tiny_model, threads=0, max_steps=12), runs_root)
+        assert run_training(shared) == 0
+        assert typed(shared, Started)[0].threads == 1
+        lines = [e.message for e in typed(shared, Log)]
+        assert any(m.startswith("1 thread, this engine's share (2 threads: cached") for m in lines)
     finally:
         torch.set_num_threads(before)
