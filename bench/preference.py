@@ -167,6 +167,7 @@ def ours(a: argparse.Namespace) -> dict[str, Any]:
     t.precision, t.threads = a.precision, a.threads
     t.eval_strategy, t.save_strategy, t.checkpoint_minutes = "no", "no", 0
     t.logging_steps = 50
+    t.gradient_checkpointing = a.checkpointing
     root = Path(tempfile.mkdtemp(prefix="pref-ours-"))
     run_dir = new_run_dir(cfg.validate(), root)
     assert run_training(run_dir) == 0, (run_dir / "engine.log").read_text()[-2000:]
@@ -278,6 +279,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--sides", default="ours,trl")
     ap.add_argument(
+        "--checkpointing", default="auto", help="our gradient_checkpointing (auto, true, false)"
+    )
+    ap.add_argument(
         "--pairs",
         default="sentiment",
         choices=["sentiment", "fluency"],
@@ -324,7 +328,7 @@ def main() -> None:
                 "--model", a.model, "--epochs", str(a.epochs), "--batch", str(a.batch),
                 "--lr", str(a.lr), "--beta", str(a.beta), "--rank", str(a.rank),
                 "--max-length", str(a.max_length), "--precision", a.precision,
-                "--threads", str(a.threads),
+                "--threads", str(a.threads), "--checkpointing", a.checkpointing,
             ]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
