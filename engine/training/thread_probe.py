@@ -123,8 +123,8 @@ class ThreadProbe:
         fitted to `seconds = fixed + per_token * tokens` and every count is scored on all the
         probe's batches. Comparing each count's median tokens/s instead let the batches a count
         happened to draw decide (MiniLM, AVX2: 2 threads 0.9x-2.45x of 1 over eight probes;
-        fitted, 1.26x-1.34x). The fit is robust (medians of pairwise slopes): on a shared machine
-        one step in a few meets a burst of someone else's work (a 45 ms MiniLM step took
+        fitted, 1.24x-1.42x over six). The fit is robust (medians of pairwise slopes): on a
+        shared machine one step in a few meets a burst of someone else's work (a 45 ms MiniLM step took
         330 ms once in seven). Steps all of one length need no fit: their median tokens/s.
         """
         work = [tokens for rows in self.timed.values() for _, tokens in rows]
