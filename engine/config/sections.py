@@ -21,6 +21,7 @@ SCHEDULERS = (
 )
 NOTIFY = ("off", "bell", "osc9")
 CHECKPOINTING = ("auto", "true", "false")
+MEMORY_MODES = ("auto", "fast", "lean")
 # Experiment trackers report_to may name (comma-separated), and the module each one needs.
 TRACKERS = {
     "tensorboard": "tensorboard",
@@ -179,6 +180,13 @@ class TrainingConfig:
         "auto = on when a step's memory estimate is over half the free RAM; recomputes "
         "activations in backward (a fraction of the memory, ~10% slower); true / false force it",
         choices=CHECKPOINTING,
+    )
+    memory_mode: str = _f(
+        "auto",
+        "How the heap treats a step's freed memory: fast keeps it for reuse; lean returns it at "
+        "once (a decoder's peak RSS ~0.8x, its steps ~1.3x slower); auto = lean when a "
+        "decoder step's estimate is over half the free RAM",
+        choices=MEMORY_MODES,
     )
     threads: int = _f(
         0, "Torch threads (0 = auto: the fastest count, timed in the first steps and cached)"

@@ -9,6 +9,7 @@ from engine.config.sections import (
     ATTENTION,
     BASE_PRECISIONS,
     CHECKPOINTING,
+    MEMORY_MODES,
     NOTIFY,
     PRECISIONS,
     PREFERENCE_LOSSES,
@@ -34,6 +35,10 @@ def config_problems(cfg: RunConfig) -> dict[str, str]:
     if t.gradient_checkpointing not in CHECKPOINTING:
         p["training.gradient_checkpointing"] = (
             f"gradient_checkpointing must be auto, true or false (got '{t.gradient_checkpointing}')"
+        )
+    if t.memory_mode not in MEMORY_MODES:
+        p["training.memory_mode"] = (
+            f"memory_mode must be auto, fast or lean (got '{t.memory_mode}')"
         )
     if m.attention not in ATTENTION:
         p["model.attention"] = f"attention must be one of {', '.join(ATTENTION)}"

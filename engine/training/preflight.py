@@ -66,7 +66,7 @@ def preflight(cfg: RunConfig, steps: int = 6) -> PreflightReport:
     from engine.tasks import get_task
     from engine.training.trainer_setup import quiet_libraries, total_steps
 
-    tune_allocator()
+    tune_allocator(cfg.training.memory_mode)
     cfg = cfg.copy()
     t = cfg.training
     task = get_task(cfg.task)

@@ -217,12 +217,14 @@ def _fail(run_dir: Path, writer: EventWriter, event: Failed) -> None:
 
 
 def _train(run_dir: Path, writer: EventWriter, resume: bool) -> str:
-    from engine.core.hardware import resolve_precision, resolve_threads, tune_allocator
+    from engine.core.hardware import LEAN_NOTE, resolve_precision, resolve_threads, tune_allocator
     from engine.scaleout import distributed as dist
     from engine.tasks import get_task
 
-    tune_allocator()
     cfg = RunConfig.load(run_dir / CONFIG_FILE).validate()
+    tune_allocator(cfg.training.memory_mode)
+    if cfg.training.memory_mode == "lean":
+        writer.emit(Log(level="info", message=LEAN_NOTE))
     task = get_task(cfg.task)
     precision = resolve_precision(cfg.training.precision, cfg.model.base_precision)
     checkpoint = dist.agreed_checkpoint(run_dir) if resume else None

@@ -60,6 +60,7 @@ TABS = {
             "preference_loss",
             "beta",
             "gradient_checkpointing",
+            "memory_mode",
             "checkpoint_minutes",
             "save_total_limit",
             "metric_for_best",

@@ -213,3 +213,25 @@ def decide_checkpointing(
         f"gradient checkpointing on (auto): a step without it may need {without / gb:.1f} GB, "
         f"more than {limit}; with it about {estimate_of(True).total / gb:.1f} GB"
     )
+
+
+def decide_heap(setting: str, estimate_of: Any, free_bytes: int | None = None) -> tuple[str, str]:
+    """(fast or lean, why) for a memory_mode setting; auto is lean when a step's estimate without
+    checkpointing is over FREE_SHARE of the free RAM (the run is memory-bound: the heap should
+    not hold back what checkpointing saves)."""
+    if setting == "lean":
+        return "lean", ""  # said once for every task at the run's start
+    if setting != "auto":
+        return "fast", ""
+    if free_bytes is None:
+        from engine.core.hardware import free_memory_bytes
+
+        free_bytes = free_memory_bytes()
+    without = estimate_of(False).total
+    if without <= FREE_SHARE * free_bytes:
+        return "fast", ""
+    gb = 1024**3
+    return "lean", (
+        f"memory_mode lean (auto): a step without checkpointing may need {without / gb:.1f} GB, "
+        f"more than half the {free_bytes / gb:.1f} GB free; freed blocks go back at once"
+    )

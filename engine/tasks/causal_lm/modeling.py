@@ -124,7 +124,7 @@ def load_causal_model(
         else:
             model = get_peft_model(model, lora)
     lean = attention == GQA_LABEL
-    checkpointing, ckpt_note = _decide_checkpointing(
+    checkpointing, ckpt_note, heap_note = _decide_checkpointing(
         cfg, config, model, length, precision, lean, weights, rows_per_example
     )
     if checkpointing:
@@ -151,7 +151,7 @@ def load_causal_model(
     answer_logits.install(model.get_base_model())
     saved = [describe_rows(tokenizer, rows)] if rows else []
     described = describe_layers(model, share)
-    notes = [n for n in (length_note, base_note, ckpt_note) if n]
+    notes = [n for n in (length_note, base_note, ckpt_note, heap_note) if n]
     if init:
         notes.append(f"LoRA starts from the adapter in {init}")
     loaded = LoadedModel(model, tokenizer, name, targets, saved, attention, described, notes)
@@ -197,16 +197,23 @@ def _decide_checkpointing(
     lean: bool,
     weights: int | None = None,
     rows_per_example: int = 1,
-) -> tuple[bool, str]:
-    """Gradient checkpointing as set, or for auto: on when the memory estimate needs it."""
-    from engine.tasks.causal_lm.memory import decide_checkpointing, estimate
+) -> tuple[bool, str, str]:
+    """(on, note, heap note): gradient checkpointing as set, or for auto on when the memory
+    estimate needs it; and the heap made lean when memory_mode asks for it (tune_allocator)."""
+    from engine.core.hardware import tune_allocator
+    from engine.tasks.causal_lm.memory import decide_checkpointing, decide_heap, estimate
 
     n_params, lora = _counts(model)
     batch = cfg.batch_size_for(max_length=length) * rows_per_example
-    return decide_checkpointing(
-        cfg.training.gradient_checkpointing,
-        lambda on: estimate(config, n_params, lora, batch, length, precision, on, lean, weights),
-    )
+
+    def estimate_of(on: bool) -> Any:
+        return estimate(config, n_params, lora, batch, length, precision, on, lean, weights)
+
+    on, note = decide_checkpointing(cfg.training.gradient_checkpointing, estimate_of)
+    heap, heap_note = decide_heap(cfg.training.memory_mode, estimate_of)
+    if heap == "lean":
+        tune_allocator("lean")
+    return on, note, heap_note
 
 
 def _counts(model: Any) -> tuple[int, int]:
