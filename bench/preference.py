@@ -168,6 +168,7 @@ def ours(a: argparse.Namespace) -> dict[str, Any]:
     t.eval_strategy, t.save_strategy, t.checkpoint_minutes = "no", "no", 0
     t.logging_steps = 50
     t.gradient_checkpointing = a.checkpointing
+    t.memory_mode = a.memory_mode
     root = Path(tempfile.mkdtemp(prefix="pref-ours-"))
     run_dir = new_run_dir(cfg.validate(), root)
     assert run_training(run_dir) == 0, (run_dir / "engine.log").read_text()[-2000:]
@@ -277,7 +278,8 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--sides", default="ours,trl")
+    ap.add_argument("--sides", default="ours,trl", help="ours, ours-lean (memory_mode lean), trl")
+    ap.add_argument("--memory-mode", default="auto", help=argparse.SUPPRESS)  # child: ours's
     ap.add_argument(
         "--checkpointing", default="auto", help="our gradient_checkpointing (auto, true, false)"
     )
@@ -322,8 +324,10 @@ def main() -> None:
     results: dict[tuple[str, str], dict[str, Any]] = {}
     for loss in a.losses.split(","):
         for side in a.sides.split(","):
+            mode = "lean" if side == "ours-lean" else "auto"
             cmd = [
-                sys.executable, __file__, "--side", side, "--loss", loss,
+                sys.executable, __file__, "--side", side.split("-")[0], "--loss", loss,
+                "--memory-mode", mode,
                 "--train-file", str(train_file), "--eval-file", str(eval_file),
                 "--model", a.model, "--epochs", str(a.epochs), "--batch", str(a.batch),
                 "--lr", str(a.lr), "--beta", str(a.beta), "--rank", str(a.rank),
@@ -337,15 +341,17 @@ def main() -> None:
                 continue
             results[(loss, side)] = r = json.loads(line[7:])
             print(
-                f"{loss:4} {side:4}: preference accuracy {r['accuracy']:.1%}, label accuracy "
+                f"{loss:4} {side:9}: preference accuracy {r['accuracy']:.1%}, label accuracy "
                 f"{r['label_accuracy']:.1%}, {r['pairs_per_s']:.1f} pairs/s "
                 f"({r['train_s']:.0f} s), peak RSS {r['peak_rss_gb']:.2f} GB",
                 flush=True,
             )
-        if (loss, "ours") in results and (loss, "trl") in results:
-            o, t = results[(loss, "ours")], results[(loss, "trl")]
+        for ours_side in ("ours", "ours-lean"):
+            if (loss, ours_side) not in results or (loss, "trl") not in results:
+                continue
+            o, t = results[(loss, ours_side)], results[(loss, "trl")]
             print(
-                f"{loss:4} ours/TRL: accuracy {100 * (o['accuracy'] - t['accuracy']):+.1f} points, "
+                f"{loss:4} {ours_side}/TRL: accuracy {100 * (o['accuracy'] - t['accuracy']):+.1f} points, "
                 f"speed {o['pairs_per_s'] / t['pairs_per_s']:.2f}x, "
                 f"peak RSS {o['peak_rss_gb'] / t['peak_rss_gb']:.2f}x",
                 flush=True,
