@@ -124,7 +124,7 @@ def load_causal_model(
         else:
             model = get_peft_model(model, lora)
     lean = attention == GQA_LABEL
-    checkpointing, ckpt_note, heap_note = _decide_checkpointing(
+    checkpointing, ckpt_note, heap_note = _decide_memory(
         cfg, config, model, length, precision, lean, weights, rows_per_example
     )
     if checkpointing:
@@ -188,7 +188,7 @@ def _adapter_base(folder: Path) -> str:
     return str(raw.get("base_model_name_or_path") or "")
 
 
-def _decide_checkpointing(
+def _decide_memory(
     cfg: Any,
     config: Any,
     model: Any,
