@@ -185,7 +185,7 @@ class TrainingConfig:
         "auto",
         "How the heap treats a step's freed memory: fast keeps it for reuse; lean returns it at "
         "once (a decoder's peak RSS ~0.8x, its steps ~1.3x slower); auto = lean when a "
-        "decoder step's estimate is over half the free RAM",
+        "decoder step, checkpointed as the run will be, may need over half the free RAM",
         choices=MEMORY_MODES,
     )
     threads: int = _f(

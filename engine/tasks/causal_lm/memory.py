@@ -59,7 +59,7 @@ class MemoryEstimate:
         )
 
 
-def _widths(config: Any) -> tuple[int, int, int, int, int]:
+def decoder_widths(config: Any) -> tuple[int, int, int, int, int]:
     """(hidden, layers, heads, intermediate, vocabulary) of a decoder config."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     hidden = int(getattr(text, "hidden_size", 0) or getattr(text, "n_embd", 0) or 768)
@@ -86,7 +86,7 @@ def estimate(
     it is not stored at the compute precision, engine.tasks.causal_lm.base_precision)."""
     from engine.tasks.causal_lm.answer_logits import CHUNK_ELEMENTS
 
-    hidden, layers, _, _, _ = _widths(config)
+    hidden, layers, _, _, _ = decoder_widths(config)
     tokens = batch_size * length  # padding makes the longest row count
     per_layer = layer_bytes(config, batch_size, length, precision, lean)
     if checkpointing:
@@ -105,7 +105,7 @@ def estimate(
 
 def layer_bytes(config: Any, rows: int, length: int, precision: str, lean: bool = False) -> int:
     """Activations one decoder layer keeps for backward (without checkpointing) for a batch."""
-    hidden, _, heads, inter, _ = _widths(config)
+    hidden, _, heads, inter, _ = decoder_widths(config)
     if lean:
         widths = LEAN_PER_HIDDEN * hidden + LEAN_PER_INTER * inter + LEAN_PER_SCORE * heads * length
     else:
@@ -215,10 +215,13 @@ def decide_checkpointing(
     )
 
 
-def decide_heap(setting: str, estimate_of: Any, free_bytes: int | None = None) -> tuple[str, str]:
-    """(fast or lean, why) for a memory_mode setting; auto is lean when a step's estimate without
-    checkpointing is over FREE_SHARE of the free RAM (the run is memory-bound: the heap should
-    not hold back what checkpointing saves)."""
+def decide_heap(
+    setting: str, estimate_of: Any, free_bytes: int | None = None, checkpointing: bool = True
+) -> tuple[str, str]:
+    """(fast or lean, why) for a memory_mode setting; auto is lean when the step the run will
+    take (with checkpointing: its bound, step_bound's floor included) is over FREE_SHARE of the
+    free RAM, so the heap does not hold back what checkpointing saves. A step that only
+    checkpoints to stay under STEP_FLOOR on a roomy machine keeps the fast heap."""
     if setting == "lean":
         return "lean", ""  # said once for every task at the run's start
     if setting != "auto":
@@ -227,11 +230,12 @@ def decide_heap(setting: str, estimate_of: Any, free_bytes: int | None = None) -
         from engine.core.hardware import free_memory_bytes
 
         free_bytes = free_memory_bytes()
-    without = estimate_of(False).total
-    if without <= FREE_SHARE * free_bytes:
+    step = estimate_of(checkpointing).total
+    needed = max(step, STEP_FLOOR) if checkpointing else step
+    if needed <= FREE_SHARE * free_bytes:
         return "fast", ""
     gb = 1024**3
     return "lean", (
-        f"memory_mode lean (auto): a step without checkpointing may need {without / gb:.1f} GB, "
-        f"more than half the {free_bytes / gb:.1f} GB free; freed blocks go back at once"
+        f"memory_mode lean (auto): a step may take {needed / gb:.1f} GB, more than half the "
+        f"{free_bytes / gb:.1f} GB free; freed blocks go back at once"
     )

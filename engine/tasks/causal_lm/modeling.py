@@ -210,7 +210,7 @@ def _decide_memory(
         return estimate(config, n_params, lora, batch, length, precision, on, lean, weights)
 
     on, note = decide_checkpointing(cfg.training.gradient_checkpointing, estimate_of)
-    heap, heap_note = decide_heap(cfg.training.memory_mode, estimate_of)
+    heap, heap_note = decide_heap(cfg.training.memory_mode, estimate_of, checkpointing=on)
     if heap == "lean":
         tune_allocator("lean")
     return on, note, heap_note

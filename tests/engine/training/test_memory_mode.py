@@ -103,15 +103,23 @@ class _Estimate:
         self.total = int(total)
 
 
-def test_auto_is_lean_only_when_a_step_must_fit_in_half_the_free_ram() -> None:
-    from engine.tasks.causal_lm.memory import decide_heap
+def test_auto_is_lean_only_when_the_step_must_fit_in_half_the_free_ram() -> None:
+    from engine.tasks.causal_lm.memory import STEP_FLOOR, decide_heap
 
     def step(on: bool) -> _Estimate:
         return _Estimate(1 * GB if on else 3 * GB)
 
+    floor_gb = STEP_FLOOR / GB
     assert decide_heap("auto", step, free_bytes=20 * GB) == ("fast", "")
-    heap, why = decide_heap("auto", step, free_bytes=4 * GB)
-    assert heap == "lean" and "3.0 GB" in why and "half the 4.0 GB free" in why
+    # checkpointed, the step takes its bound (the floor): it fits in half of 2 x floor free
+    assert decide_heap("auto", step, free_bytes=int(2 * STEP_FLOOR)) == ("fast", "")
+    heap, why = decide_heap("auto", step, free_bytes=int(1.5 * STEP_FLOOR))
+    assert heap == "lean" and f"{floor_gb:.1f} GB" in why
+    assert f"half the {1.5 * floor_gb:.1f} GB free" in why
+    # without checkpointing the whole step counts
+    heap, why = decide_heap("auto", step, free_bytes=5 * GB, checkpointing=False)
+    assert heap == "lean" and "3.0 GB" in why and "half the 5.0 GB free" in why
+    assert decide_heap("auto", step, free_bytes=7 * GB, checkpointing=False)[0] == "fast"
     assert decide_heap("fast", step, free_bytes=1 * GB) == ("fast", "")
     assert decide_heap("lean", step, free_bytes=100 * GB)[0] == "lean"
 
