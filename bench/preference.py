@@ -12,7 +12,9 @@ sides' rows alike); `--pairs fluency` instead cuts each sentence in two: the pro
 half, chosen its real second half, rejected the same words shuffled. Training rows are whole
 SST-2 sentences (balanced for sentiment); held-out pairs are SST-2 dev reviews. Each side trains in its own subprocess (one after the other, the same threads) with
 the same LoRA (rank, alpha, dropout 0, all linear layers), learning rate, epochs, batch, max
-length and precision; TRL keeps its other defaults (e.g. gradient checkpointing on). Printed:
+length and precision; TRL keeps its other defaults (e.g. gradient checkpointing on) and runs in
+the environment the bench was started in (not with the settings `import engine` adds, such as
+THP_MEM_ALLOC_ENABLE). Printed:
 - held-out preference accuracy, scored the same way for both sides after training (engine's
   completion log-probs of the same tokens): DPO's implicit reward (policy - reference, the base
   with the adapter off) of chosen above rejected; ORPO's reward (mean token log-prob);
@@ -37,6 +39,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+# The environment as the user gave it, before `import engine` adds its settings (the wait policy,
+# THP_MEM_ALLOC_ENABLE): TRL runs in it, as a plain script would.
+USER_ENV = dict(os.environ)
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
@@ -319,8 +324,13 @@ def main() -> None:
         f"{a.precision}, {a.threads} thread(s); load: {os.getloadavg()[0]:.2f}",
         flush=True,
     )
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false")
-    env["OMP_NUM_THREADS"] = str(a.threads)
+    env = dict(
+        USER_ENV,
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(ROOT),
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS=str(a.threads),
+    )
     results: dict[tuple[str, str], dict[str, Any]] = {}
     for loss in a.losses.split(","):
         for side in a.sides.split(","):

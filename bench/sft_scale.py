@@ -37,6 +37,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 OUT = HERE / "out"
+# The environment as the user gave it, before `import engine` adds its settings (the wait policy,
+# THP_MEM_ALLOC_ENABLE): the TRL script runs in it, as it would on its own.
+USER_ENV = dict(os.environ)
 # ../shared/data from the checkout, or from a parent of it (for worktrees)
 SHARED = next(
     (p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data" / "sst2").is_dir()),
@@ -258,7 +261,7 @@ def run_trl(tmp: Path, args: argparse.Namespace, checkpointing: bool) -> dict:
         "--batch-size", str(args.batch_size), "--lr", str(args.lr),
         "--max-length", str(args.max_length), "--precision", args.precision,
     ] + (["--trl-checkpointing"] if checkpointing else [])  # fmt: skip
-    peak = run_measured(cmd)
+    peak = run_measured(cmd, env=dict(USER_ENV, HF_HUB_OFFLINE="1"))
     result = json.loads((tmp / "trl.json").read_text())
     adapter = tmp / f"trl-adapter-{int(checkpointing)}"
     (tmp / "trl-adapter").rename(adapter)
