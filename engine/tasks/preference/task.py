@@ -47,9 +47,8 @@ class PreferenceTask(CausalLMTask):
         from functools import partial
 
         from engine.tasks.causal_lm.modeling import load_causal_model
-        from engine.tasks.causal_lm.step_parts import PART_TOKENS
         from engine.tasks.preference import forward
-        from engine.tasks.preference.collate import split_pairs
+        from engine.tasks.preference.collate import pair_part_tokens, split_pairs
 
         chats = [p.chosen_chat() for p in data.train] + [p.rejected_chat() for p in data.train]
         loaded = load_causal_model(cfg, precision, chats, rows_per_example=2)
@@ -58,8 +57,9 @@ class PreferenceTask(CausalLMTask):
         loaded.model.get_base_model().accepts_loss_kwargs = False
         forward.install(loaded.model, cfg.training.preference_loss, cfg.training.beta)
         multiple = _pad_multiple(cfg)
+        part_tokens = pair_part_tokens(loaded.model.config, precision)
         loaded.model.finetune_tui_split_batch = partial(
-            split_pairs, part_tokens=PART_TOKENS, multiple=multiple
+            split_pairs, part_tokens=part_tokens, multiple=multiple
         )
         loaded.notes.append(_loss_note(cfg))
         return loaded

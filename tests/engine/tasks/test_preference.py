@@ -218,6 +218,18 @@ def test_parts_of_a_step_give_the_whole_batchs_loss(decoder: Path, pairs_file: P
     assert torch.allclose(whole, summed, atol=1e-5)
 
 
+def test_a_preference_part_holds_about_a_megabyte_of_mlp_activations() -> None:
+    from transformers import LlamaConfig
+
+    from engine.tasks.preference.collate import PART_BLOCK_BYTES, pair_part_tokens
+
+    smollm = LlamaConfig(hidden_size=576, intermediate_size=1536)
+    assert pair_part_tokens(smollm, "fp32") == PART_BLOCK_BYTES // (1536 * 4)  # 170
+    assert pair_part_tokens(smollm, "bf16") == PART_BLOCK_BYTES // (1536 * 2)
+    assert pair_part_tokens(LlamaConfig(intermediate_size=64), "fp32") == 2048  # tiny: one part
+    assert pair_part_tokens(LlamaConfig(intermediate_size=14336), "fp32") == 128  # 8B: a pair
+
+
 # -- runs -----------------------------------------------------------------------------------------
 def train(cfg: RunConfig, root: Path) -> Path:
     from engine.rundir.runs import new_run_dir
