@@ -92,12 +92,15 @@ def _make_forward(loss_name: str, beta: float, seen: list[Any]) -> Any:
         base = self.get_base_model()
         n = input_ids.shape[0] // 2
         pairs = pair_total or n
+        if loss_name == "dpo":
+            # The reference first: its activations are gone before the policy's graph is built,
+            # so the two never add up in the step's peak.
+            with torch.no_grad(), self.disable_adapter():
+                ref, _ = completion_logps(base, input_ids, attention_mask, labels)
         _apply_layer_plan(base, input_ids)
         sums, counts = completion_logps(base, input_ids, attention_mask, labels)
         pc, pr = sums[:n], sums[n:]
         if loss_name == "dpo":
-            with torch.no_grad(), self.disable_adapter():
-                ref, _ = completion_logps(base, input_ids, attention_mask, labels)
             rc, rr = ref[:n], ref[n:]
             terms = dpo_losses(pc, pr, rc, rr, beta)
             loss = terms.losses.sum() / pairs
