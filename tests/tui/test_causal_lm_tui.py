@@ -165,3 +165,43 @@ async def test_eval_table_shows_perplexity_for_language_models(runs_root: Path) 
         table = screen.query_one(EvalTable)
         assert [str(c.label) for c in table.columns.values()][3] == "ppl"
         assert table.get_row_at(0)[3] == "7.4"
+
+
+async def test_a_decoder_typed_into_a_fresh_form_switches_the_task_to_causal_lm(
+    runs_root: Path, decoder: Path
+) -> None:
+    from tui.screens.setup import SetupScreen
+
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen))
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.query("#in-task"))
+        task = screen.query_one("#in-task", Select)
+        assert task.value == "classification"
+        screen.query_one("#in-model_name", Input).value = str(decoder)
+        await wait_for(pilot, lambda: task.value == "causal-lm", timeout=60)
+        await pilot.pause(0.2)
+        assert "Instruction tuning" in text_of(screen, "#task-help")
+        task.value = "preference"  # the user's pick stays for the next model check
+        await pilot.pause(0.2)
+        screen.query_one("#in-model_name", Input).value = str(decoder) + "/"
+        await wait_for(pilot, lambda: "LlamaForCausalLM" in text_of(screen, "#model-info"))
+        assert task.value == "preference"
+
+
+async def test_a_given_configs_classification_task_stays_for_a_decoder(
+    runs_root: Path, decoder: Path
+) -> None:
+    from tui.screens.setup import SetupScreen
+
+    cfg = RunConfig(task="classification")
+    cfg.model.model_name = str(decoder)
+    app = FinetuneApp(runs_root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.open_setup(cfg)
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen))
+        screen = app.screen
+        await wait_for(pilot, lambda: "LlamaForCausalLM" in text_of(screen, "#model-info"))
+        await pilot.pause(0.2)
+        assert screen.query_one("#in-task", Select).value == "classification"
