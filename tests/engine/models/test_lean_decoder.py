@@ -150,6 +150,8 @@ def test_layer_plan_in_a_loaded_model_follows_each_batch(
     cfg.training.batch_size = 4
     # so little RAM would make auto quantise the base; this test is about the layer plan
     cfg.model.base_precision = "bf16"
+    # (bf16 is refused on CPUs without native bf16 for its speed; here only the numbers count)
+    monkeypatch.setattr("engine.core.hardware.native_bf16", lambda: True)
     monkeypatch.setattr("engine.core.hardware.free_memory_bytes", lambda: 10 * 1024**2)
     loaded = load_causal_model(cfg, "bf16")
     assert any("skips their recomputation" in n for n in loaded.notes)
