@@ -3,6 +3,9 @@
     python bench/pretrain_decoder.py --out bench/out/sst2-decoder     # the small decoder, first
     python bench/preference.py --model bench/out/sst2-decoder         # both losses, both sides
     python bench/preference.py --pairs fluency                        # pairs both sides learn
+    python bench/pretrain_decoder.py --vocab 32000 --out bench/out/sst2-decoder-32k
+    python bench/preference.py --model bench/out/sst2-decoder-32k --pairs fluency --train 1000
+                                # a real LM's share of vocabulary (the figures in the docs)
     python bench/preference.py --shape smollm2-135m --train 96 --eval 32   # speed and memory at a
                                                         # real model's shape (random weights)
 
