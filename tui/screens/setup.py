@@ -32,6 +32,7 @@ from tui.forms import launching
 from tui.forms.field_text import task_help
 from tui.forms.form_spec import DATA_KEYS, MODEL_KEYS, PLACEHOLDERS, TAB_OF, TABS, field_options
 from tui.forms.setup_form import FormCheck, SetupForm, field_problems, read_settings, save_problem
+from tui.forms.task_choice import DECODER_TASK, TaskChoice
 from tui.inspector import Inspector
 from tui.messages import DataChecked, ModelChecked, ModelsFound, PreflightDone, RunLaunched
 from tui.paths import display_path
@@ -63,11 +64,7 @@ class SetupScreen(Screen[None]):
         self.queue_entry = queue_entry  # editing this queued run (ctrl+g saves it back)
         self.initial = config.copy() if config is not None else RunConfig()
         self.form = SetupForm(task=self.initial.task)
-        # A given config's task (a tweak, a queued run) is the user's; a fresh form's default
-        # task gives way to causal-lm when the model turns out to be a decoder.
-        self._task_given = config is not None
-        self._task_shown = self.initial.task
-        self._task_set_for_decoder = False
+        self.task_choice = TaskChoice(self.initial.task, given=config is not None)
         special = field_options()
         self.fields: dict[str, FormField] = {}
         self.targets = TargetModules(self.initial.lora.target_modules)
@@ -145,11 +142,7 @@ class SetupScreen(Screen[None]):
     @on(Select.Changed, "#in-task")
     def _task_changed(self, event: Select.Changed) -> None:
         value = str(event.value)
-        if self._task_set_for_decoder and value == "causal-lm":
-            self._task_set_for_decoder = False
-        elif value != self._task_shown:
-            self._task_given = True  # the user picked it
-        self._task_shown = value
+        self.task_choice.shown(value)
         self.query_one("#task-help", Static).update(task_help(value))
         self.revalidate()
         self.schedule_checks(delay=0.2)  # the data reads differently for another task
@@ -309,7 +302,7 @@ class SetupScreen(Screen[None]):
 
     def load_config(self, config: RunConfig) -> None:
         """Show a config in every field (e.g. a loaded file or a previous run's settings)."""
-        self._task_given = self._task_given or config is not self.initial
+        self.task_choice.given |= config is not self.initial
         self.initial = config.copy()
         for name, field in self.fields.items():
             if name in ("text_column", "label_column"):
@@ -386,23 +379,11 @@ class SetupScreen(Screen[None]):
             info_line.update(f"{info.summary()}\nLoRA can adapt: {', '.join(info.linear_modules)}")
             self.model_modules = info.linear_modules
             self.targets.set_modules(info.linear_modules, info.auto_targets)
-            self._task_for_decoder(info.architecture)
+            task = self.query_one("#in-task", Select)
+            if note := self.task_choice.switch_for(info.architecture, str(task.value)):
+                task.value = DECODER_TASK
+                self.notify(note, timeout=6)
         self.revalidate()
-
-    def _task_for_decoder(self, architecture: str) -> None:
-        """A decoder on a fresh form's default task (classification): switch to causal-lm."""
-        task = self.query_one("#in-task", Select)
-        if self._task_given or task.value != "classification":
-            return
-        if not architecture.endswith("ForCausalLM"):
-            return
-        self._task_set_for_decoder = True
-        task.value = "causal-lm"
-        self.notify(
-            f"{architecture} is a decoder: task set to causal-lm (instruction tuning); "
-            "pick preference or classification on the Model tab",
-            timeout=6,
-        )
 
     def on_data_checked(self, message: DataChecked) -> None:
         """Show the data preview and put any data error next to its field."""
